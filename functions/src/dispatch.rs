@@ -1,0 +1,91 @@
+//! Runs one route for one request: request id, log span, handler, error rendering.
+//! Lambda and the local gateway both come through here.
+
+use http::HeaderValue;
+use lambda_http::{Body, Request, Response};
+use tracing::Instrument;
+
+use fanout::Services;
+use fanout::error::{ApiError, ErrorCode};
+use fanout::request_id::{self, RequestId};
+
+use crate::request;
+use crate::routes::Route;
+
+/// Answers `req` with `route`, echoing (or generating) the `Luna-Request-Id`.
+pub async fn dispatch(svc: &Services, route: &Route, req: Request) -> Response<Body> {
+    let (request_id, result) = match client_request_id(&req) {
+        Ok(id) => {
+            let span = tracing::info_span!("request", request_id = %id, route = route.name);
+            let result = (route.handler)(svc, req).instrument(span.clone()).await;
+            (id, result.map_err(|e| (e, span)))
+        }
+        Err(err) => (
+            RequestId::generate(),
+            Err((err, tracing::info_span!("request", route = route.name))),
+        ),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err((err, span)) => {
+            span.in_scope(|| {
+                if err.status() >= 500 {
+                    tracing::error!(error_code = err.code.code(), detail = %err.detail, "request failed");
+                } else {
+                    tracing::info!(error_code = err.code.code(), detail = %err.detail, "request rejected");
+                }
+            });
+            request::error(&err)
+        }
+    };
+    with_request_id(&mut response, &request_id);
+    response
+}
+
+/// Answer for a request no route takes.
+pub fn unrouted(req: &Request, method_known_path: bool) -> Response<Body> {
+    let err = if method_known_path {
+        ApiError::new(
+            ErrorCode::BadRoute,
+            format!(
+                "Method {} is not allowed on {}",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+    } else {
+        ApiError::new(
+            ErrorCode::BadRoute,
+            format!("Resource {} not found", req.uri().path()),
+        )
+    };
+    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
+    let mut response = request::error(&err);
+    if method_known_path {
+        *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    }
+    with_request_id(&mut response, &request_id);
+    response
+}
+
+fn client_request_id(req: &Request) -> Result<RequestId, ApiError> {
+    match req.headers().get(request_id::HEADER) {
+        None => Ok(RequestId::generate()),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(RequestId::parse)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequestId,
+                    "Luna-Request-Id must look like 1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a",
+                )
+            }),
+    }
+}
+
+fn with_request_id(response: &mut Response<Body>, id: &RequestId) {
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(request_id::HEADER, value);
+    }
+}

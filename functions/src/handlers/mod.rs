@@ -1,0 +1,6 @@
+//! Route handlers: parse the request, call the domain, shape the answer.
+
+pub mod events;
+pub mod faces;
+pub mod lists;
+pub mod system;

@@ -1,0 +1,116 @@
+//! Service routes: version, health, configuration, API documentation.
+
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use fanout::Services;
+use fanout::error::ApiError;
+use fanout::health;
+
+use crate::openapi;
+use crate::request::{json, query_of};
+
+/// Answer to `GET /version`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionBody {
+    /// The version parts.
+    #[serde(rename = "Version")]
+    pub version: Version,
+}
+
+/// Version parts of the service.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Version {
+    /// API generation (the `/1/` prefix).
+    pub api: u32,
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Patch version.
+    pub patch: u32,
+}
+
+/// `GET /version`.
+pub async fn version(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    let part = |s: &str| s.parse().unwrap_or(0);
+    Ok(json(
+        200,
+        &VersionBody {
+            version: Version {
+                api: 1,
+                major: part(env!("CARGO_PKG_VERSION_MAJOR")),
+                minor: part(env!("CARGO_PKG_VERSION_MINOR")),
+                patch: part(env!("CARGO_PKG_VERSION_PATCH")),
+            },
+        },
+    ))
+}
+
+/// `GET /1/healthcheck`: 200 when every dependency answers, 502 otherwise.
+pub async fn healthcheck(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    let health = health::check(svc).await;
+    let status = if health.is_ok() { 200 } else { 502 };
+    Ok(json(status, &health))
+}
+
+/// Environment variables that hold credentials: shown only as set or unset.
+const SECRETS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+];
+
+/// `GET /1/config`: the settings in force; credentials are hidden.
+pub async fn config(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    let credentials: serde_json::Map<String, serde_json::Value> = SECRETS
+        .iter()
+        .map(|name| {
+            let shown = if std::env::var_os(name).is_some() {
+                "******"
+            } else {
+                ""
+            };
+            (name.to_string(), json!(shown))
+        })
+        .collect();
+    Ok(json(
+        200,
+        &json!({
+            "FANOUT_TABLE": svc.config.table,
+            "FANOUT_WORK_QUEUE_URL": svc.config.work_queue_url,
+            "FANOUT_CONTROL_QUEUE_URL": svc.config.control_queue_url,
+            "FANOUT_BUCKET": svc.config.bucket,
+            "FANOUT_DESCRIPTOR_VERSIONS": svc.config.descriptor_versions,
+            "FANOUT_DEFAULT_DESCRIPTOR_VERSION": svc.config.default_descriptor_version,
+            "AWS_ENDPOINT_URL": svc.config.endpoint_url,
+            "AWS_REGION": std::env::var("AWS_REGION").ok(),
+            "CREDENTIALS": credentials,
+        }),
+    ))
+}
+
+/// `GET /1/docs/spec`: YAML for `Accept: application/x-yaml`, HTML otherwise.
+pub async fn docs_spec(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    let wants_yaml = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-yaml"));
+    let (content_type, body) = if wants_yaml {
+        ("application/x-yaml", openapi::yaml()?)
+    } else {
+        ("text/html; charset=utf-8", openapi::html())
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", content_type)
+        .body(Body::Text(body))
+        .expect("static response parts are valid"))
+}

@@ -1,0 +1,12 @@
+//! Fanout's HTTP surface. The route table ([`routes::ROUTES`]) is defined once; each
+//! Lambda binary in `src/bin/` serves one route of it through [`lambda::run`], and the
+//! `gateway` binary serves all of them over plain HTTP for local development. Both pass
+//! the same `lambda_http::Request` through [`dispatch::dispatch`].
+
+pub mod dispatch;
+pub mod gateway;
+pub mod handlers;
+pub mod lambda;
+pub mod openapi;
+pub mod request;
+pub mod routes;

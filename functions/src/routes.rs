@@ -1,0 +1,242 @@
+//! The route table, defined once: the Lambda binaries, the local gateway, the OpenAPI
+//! document and the template drift test all read it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::Method;
+use lambda_http::{Body, Request, Response};
+use utoipa::openapi::{RefOr, Schema};
+
+use fanout::Services;
+use fanout::error::ApiError;
+use fanout::health::Health;
+use fanout::objects::Count;
+use fanout::objects::events::{self, Event, EventPage, EventsCreated, NewEvents};
+use fanout::objects::faces::{self, Face, FaceCreated, FacePage, FacePatch, NewFace};
+use fanout::objects::lists::{self, List, ListCreated, ListPage, ListPatch, NewList};
+
+use crate::handlers::{
+    events as event_handlers, faces as face_handlers, lists as list_handlers, system,
+};
+
+/// What a handler returns: a response, or an error rendered by the dispatcher.
+pub type HandlerFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send + 'a>>;
+
+/// A route handler.
+pub type Handler = for<'a> fn(&'a Services, Request) -> HandlerFuture<'a>;
+
+/// A schema for the OpenAPI document, with the schemas it refers to.
+pub struct NamedSchema {
+    /// Component name.
+    pub name: String,
+    /// The schema itself.
+    pub schema: RefOr<Schema>,
+    /// Schemas it refers to, by name.
+    pub nested: Vec<(String, RefOr<Schema>)>,
+}
+
+/// Produces the schema of one request or response type.
+pub type SchemaFn = fn() -> NamedSchema;
+
+/// One API route.
+pub struct Route {
+    /// Binary and function name (`get_face`).
+    pub name: &'static str,
+    /// HTTP method.
+    pub method: Method,
+    /// Path template with `{param}` segments, as API Gateway writes it.
+    pub path: &'static str,
+    /// The handler.
+    pub handler: Handler,
+    /// Documentation for the OpenAPI document.
+    pub doc: RouteDoc,
+}
+
+/// How a route is documented.
+pub struct RouteDoc {
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Query parameters the route accepts.
+    pub query: &'static [&'static str],
+    /// JSON body schema.
+    pub body: Option<SchemaFn>,
+    /// Success status.
+    pub status: u16,
+    /// Success body schema (none for 204 or non-JSON answers).
+    pub response: Option<SchemaFn>,
+}
+
+/// Schema of `T` with the schemas it refers to.
+pub fn schema_of<T: utoipa::ToSchema>() -> NamedSchema {
+    let mut nested = Vec::new();
+    T::schemas(&mut nested);
+    NamedSchema {
+        name: T::name().into_owned(),
+        schema: T::schema(),
+        nested,
+    }
+}
+
+macro_rules! route {
+    ($name:literal, $method:ident, $path:literal, $handler:path,
+     $summary:literal, query: $query:expr, body: $body:expr, $status:literal => $response:expr) => {
+        Route {
+            name: $name,
+            method: Method::$method,
+            path: $path,
+            handler: |svc, req| Box::pin($handler(svc, req)),
+            doc: RouteDoc {
+                summary: $summary,
+                query: $query,
+                body: $body,
+                status: $status,
+                response: $response,
+            },
+        }
+    };
+}
+
+const NONE: &[&str] = &[];
+const ACCOUNT: &[&str] = &["account_id"];
+
+/// Every route of the API.
+pub static ROUTES: &[Route] = &[
+    route!("version", GET, "/version", system::version,
+        "Service version", query: NONE, body: None, 200 => Some(schema_of::<system::VersionBody>)),
+    route!("healthcheck", GET, "/1/healthcheck", system::healthcheck,
+        "Reachability of DynamoDB, SQS and S3", query: NONE, body: None, 200 => Some(schema_of::<Health>)),
+    route!("config", GET, "/1/config", system::config,
+        "Service configuration, secrets hidden", query: NONE, body: None, 200 => None),
+    route!("docs_spec", GET, "/1/docs/spec", system::docs_spec,
+        "This OpenAPI document: YAML for Accept: application/x-yaml, HTML otherwise",
+        query: NONE, body: None, 200 => None),
+    route!("create_face", POST, "/1/faces", face_handlers::create,
+        "Create a face", query: NONE, body: Some(schema_of::<NewFace>), 201 => Some(schema_of::<FaceCreated>)),
+    route!("list_faces", GET, "/1/faces", face_handlers::list,
+        "Faces matching filters, newest first", query: faces::LIST_PARAMS, body: None, 200 => Some(schema_of::<FacePage>)),
+    route!("count_faces", GET, "/1/faces/count", face_handlers::count,
+        "Number of faces matching filters", query: faces::COUNT_PARAMS, body: None, 200 => Some(schema_of::<Count>)),
+    route!("get_face", GET, "/1/faces/{face_id}", face_handlers::get,
+        "One face", query: ACCOUNT, body: None, 200 => Some(schema_of::<Face>)),
+    route!("patch_face", PATCH, "/1/faces/{face_id}", face_handlers::patch,
+        "Change a face's attributes", query: ACCOUNT, body: Some(schema_of::<FacePatch>), 204 => None),
+    route!("delete_face", DELETE, "/1/faces/{face_id}", face_handlers::delete,
+        "Delete a face and its list memberships", query: ACCOUNT, body: None, 204 => None),
+    route!("create_list", POST, "/1/lists", list_handlers::create,
+        "Create a list", query: NONE, body: Some(schema_of::<NewList>), 201 => Some(schema_of::<ListCreated>)),
+    route!("list_lists", GET, "/1/lists", list_handlers::list,
+        "Lists matching filters, newest first", query: lists::LIST_PARAMS, body: None, 200 => Some(schema_of::<ListPage>)),
+    route!("get_list", GET, "/1/lists/{list_id}", list_handlers::get,
+        "One list with its face count", query: ACCOUNT, body: None, 200 => Some(schema_of::<List>)),
+    route!("patch_list", PATCH, "/1/lists/{list_id}", list_handlers::patch,
+        "Attach faces to or detach them from a list (up to 1000)", query: ACCOUNT,
+        body: Some(schema_of::<ListPatch>), 204 => None),
+    route!("delete_list", DELETE, "/1/lists/{list_id}", list_handlers::delete,
+        "Delete a list (its faces stay)", query: ACCOUNT, body: None, 204 => None),
+    route!("create_events", POST, "/1/events", event_handlers::create,
+        "Save up to 1000 events", query: NONE, body: Some(schema_of::<NewEvents>), 201 => Some(schema_of::<EventsCreated>)),
+    route!("list_events", GET, "/1/events", event_handlers::list,
+        "Events matching filters, newest first", query: events::LIST_PARAMS, body: None, 200 => Some(schema_of::<EventPage>)),
+    route!("get_event", GET, "/1/events/{event_id}", event_handlers::get,
+        "One event", query: ACCOUNT, body: None, 200 => Some(schema_of::<Event>)),
+];
+
+/// The route named `name`.
+pub fn by_name(name: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.name == name)
+}
+
+/// Result of matching a request line against the table.
+pub enum Match {
+    /// A route and its path parameters.
+    Found(&'static Route, Vec<(String, String)>),
+    /// The path exists with other methods.
+    MethodNotAllowed,
+    /// No route has this path.
+    NotFound,
+}
+
+/// Finds the route for `method path`; literal segments win over parameters
+/// (`/1/faces/count` before `/1/faces/{face_id}`).
+pub fn find(method: &Method, path: &str) -> Match {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    // The best match so far: route, its parameters, its number of literal segments.
+    type Candidate = (&'static Route, Vec<(String, String)>, usize);
+    let mut best: Option<Candidate> = None;
+    let mut path_known = false;
+    for route in ROUTES {
+        let pattern: Vec<&str> = route.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        let mut literals = 0;
+        let matched = pattern.iter().zip(&segments).all(|(p, s)| {
+            if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                params.push((name.to_string(), s.to_string()));
+                !s.is_empty()
+            } else {
+                literals += 1;
+                p == s
+            }
+        });
+        if !matched {
+            continue;
+        }
+        path_known = true;
+        if route.method != method {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(_, _, l)| literals > *l) {
+            best = Some((route, params, literals));
+        }
+    }
+    match best {
+        Some((route, params, _)) => Match::Found(route, params),
+        None if path_known => Match::MethodNotAllowed,
+        None => Match::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_and_method_paths_are_unique() {
+        let names: HashSet<_> = ROUTES.iter().map(|r| r.name).collect();
+        let lines: HashSet<_> = ROUTES.iter().map(|r| (r.method.clone(), r.path)).collect();
+        assert_eq!(names.len(), ROUTES.len());
+        assert_eq!(lines.len(), ROUTES.len());
+    }
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let Match::Found(route, params) = find(&Method::GET, "/1/faces/count") else {
+            panic!("no match");
+        };
+        assert_eq!(route.name, "count_faces");
+        assert!(params.is_empty());
+        let Match::Found(route, params) = find(&Method::GET, "/1/faces/abc") else {
+            panic!("no match");
+        };
+        assert_eq!(route.name, "get_face");
+        assert_eq!(params, vec![("face_id".to_string(), "abc".to_string())]);
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_are_told_apart() {
+        assert!(matches!(
+            find(&Method::PUT, "/1/faces"),
+            Match::MethodNotAllowed
+        ));
+        assert!(matches!(find(&Method::GET, "/1/nothing"), Match::NotFound));
+        assert!(matches!(
+            find(&Method::GET, "/1/faces/a/b"),
+            Match::NotFound
+        ));
+    }
+}

@@ -1,0 +1,186 @@
+//! Service configuration, read once from the environment and validated at start.
+//!
+//! The infrastructure template exports the resource names (`FANOUT_TABLE`,
+//! `FANOUT_WORK_QUEUE_URL`, `FANOUT_CONTROL_QUEUE_URL`, `FANOUT_BUCKET`) to every function
+//! and worker; locally `localstack/deploy.sh` writes the same variables to
+//! `.fanout/local.env`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Descriptor versions known when `FANOUT_DESCRIPTOR_VERSIONS` is not set.
+const DEFAULT_DESCRIPTOR_VERSIONS: &str = "59:512";
+
+/// Everything the service needs to know about its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// DynamoDB table holding every record.
+    pub table: String,
+    /// SQS queue of subtask messages.
+    pub work_queue_url: String,
+    /// SQS queue of task control messages (planning, merging).
+    pub control_queue_url: String,
+    /// S3 bucket for contents, subtask outputs and results.
+    pub bucket: String,
+    /// Known descriptor versions and their lengths (number of f32 values).
+    pub descriptor_versions: BTreeMap<u32, usize>,
+    /// Version assumed when a request gives none.
+    pub default_descriptor_version: u32,
+    /// Custom AWS endpoint (an emulator), when set.
+    pub endpoint_url: Option<String>,
+}
+
+/// A missing or malformed environment variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is absent or empty.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable's value cannot be parsed.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// Why the value was rejected.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let versions_raw = lookup("FANOUT_DESCRIPTOR_VERSIONS")
+            .unwrap_or_else(|| DEFAULT_DESCRIPTOR_VERSIONS.to_string());
+        let descriptor_versions = parse_descriptor_versions(&versions_raw)?;
+        let default_descriptor_version = match lookup("FANOUT_DEFAULT_DESCRIPTOR_VERSION") {
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "FANOUT_DEFAULT_DESCRIPTOR_VERSION",
+                reason: format!("'{raw}' is not a version number"),
+            })?,
+            None => *descriptor_versions
+                .keys()
+                .next_back()
+                .expect("parse_descriptor_versions never returns an empty table"),
+        };
+        if !descriptor_versions.contains_key(&default_descriptor_version) {
+            return Err(ConfigError::Invalid {
+                name: "FANOUT_DEFAULT_DESCRIPTOR_VERSION",
+                reason: format!(
+                    "version {default_descriptor_version} is not in FANOUT_DESCRIPTOR_VERSIONS"
+                ),
+            });
+        }
+        Ok(Config {
+            table: required("FANOUT_TABLE")?,
+            work_queue_url: required("FANOUT_WORK_QUEUE_URL")?,
+            control_queue_url: required("FANOUT_CONTROL_QUEUE_URL")?,
+            bucket: required("FANOUT_BUCKET")?,
+            descriptor_versions,
+            default_descriptor_version,
+            endpoint_url: lookup("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// Length a descriptor of `version` must have, if the version is known.
+    pub fn descriptor_length(&self, version: u32) -> Option<usize> {
+        self.descriptor_versions.get(&version).copied()
+    }
+}
+
+/// Parses `version:length[,version:length...]`.
+fn parse_descriptor_versions(raw: &str) -> Result<BTreeMap<u32, usize>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "FANOUT_DESCRIPTOR_VERSIONS",
+        reason,
+    };
+    let mut versions = BTreeMap::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (version, length) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("'{entry}' is not version:length")))?;
+        let version: u32 = version
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("'{version}' is not a version number")))?;
+        let length: usize = length
+            .trim()
+            .parse()
+            .ok()
+            .filter(|l| (1..=4096).contains(l))
+            .ok_or_else(|| invalid(format!("'{length}' is not a length in 1..=4096")))?;
+        versions.insert(version, length);
+    }
+    if versions.is_empty() {
+        return Err(invalid("no descriptor version given".into()));
+    }
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("FANOUT_TABLE", "t"),
+        ("FANOUT_WORK_QUEUE_URL", "w"),
+        ("FANOUT_CONTROL_QUEUE_URL", "c"),
+        ("FANOUT_BUCKET", "b"),
+    ];
+
+    #[test]
+    fn defaults_to_one_512_dimension_version() {
+        let config = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(config.default_descriptor_version, 59);
+        assert_eq!(config.descriptor_length(59), Some(512));
+        assert_eq!(config.descriptor_length(54), None);
+    }
+
+    #[test]
+    fn missing_resource_names_are_reported_by_name() {
+        let err = Config::from_lookup(env(&BASE[..3])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("FANOUT_BUCKET"));
+    }
+
+    #[test]
+    fn descriptor_table_is_parsed_and_checked() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FANOUT_DESCRIPTOR_VERSIONS", "54:512, 60:128"));
+        pairs.push(("FANOUT_DEFAULT_DESCRIPTOR_VERSION", "54"));
+        let config = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(config.descriptor_length(60), Some(128));
+        assert_eq!(config.default_descriptor_version, 54);
+
+        pairs.push(("FANOUT_DEFAULT_DESCRIPTOR_VERSION", "1"));
+        let mut bad = BASE.to_vec();
+        bad.push(("FANOUT_DESCRIPTOR_VERSIONS", "54"));
+        assert!(matches!(
+            Config::from_lookup(env(&bad)),
+            Err(ConfigError::Invalid { .. })
+        ));
+        let mut unknown_default = BASE.to_vec();
+        unknown_default.push(("FANOUT_DEFAULT_DESCRIPTOR_VERSION", "7"));
+        assert!(matches!(
+            Config::from_lookup(env(&unknown_default)),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

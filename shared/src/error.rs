@@ -1,0 +1,263 @@
+//! The one place where every error the API can return is declared.
+//!
+//! Each [`ErrorCode`] carries its LUNA error code, HTTP status and short description;
+//! an [`ApiError`] adds the detail filled in with the values of one occurrence. Handlers
+//! return `ApiError`s and a single function renders them, so tests can assert codes rather
+//! than strings. Codes follow the LUNA platform numbering (generic 1xx/12xxx, faces 22xxx,
+//! events 23xxx, tasks 28xxx).
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Documentation page of an error code, as LUNA links them.
+const ERROR_LINK_BASE: &str =
+    "https://docs.visionlabs.ai/info/luna/troubleshooting/errors-description/code-";
+
+/// Every error the API can answer with: LUNA code, HTTP status and short description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Unexpected failure inside the service or one of its dependencies.
+    Internal,
+    /// A query parameter has a value of the wrong type or out of range.
+    BadQuery,
+    /// Unknown route or method.
+    BadRoute,
+    /// A required query parameter is missing.
+    RequiredParamsNotFound,
+    /// A query parameter the route does not know.
+    UnsupportedParam,
+    /// The JSON body is malformed or does not match the schema.
+    BadJson,
+    /// The JSON body is an empty object where fields are required.
+    EmptyJson,
+    /// The request has no body where one is required.
+    NoData,
+    /// `Luna-Request-Id` is not `<10 digits>,<uuid>` (a Fanout code: LUNA documents none).
+    BadRequestId,
+    /// A dependency (DynamoDB, SQS, S3) is unreachable.
+    DependencyUnavailable,
+    /// Face lookup by id failed.
+    FaceNotFound,
+    /// List lookup by id failed.
+    ListNotFound,
+    /// Some of several faces do not exist (or belong to another account).
+    FacesNotFound,
+    /// Some of several lists do not exist (or belong to another account).
+    ListsNotFound,
+    /// Event lookup by id failed.
+    EventNotFound,
+}
+
+impl ErrorCode {
+    /// The numeric LUNA error code.
+    pub fn code(self) -> u32 {
+        match self {
+            ErrorCode::Internal => 1,
+            ErrorCode::BadQuery => 101,
+            ErrorCode::BadRoute => 106,
+            ErrorCode::RequiredParamsNotFound => 12014,
+            ErrorCode::UnsupportedParam => 12018,
+            ErrorCode::BadJson => 12027,
+            ErrorCode::EmptyJson => 12005,
+            ErrorCode::NoData => 12030,
+            ErrorCode::BadRequestId => 40001,
+            ErrorCode::DependencyUnavailable => 28000,
+            ErrorCode::FaceNotFound => 22002,
+            ErrorCode::ListNotFound => 22003,
+            ErrorCode::FacesNotFound => 22004,
+            ErrorCode::ListsNotFound => 22005,
+            ErrorCode::EventNotFound => 23001,
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::Internal => 500,
+            ErrorCode::DependencyUnavailable => 502,
+            ErrorCode::BadRoute => 404,
+            ErrorCode::FaceNotFound
+            | ErrorCode::ListNotFound
+            | ErrorCode::FacesNotFound
+            | ErrorCode::ListsNotFound
+            | ErrorCode::EventNotFound => 404,
+            ErrorCode::BadQuery
+            | ErrorCode::RequiredParamsNotFound
+            | ErrorCode::UnsupportedParam
+            | ErrorCode::BadJson
+            | ErrorCode::EmptyJson
+            | ErrorCode::NoData
+            | ErrorCode::BadRequestId => 400,
+        }
+    }
+
+    /// The short description (`desc`) shared by every occurrence.
+    pub fn desc(self) -> &'static str {
+        match self {
+            ErrorCode::Internal => "Internal server error",
+            ErrorCode::BadQuery => "Bad/incomplete query",
+            ErrorCode::BadRoute => "Invalid http request",
+            ErrorCode::RequiredParamsNotFound => "Required parameters not found",
+            ErrorCode::UnsupportedParam => "Unsupported param",
+            ErrorCode::BadJson => "Failed to validate input json",
+            ErrorCode::EmptyJson => "Empty json",
+            ErrorCode::NoData => "Request does not contain data",
+            ErrorCode::BadRequestId => "Bad format of Luna-Request-Id header",
+            ErrorCode::DependencyUnavailable => "Dependency unavailable",
+            ErrorCode::FaceNotFound => "Object not found",
+            ErrorCode::ListNotFound => "Object not found",
+            ErrorCode::FacesNotFound => "Object not found",
+            ErrorCode::ListsNotFound => "Object not found",
+            ErrorCode::EventNotFound => "Object not found",
+        }
+    }
+
+    /// Every declared code, for documentation and the registry's own tests.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::Internal,
+        ErrorCode::BadQuery,
+        ErrorCode::BadRoute,
+        ErrorCode::RequiredParamsNotFound,
+        ErrorCode::UnsupportedParam,
+        ErrorCode::BadJson,
+        ErrorCode::EmptyJson,
+        ErrorCode::NoData,
+        ErrorCode::BadRequestId,
+        ErrorCode::DependencyUnavailable,
+        ErrorCode::FaceNotFound,
+        ErrorCode::ListNotFound,
+        ErrorCode::FacesNotFound,
+        ErrorCode::ListsNotFound,
+        ErrorCode::EventNotFound,
+    ];
+}
+
+/// One occurrence of an error: its code and the detail with the values filled in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?} ({}): {detail}", code.code())]
+pub struct ApiError {
+    /// What went wrong, from the registry.
+    pub code: ErrorCode,
+    /// The message with this occurrence's values.
+    pub detail: String,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Numeric LUNA error code.
+    pub error_code: u32,
+    /// Short description shared by all errors with this code.
+    pub desc: String,
+    /// Description with the values of this occurrence.
+    pub detail: String,
+    /// Documentation page for the code.
+    pub link: String,
+}
+
+impl ApiError {
+    /// An error with a detail message.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// A failure of DynamoDB, SQS or S3; the cause goes to the log, not to the client.
+    pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(context, %cause, "internal error");
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("Internal server error: {context}"),
+        )
+    }
+
+    /// `Face with id '{id}' not found`.
+    pub fn face_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::FaceNotFound,
+            format!("Face with id '{id}' not found"),
+        )
+    }
+
+    /// `List with id '{id}' not found`.
+    pub fn list_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::ListNotFound,
+            format!("List with id '{id}' not found"),
+        )
+    }
+
+    /// `Event with id '{id}' not found`.
+    pub fn event_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::EventNotFound,
+            format!("Event with id '{id}' not found"),
+        )
+    }
+
+    /// A JSON body that fails validation, with the reason.
+    pub fn bad_json(reason: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::BadJson,
+            format!("Failed to validate input json. Message: {reason}"),
+        )
+    }
+
+    /// A query parameter with a bad value.
+    pub fn bad_query(param: &str, reason: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::BadQuery,
+            format!("Bad/incomplete query: parameter '{param}': {reason}"),
+        )
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The JSON body for this error.
+    pub fn body(&self) -> ErrorBody {
+        let code = self.code.code();
+        ErrorBody {
+            error_code: code,
+            desc: self.code.desc().to_string(),
+            detail: self.detail.clone(),
+            link: format!("{ERROR_LINK_BASE}{code}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique() {
+        let codes: HashSet<u32> = ErrorCode::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+    }
+
+    #[test]
+    fn client_errors_are_4xx_and_failures_5xx() {
+        for code in ErrorCode::ALL {
+            let status = code.status();
+            let server_side =
+                matches!(code, ErrorCode::Internal | ErrorCode::DependencyUnavailable);
+            assert_eq!(server_side, status >= 500, "{code:?} -> {status}");
+            assert!((400..600).contains(&status));
+        }
+    }
+
+    #[test]
+    fn body_carries_code_desc_detail_and_link() {
+        let body = ApiError::face_not_found("abc").body();
+        assert_eq!(body.error_code, 22002);
+        assert_eq!(body.desc, "Object not found");
+        assert_eq!(body.detail, "Face with id 'abc' not found");
+        assert!(body.link.ends_with("code-22002"));
+    }
+}

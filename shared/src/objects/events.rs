@@ -1,0 +1,515 @@
+//! Events: what a camera or handler saw, with optional descriptor. Immutable once saved;
+//! saved in batches of up to 1000 that are validated whole before anything is written.
+
+use std::ops::ControlFlow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
+use crate::Services;
+use crate::descriptor::Descriptor;
+use crate::error::ApiError;
+use crate::query::{Page, Query, TimeRange};
+use crate::store::dynamo::{from_item, to_item};
+use crate::store::{TableQuery, keys};
+use crate::timestamps;
+
+/// Most events in one `POST /1/events`.
+pub const EVENTS_PER_BATCH_MAX: usize = 1000;
+/// Most tags on one event.
+pub const TAGS_MAX: usize = 32;
+/// Emotion names an event may carry.
+pub const EMOTIONS: &[&str] = &[
+    "anger",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
+];
+
+/// Body of `POST /1/events`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvents {
+    /// Owner of every event in the batch.
+    pub account_id: Uuid,
+    /// 1 to 1000 events.
+    pub events: Vec<NewEvent>,
+}
+
+/// One event to save.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Event time; now when absent.
+    pub create_time: Option<String>,
+    /// End of the event (e.g. of a track); the create time when absent.
+    pub end_time: Option<String>,
+    /// Source (camera, stream name), at most 128 characters.
+    pub source: Option<String>,
+    /// Handler that produced the event.
+    pub handler_id: Option<Uuid>,
+    /// Client-side id, at most 36 characters.
+    pub external_id: Option<String>,
+    /// Free text, at most 128 characters.
+    pub user_data: Option<String>,
+    /// Tags, at most 32 of at most 36 characters each.
+    pub tags: Option<Vec<String>>,
+    /// Track the event belongs to.
+    pub track_id: Option<String>,
+    /// Video stream the event came from.
+    pub stream_id: Option<Uuid>,
+    /// 0 female, 1 male.
+    pub gender: Option<u8>,
+    /// Estimated age in years (0..=200).
+    pub age: Option<u32>,
+    /// Dominant emotion: anger, disgust, fear, happiness, neutral, sadness or surprise.
+    pub emotion: Option<String>,
+    /// Where the event happened.
+    pub location: Option<Location>,
+    /// Face made from the event.
+    pub face_id: Option<Uuid>,
+    /// Float array, or base64 of little-endian f32 values.
+    #[schema(value_type = Option<Object>)]
+    pub descriptor: Option<Value>,
+    /// Version of `descriptor`; the configured default when absent.
+    pub descriptor_version: Option<u32>,
+}
+
+/// Where an event happened.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// City.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// Area.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    /// District.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub district: Option<String>,
+    /// Street.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
+    /// House number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub house_number: Option<String>,
+    /// Coordinates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_position: Option<GeoPosition>,
+}
+
+/// Coordinates in degrees.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GeoPosition {
+    /// -180..=180.
+    pub longitude: f64,
+    /// -90..=90.
+    pub latitude: f64,
+}
+
+/// One saved event of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EventCreated {
+    /// Id of the new event.
+    pub event_id: Uuid,
+    /// Path of the new event.
+    pub url: String,
+}
+
+/// Answer to `POST /1/events`, in the order of the request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventsCreated {
+    /// The saved events.
+    pub events: Vec<EventCreated>,
+}
+
+/// An event as stored and shown (the descriptor itself is not shown).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Event {
+    /// Event id.
+    pub event_id: Uuid,
+    /// Owner.
+    pub account_id: Uuid,
+    /// Event time.
+    pub create_time: String,
+    /// End of the event.
+    pub end_time: String,
+    /// Source.
+    pub source: Option<String>,
+    /// Handler.
+    pub handler_id: Option<Uuid>,
+    /// Client-side id.
+    pub external_id: Option<String>,
+    /// Free text ("" when unset).
+    pub user_data: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Track.
+    pub track_id: Option<String>,
+    /// Stream.
+    pub stream_id: Option<Uuid>,
+    /// 0 female, 1 male.
+    pub gender: Option<u8>,
+    /// Age in years.
+    pub age: Option<u32>,
+    /// Dominant emotion.
+    pub emotion: Option<String>,
+    /// Where it happened.
+    pub location: Option<Location>,
+    /// Face made from the event.
+    pub face_id: Option<Uuid>,
+    /// Version of the stored descriptor; null when none.
+    pub descriptor_version: Option<u32>,
+}
+
+/// Answer to `GET /1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// The events of the requested page.
+    pub events: Vec<Event>,
+}
+
+/// The stored item of an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    /// The event as shown.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Descriptor as little-endian f32 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub descriptor: Option<Vec<u8>>,
+}
+
+impl EventRecord {
+    /// The stored descriptor, if any.
+    pub fn descriptor(&self) -> Option<Descriptor> {
+        Some(Descriptor::from_le_bytes(
+            self.event.descriptor_version?,
+            self.descriptor.as_deref()?,
+        ))
+    }
+}
+
+/// Filters of `GET /1/events`.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    /// Owner (required).
+    pub account_id: Uuid,
+    /// Only these events.
+    pub event_ids: Option<Vec<Uuid>>,
+    /// Only events from one of these sources.
+    pub sources: Option<Vec<String>>,
+    /// Only events of these handlers.
+    pub handler_ids: Option<Vec<Uuid>>,
+    /// Only events of these streams.
+    pub stream_ids: Option<Vec<Uuid>>,
+    /// Only events of these tracks.
+    pub track_ids: Option<Vec<String>>,
+    /// Only events with at least one of these tags.
+    pub tags: Option<Vec<String>>,
+    /// Only events with one of these external ids.
+    pub external_ids: Option<Vec<String>>,
+    /// Only events whose user_data equals this.
+    pub user_data: Option<String>,
+    /// Only events with this gender.
+    pub gender: Option<u8>,
+    /// Only events with one of these emotions.
+    pub emotions: Option<Vec<String>>,
+    /// Included lower bound of age.
+    pub age_gte: Option<u32>,
+    /// Excluded upper bound of age.
+    pub age_lt: Option<u32>,
+    /// Creation time range.
+    pub create_time: TimeRange,
+}
+
+/// Query parameters `GET /1/events` knows.
+pub const LIST_PARAMS: &[&str] = &[
+    "account_id",
+    "event_ids",
+    "sources",
+    "handler_ids",
+    "stream_ids",
+    "track_ids",
+    "tags",
+    "external_ids",
+    "user_data",
+    "gender",
+    "emotions",
+    "age__gte",
+    "age__lt",
+    "create_time__gte",
+    "create_time__lt",
+    "page",
+    "page_size",
+];
+
+impl EventFilter {
+    /// Reads the filter from a query string.
+    pub fn from_query(query: &Query) -> Result<EventFilter, ApiError> {
+        Ok(EventFilter {
+            account_id: query.account_id()?,
+            event_ids: query.uuid_list("event_ids")?,
+            sources: query.string_list("sources")?,
+            handler_ids: query.uuid_list("handler_ids")?,
+            stream_ids: query.uuid_list("stream_ids")?,
+            track_ids: query.string_list("track_ids")?,
+            tags: query.string_list("tags")?,
+            external_ids: query.string_list("external_ids")?,
+            user_data: query.single("user_data")?.map(str::to_string),
+            gender: query.int("gender", 0, 1)?,
+            emotions: query.string_list("emotions")?,
+            age_gte: query.int("age__gte", 0, 200)?,
+            age_lt: query.int("age__lt", 0, 201)?,
+            create_time: query.time_range("create_time")?,
+        })
+    }
+
+    /// Whether a stored event passes every filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        fn any_of<T: PartialEq>(wanted: &Option<Vec<T>>, value: Option<&T>) -> bool {
+            wanted
+                .as_ref()
+                .is_none_or(|w| value.is_some_and(|v| w.contains(v)))
+        }
+        let created = timestamps::parse(&event.create_time);
+        event.account_id == self.account_id
+            && any_of(&self.event_ids, Some(&event.event_id))
+            && any_of(&self.sources, event.source.as_ref())
+            && any_of(&self.handler_ids, event.handler_id.as_ref())
+            && any_of(&self.stream_ids, event.stream_id.as_ref())
+            && any_of(&self.track_ids, event.track_id.as_ref())
+            && any_of(&self.external_ids, event.external_id.as_ref())
+            && any_of(&self.emotions, event.emotion.as_ref())
+            && self
+                .tags
+                .as_ref()
+                .is_none_or(|w| event.tags.iter().any(|t| w.contains(t)))
+            && self
+                .user_data
+                .as_ref()
+                .is_none_or(|u| *u == event.user_data)
+            && self.gender.is_none_or(|g| event.gender == Some(g))
+            && self
+                .age_gte
+                .is_none_or(|a| event.age.is_some_and(|age| age >= a))
+            && self
+                .age_lt
+                .is_none_or(|a| event.age.is_some_and(|age| age < a))
+            && created.is_some_and(|t| self.create_time.contains(t))
+    }
+}
+
+/// Validates a whole batch, then saves it.
+pub async fn create(svc: &Services, batch: NewEvents) -> Result<EventsCreated, ApiError> {
+    if batch.events.is_empty() || batch.events.len() > EVENTS_PER_BATCH_MAX {
+        return Err(ApiError::bad_json(format!(
+            "'events' must hold 1 to {EVENTS_PER_BATCH_MAX} events"
+        )));
+    }
+    let records = batch
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, new)| {
+            validate(svc, batch.account_id, new)
+                .map_err(|err| ApiError::new(err.code, format!("events[{i}]: {}", err.detail)))
+        })
+        .collect::<Result<Vec<EventRecord>, ApiError>>()?;
+    let created = records
+        .iter()
+        .map(|r| EventCreated {
+            event_id: r.event.event_id,
+            url: format!("/1/events/{}", r.event.event_id),
+        })
+        .collect();
+    let items = records.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
+    svc.table.batch_write(items, Vec::new()).await?;
+    Ok(EventsCreated { events: created })
+}
+
+fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventRecord, ApiError> {
+    check_text("source", new.source.as_deref(), USER_DATA_MAX)?;
+    check_text("external_id", new.external_id.as_deref(), SHORT_TEXT_MAX)?;
+    check_text("user_data", new.user_data.as_deref(), USER_DATA_MAX)?;
+    check_text("track_id", new.track_id.as_deref(), SHORT_TEXT_MAX)?;
+    let tags = new.tags.unwrap_or_default();
+    if tags.len() > TAGS_MAX {
+        return Err(ApiError::bad_json(format!("at most {TAGS_MAX} tags")));
+    }
+    for tag in &tags {
+        if tag.is_empty() {
+            return Err(ApiError::bad_json("tags must not be empty"));
+        }
+        check_text("tags[]", Some(tag), SHORT_TEXT_MAX)?;
+    }
+    if new.gender.is_some_and(|g| g > 1) {
+        return Err(ApiError::bad_json("'gender' must be 0 or 1"));
+    }
+    if new.age.is_some_and(|a| a > 200) {
+        return Err(ApiError::bad_json("'age' must be in 0..=200"));
+    }
+    if let Some(emotion) = &new.emotion
+        && !EMOTIONS.contains(&emotion.as_str())
+    {
+        return Err(ApiError::bad_json(format!(
+            "'emotion' must be one of {EMOTIONS:?}"
+        )));
+    }
+    if let Some(location) = &new.location {
+        for (field, value) in [
+            ("location.city", &location.city),
+            ("location.area", &location.area),
+            ("location.district", &location.district),
+            ("location.street", &location.street),
+            ("location.house_number", &location.house_number),
+        ] {
+            check_text(field, value.as_deref(), SHORT_TEXT_MAX)?;
+        }
+        if let Some(geo) = location.geo_position
+            && (!(-180.0..=180.0).contains(&geo.longitude)
+                || !(-90.0..=90.0).contains(&geo.latitude))
+        {
+            return Err(ApiError::bad_json(
+                "'location.geo_position' must have longitude in -180..=180 and latitude in -90..=90",
+            ));
+        }
+    }
+    if new.descriptor.is_none() && new.descriptor_version.is_some() {
+        return Err(ApiError::bad_json(
+            "'descriptor_version' given without 'descriptor'",
+        ));
+    }
+    let descriptor = new
+        .descriptor
+        .as_ref()
+        .map(|raw| Descriptor::from_json(raw, new.descriptor_version, &svc.config))
+        .transpose()?;
+    let time = |field: &str, raw: Option<String>| -> Result<Option<String>, ApiError> {
+        raw.map(|raw| {
+            timestamps::parse(&raw)
+                .map(timestamps::format)
+                .ok_or_else(|| {
+                    ApiError::bad_json(format!("'{field}' is not an RFC 3339 date-time"))
+                })
+        })
+        .transpose()
+    };
+    let create_time = time("create_time", new.create_time)?
+        .unwrap_or_else(|| timestamps::format(timestamps::now()));
+    let end_time = time("end_time", new.end_time)?.unwrap_or_else(|| create_time.clone());
+    if end_time < create_time {
+        return Err(ApiError::bad_json("'end_time' is before 'create_time'"));
+    }
+    let event_id = Uuid::new_v4();
+    Ok(EventRecord {
+        pk: keys::event_pk(event_id),
+        sk: keys::EVENT_SK.into(),
+        gsi1pk: keys::account_partition(account_id, "EVENT"),
+        gsi1sk: keys::time_sort_key(&create_time, event_id),
+        event: Event {
+            event_id,
+            account_id,
+            create_time,
+            end_time,
+            source: new.source,
+            handler_id: new.handler_id,
+            external_id: new.external_id,
+            user_data: new.user_data.unwrap_or_default(),
+            tags,
+            track_id: new.track_id,
+            stream_id: new.stream_id,
+            gender: new.gender,
+            age: new.age,
+            emotion: new.emotion,
+            location: new.location,
+            face_id: new.face_id,
+            descriptor_version: descriptor.as_ref().map(|d| d.version),
+        },
+        descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
+    })
+}
+
+/// One event of `account_id`.
+pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Event, ApiError> {
+    let item = svc
+        .table
+        .get(&keys::event_pk(event_id), keys::EVENT_SK)
+        .await?
+        .ok_or_else(|| ApiError::event_not_found(event_id))?;
+    let record: EventRecord = from_item(item)?;
+    if record.event.account_id != account_id {
+        return Err(ApiError::event_not_found(event_id));
+    }
+    Ok(record.event)
+}
+
+/// One page of the events matching `filter`, newest first.
+pub async fn list(svc: &Services, filter: &EventFilter, page: Page) -> Result<EventPage, ApiError> {
+    let mut skipped = 0;
+    let mut events = Vec::with_capacity(page.page_size as usize);
+    visit_matching(svc, filter, |record| {
+        if skipped < page.offset() {
+            skipped += 1;
+            return ControlFlow::Continue(());
+        }
+        events.push(record.event);
+        if events.len() == page.page_size as usize {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .await?;
+    Ok(EventPage { events })
+}
+
+/// Number of events matching `filter`.
+pub async fn count(svc: &Services, filter: &EventFilter) -> Result<Count, ApiError> {
+    let mut count = 0;
+    visit_matching(svc, filter, |_| {
+        count += 1;
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(Count { count })
+}
+
+/// Hands every event matching `filter` to `visit`, newest first, until it breaks.
+/// Reads the account's events in the create-time range (one index partition).
+pub async fn visit_matching(
+    svc: &Services,
+    filter: &EventFilter,
+    mut visit: impl FnMut(EventRecord) -> ControlFlow<()>,
+) -> Result<(), ApiError> {
+    let query = TableQuery {
+        index: Some(keys::GSI1),
+        partition: keys::account_partition(filter.account_id, "EVENT"),
+        range: super::faces::time_range_keys(&filter.create_time),
+        descending: true,
+    };
+    let mut failure = None;
+    svc.table
+        .for_each(&query, |item| match from_item::<EventRecord>(item) {
+            Ok(record) if filter.matches(&record.event) => visit(record),
+            Ok(_) => ControlFlow::Continue(()),
+            Err(err) => {
+                failure = Some(err);
+                ControlFlow::Break(())
+            }
+        })
+        .await?;
+    failure.map_or(Ok(()), Err)
+}

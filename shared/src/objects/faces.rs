@@ -1,0 +1,726 @@
+//! Faces: a descriptor with its attributes, owned by an account, member of lists.
+//!
+//! A face is one item (`FACE#<id>`); each list membership is one more item in the list's
+//! partition (`LIST#<list>`, `FACE#<face>`) that the index also files under the face
+//! (`FACELISTS#<face>`), so both "faces of a list" and "lists of a face" are one query.
+//! Memberships are written in transactions that check the face still exists, so a
+//! membership never outlives its face.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use futures::future::try_join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
+use crate::Services;
+use crate::descriptor::Descriptor;
+use crate::error::{ApiError, ErrorCode};
+use crate::query::{Page, Query, TimeRange};
+use crate::store::dynamo::{TRANSACTION_MAX, TransactError, from_item, s, to_item};
+use crate::store::{KeyRange, TableQuery, keys};
+use crate::timestamps;
+
+/// Most lists a face can be put in when it is created.
+pub const LISTS_ON_CREATE_MAX: usize = 40;
+/// Most characters of an avatar URL.
+pub const AVATAR_MAX: usize = 256;
+
+/// Body of `POST /1/faces`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFace {
+    /// Owner of the face.
+    pub account_id: Uuid,
+    /// Float array, or base64 of little-endian f32 values.
+    #[schema(value_type = Option<Object>)]
+    pub descriptor: Option<Value>,
+    /// Version of `descriptor`; the configured default when absent.
+    pub descriptor_version: Option<u32>,
+    /// Client-side id, at most 36 characters.
+    pub external_id: Option<String>,
+    /// Free text, at most 128 characters.
+    pub user_data: Option<String>,
+    /// Event the face was made from.
+    pub event_id: Option<Uuid>,
+    /// Avatar image URL, at most 256 characters.
+    pub avatar: Option<String>,
+    /// Lists to put the face in (same account).
+    pub lists: Option<Vec<Uuid>>,
+}
+
+/// Body of `PATCH /1/faces/{face_id}`: the attributes to change.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacePatch {
+    /// New client-side id.
+    pub external_id: Option<String>,
+    /// New free text.
+    pub user_data: Option<String>,
+    /// New source event.
+    pub event_id: Option<Uuid>,
+    /// New avatar URL.
+    pub avatar: Option<String>,
+}
+
+/// Answer to `POST /1/faces`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FaceCreated {
+    /// Id of the new face.
+    pub face_id: Uuid,
+    /// Path of the new face.
+    pub url: String,
+}
+
+/// A face as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Face {
+    /// Face id.
+    pub face_id: Uuid,
+    /// Owner.
+    pub account_id: Uuid,
+    /// Source event, if any.
+    pub event_id: Option<Uuid>,
+    /// Client-side id.
+    pub external_id: Option<String>,
+    /// Free text ("" when unset).
+    pub user_data: String,
+    /// Avatar URL ("" when unset).
+    pub avatar: String,
+    /// Creation time (RFC 3339, UTC).
+    pub create_time: String,
+    /// Last change of the attributes.
+    pub last_update_time: String,
+    /// Version of the stored descriptor; null when the face has none.
+    pub descriptor_version: Option<u32>,
+    /// Lists the face belongs to.
+    pub lists: Vec<Uuid>,
+}
+
+/// Answer to `GET /1/faces`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FacePage {
+    /// The faces of the requested page.
+    pub faces: Vec<Face>,
+}
+
+/// The stored item of a face.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaceRecord {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    /// Face id.
+    pub face_id: Uuid,
+    /// Owner.
+    pub account_id: Uuid,
+    /// Source event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    /// Client-side id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub user_data: String,
+    /// Avatar URL.
+    #[serde(default)]
+    pub avatar: String,
+    /// Creation time.
+    pub create_time: String,
+    /// Last change.
+    pub last_update_time: String,
+    /// Descriptor version, when the face has a descriptor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_version: Option<u32>,
+    /// Descriptor as little-endian f32 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub descriptor: Option<Vec<u8>>,
+}
+
+impl FaceRecord {
+    /// The stored descriptor, if any.
+    pub fn descriptor(&self) -> Option<Descriptor> {
+        Some(Descriptor::from_le_bytes(
+            self.descriptor_version?,
+            self.descriptor.as_deref()?,
+        ))
+    }
+
+    fn view(&self, lists: Vec<Uuid>) -> Face {
+        Face {
+            face_id: self.face_id,
+            account_id: self.account_id,
+            event_id: self.event_id,
+            external_id: self.external_id.clone(),
+            user_data: self.user_data.clone(),
+            avatar: self.avatar.clone(),
+            create_time: self.create_time.clone(),
+            last_update_time: self.last_update_time.clone(),
+            descriptor_version: self.descriptor_version,
+            lists,
+        }
+    }
+}
+
+/// The stored item of one face's membership in one list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MembershipRecord {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    pub(crate) list_id: Uuid,
+    pub(crate) face_id: Uuid,
+    pub(crate) account_id: Uuid,
+}
+
+impl MembershipRecord {
+    pub(crate) fn new(list_id: Uuid, face_id: Uuid, account_id: Uuid) -> MembershipRecord {
+        MembershipRecord {
+            pk: keys::list_pk(list_id),
+            sk: keys::membership_sk(face_id),
+            gsi1pk: keys::face_lists_partition(face_id),
+            gsi1sk: list_id.to_string(),
+            list_id,
+            face_id,
+            account_id,
+        }
+    }
+}
+
+/// Filters of `GET /1/faces` and `GET /1/faces/count`.
+#[derive(Debug, Clone)]
+pub struct FaceFilter {
+    /// Owner (required).
+    pub account_id: Uuid,
+    /// Only faces in this list.
+    pub list_id: Option<Uuid>,
+    /// Only these faces.
+    pub face_ids: Option<Vec<Uuid>>,
+    /// Only faces with one of these external ids.
+    pub external_ids: Option<Vec<String>>,
+    /// Only faces whose user_data equals this.
+    pub user_data: Option<String>,
+    /// Creation time range.
+    pub create_time: TimeRange,
+}
+
+/// Query parameters `GET /1/faces/count` knows.
+pub const COUNT_PARAMS: &[&str] = &[
+    "account_id",
+    "list_id",
+    "face_ids",
+    "external_ids",
+    "user_data",
+    "create_time__gte",
+    "create_time__lt",
+];
+/// Query parameters `GET /1/faces` knows.
+pub const LIST_PARAMS: &[&str] = &[
+    "account_id",
+    "list_id",
+    "face_ids",
+    "external_ids",
+    "user_data",
+    "create_time__gte",
+    "create_time__lt",
+    "page",
+    "page_size",
+];
+
+impl FaceFilter {
+    /// Reads the filter from a query string.
+    pub fn from_query(query: &Query) -> Result<FaceFilter, ApiError> {
+        Ok(FaceFilter {
+            account_id: query.account_id()?,
+            list_id: query.uuid("list_id")?,
+            face_ids: query.uuid_list("face_ids")?,
+            external_ids: query.string_list("external_ids")?,
+            user_data: query.single("user_data")?.map(str::to_string),
+            create_time: query.time_range("create_time")?,
+        })
+    }
+
+    fn matches(&self, face: &FaceRecord) -> bool {
+        let created = timestamps::parse(&face.create_time);
+        face.account_id == self.account_id
+            && self
+                .face_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&face.face_id))
+            && self
+                .external_ids
+                .as_ref()
+                .is_none_or(|ids| face.external_id.as_ref().is_some_and(|id| ids.contains(id)))
+            && self.user_data.as_ref().is_none_or(|u| *u == face.user_data)
+            && created.is_some_and(|t| self.create_time.contains(t))
+    }
+}
+
+/// Creates a face, and its memberships, in one transaction.
+pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiError> {
+    check_text("external_id", new.external_id.as_deref(), SHORT_TEXT_MAX)?;
+    check_text("user_data", new.user_data.as_deref(), USER_DATA_MAX)?;
+    check_text("avatar", new.avatar.as_deref(), AVATAR_MAX)?;
+    if new.descriptor.is_none() && new.descriptor_version.is_some() {
+        return Err(ApiError::bad_json(
+            "'descriptor_version' given without 'descriptor'",
+        ));
+    }
+    let descriptor = new
+        .descriptor
+        .as_ref()
+        .map(|raw| Descriptor::from_json(raw, new.descriptor_version, &svc.config))
+        .transpose()?;
+    let mut lists = new.lists.clone().unwrap_or_default();
+    lists.sort();
+    lists.dedup();
+    if lists.len() > LISTS_ON_CREATE_MAX {
+        return Err(ApiError::bad_json(format!(
+            "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
+        )));
+    }
+    super::lists::require_all(svc, new.account_id, &lists).await?;
+
+    let face_id = Uuid::new_v4();
+    let now = timestamps::format(timestamps::now());
+    let record = FaceRecord {
+        pk: keys::face_pk(face_id),
+        sk: keys::FACE_SK.into(),
+        gsi1pk: keys::account_partition(new.account_id, "FACE"),
+        gsi1sk: keys::time_sort_key(&now, face_id),
+        face_id,
+        account_id: new.account_id,
+        event_id: new.event_id,
+        external_id: new.external_id,
+        user_data: new.user_data.unwrap_or_default(),
+        avatar: new.avatar.unwrap_or_default(),
+        create_time: now.clone(),
+        last_update_time: now,
+        descriptor_version: descriptor.as_ref().map(|d| d.version),
+        descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
+    };
+    let table = svc.table.name();
+    let mut writes = vec![put_new(table, to_item(&record)?)?];
+    for &list_id in &lists {
+        writes.push(list_exists_check(table, list_id, new.account_id)?);
+        let membership = MembershipRecord::new(list_id, face_id, new.account_id);
+        writes.push(put(table, to_item(&membership)?)?);
+    }
+    match svc.table.transact(writes).await {
+        Ok(()) => Ok(FaceCreated {
+            face_id,
+            url: format!("/1/faces/{face_id}"),
+        }),
+        // A list vanished between the check and the write.
+        Err(TransactError::ConditionFailed) => Err(ApiError::new(
+            ErrorCode::ListsNotFound,
+            "One or more lists not found (deleted while the face was created)",
+        )),
+        Err(TransactError::Api(err)) => Err(err),
+    }
+}
+
+/// Reads the stored face if it belongs to `account_id`.
+pub async fn record(
+    svc: &Services,
+    account_id: Uuid,
+    face_id: Uuid,
+) -> Result<FaceRecord, ApiError> {
+    let item = svc
+        .table
+        .get(&keys::face_pk(face_id), keys::FACE_SK)
+        .await?
+        .ok_or_else(|| ApiError::face_not_found(face_id))?;
+    let face: FaceRecord = from_item(item)?;
+    if face.account_id != account_id {
+        return Err(ApiError::face_not_found(face_id));
+    }
+    Ok(face)
+}
+
+/// One face with its lists.
+pub async fn get(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<Face, ApiError> {
+    let face = record(svc, account_id, face_id).await?;
+    let lists = lists_of(svc, face_id).await?;
+    Ok(face.view(lists))
+}
+
+/// Changes a face's attributes; an empty patch is an error.
+pub async fn patch(
+    svc: &Services,
+    account_id: Uuid,
+    face_id: Uuid,
+    patch: FacePatch,
+) -> Result<(), ApiError> {
+    check_text("external_id", patch.external_id.as_deref(), SHORT_TEXT_MAX)?;
+    check_text("user_data", patch.user_data.as_deref(), USER_DATA_MAX)?;
+    check_text("avatar", patch.avatar.as_deref(), AVATAR_MAX)?;
+    let mut sets = vec!["last_update_time = :now".to_string()];
+    let mut values = HashMap::from([
+        (
+            ":now".to_string(),
+            s(&timestamps::format(timestamps::now())),
+        ),
+        (":account".to_string(), s(&account_id.to_string())),
+    ]);
+    let fields = [
+        ("external_id", patch.external_id),
+        ("user_data", patch.user_data),
+        ("event_id", patch.event_id.map(|id| id.to_string())),
+        ("avatar", patch.avatar),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            sets.push(format!("{name} = :{name}"));
+            values.insert(format!(":{name}"), AttributeValue::S(value));
+        }
+    }
+    if sets.len() == 1 {
+        return Err(ApiError::new(
+            ErrorCode::EmptyJson,
+            "Request body has none of 'external_id', 'user_data', 'event_id', 'avatar'",
+        ));
+    }
+    let result = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(&keys::face_pk(face_id)))
+        .key("sk", s(keys::FACE_SK))
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression("attribute_exists(pk) AND account_id = :account")
+        .set_expression_attribute_values(Some(values))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Err(ApiError::face_not_found(face_id))
+        }
+        Err(err) => Err(ApiError::internal(
+            "dynamodb update_item",
+            crate::store::dynamo::aws_error(&err),
+        )),
+    }
+}
+
+/// Deletes a face and its memberships.
+pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(), ApiError> {
+    record(svc, account_id, face_id).await?;
+    let lists = lists_of(svc, face_id).await?;
+    let memberships: Vec<(String, String)> = lists
+        .iter()
+        .map(|&list_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
+        .collect();
+    svc.table.batch_write(Vec::new(), memberships).await?;
+    let face_key = HashMap::from([
+        ("pk".to_string(), s(&keys::face_pk(face_id))),
+        ("sk".to_string(), s(keys::FACE_SK)),
+    ]);
+    let delete = Delete::builder()
+        .table_name(svc.table.name())
+        .set_key(Some(face_key))
+        .condition_expression("account_id = :account")
+        .expression_attribute_values(":account", s(&account_id.to_string()))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb delete request", e))?;
+    match svc
+        .table
+        .transact(vec![TransactWriteItem::builder().delete(delete).build()])
+        .await
+    {
+        Ok(()) | Err(TransactError::ConditionFailed) => Ok(()),
+        Err(TransactError::Api(err)) => Err(err),
+    }
+}
+
+/// One page of the faces matching `filter`.
+pub async fn list(svc: &Services, filter: &FaceFilter, page: Page) -> Result<FacePage, ApiError> {
+    let mut skipped = 0;
+    let mut records = Vec::with_capacity(page.page_size as usize);
+    visit_matching(svc, filter, |face| {
+        if skipped < page.offset() {
+            skipped += 1;
+            return ControlFlow::Continue(());
+        }
+        records.push(face);
+        if records.len() == page.page_size as usize {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .await?;
+    let lists = try_join_all(records.iter().map(|f| lists_of(svc, f.face_id))).await?;
+    let faces = records
+        .iter()
+        .zip(lists)
+        .map(|(face, lists)| face.view(lists))
+        .collect();
+    Ok(FacePage { faces })
+}
+
+/// Number of faces matching `filter`.
+pub async fn count(svc: &Services, filter: &FaceFilter) -> Result<Count, ApiError> {
+    let mut count = 0;
+    visit_matching(svc, filter, |_| {
+        count += 1;
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(Count { count })
+}
+
+/// Hands every face matching `filter` to `visit`, newest first (by face id within a list
+/// filter), until it breaks. Reads one partition: the account's faces, the list's
+/// memberships, or the given ids.
+pub async fn visit_matching(
+    svc: &Services,
+    filter: &FaceFilter,
+    mut visit: impl FnMut(FaceRecord) -> ControlFlow<()>,
+) -> Result<(), ApiError> {
+    let candidate_ids = match (&filter.face_ids, filter.list_id) {
+        (Some(ids), _) => Some(ids.clone()),
+        (None, Some(list_id)) => {
+            if super::lists::record(svc, filter.account_id, list_id)
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            Some(faces_in_list(svc, list_id).await?)
+        }
+        (None, None) => None,
+    };
+    let Some(ids) = candidate_ids else {
+        let query = TableQuery {
+            index: Some(keys::GSI1),
+            partition: keys::account_partition(filter.account_id, "FACE"),
+            range: time_range_keys(&filter.create_time),
+            descending: true,
+        };
+        let mut failure = None;
+        svc.table
+            .for_each(&query, |item| match from_item::<FaceRecord>(item) {
+                Ok(face) if filter.matches(&face) => visit(face),
+                Ok(_) => ControlFlow::Continue(()),
+                Err(err) => {
+                    failure = Some(err);
+                    ControlFlow::Break(())
+                }
+            })
+            .await?;
+        return failure.map_or(Ok(()), Err);
+    };
+    let members: Option<HashSet<Uuid>> = match (filter.list_id, &filter.face_ids) {
+        (Some(list_id), Some(_)) => Some(faces_in_list(svc, list_id).await?.into_iter().collect()),
+        _ => None,
+    };
+    for chunk in ids.chunks(100) {
+        let keys: Vec<(String, String)> = chunk
+            .iter()
+            .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
+            .collect();
+        let mut faces: Vec<FaceRecord> = svc
+            .table
+            .batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        // Keep the order the ids were given in.
+        let order: HashMap<Uuid, usize> =
+            chunk.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        faces.sort_by_key(|f| order.get(&f.face_id).copied().unwrap_or(usize::MAX));
+        for face in faces {
+            let in_list = members.as_ref().is_none_or(|m| m.contains(&face.face_id));
+            if in_list && filter.matches(&face) && visit(face).is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids of the lists a face belongs to.
+pub async fn lists_of(svc: &Services, face_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
+    let query = TableQuery {
+        index: Some(keys::GSI1),
+        partition: keys::face_lists_partition(face_id),
+        range: KeyRange::All,
+        descending: false,
+    };
+    let mut lists = Vec::new();
+    svc.table
+        .for_each(&query, |item| {
+            if let Ok(m) = from_item::<MembershipRecord>(item) {
+                lists.push(m.list_id);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(lists)
+}
+
+/// Ids of the faces in a list, in face-id order.
+pub async fn faces_in_list(svc: &Services, list_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
+    let query = TableQuery {
+        index: None,
+        partition: keys::list_pk(list_id),
+        range: KeyRange::Prefix("FACE#".into()),
+        descending: false,
+    };
+    let mut faces = Vec::new();
+    svc.table
+        .for_each(&query, |item| {
+            if let Ok(m) = from_item::<MembershipRecord>(item) {
+                faces.push(m.face_id);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(faces)
+}
+
+/// Links faces to a list. Every face must exist in the list's account; then memberships
+/// are written in transactions that re-check each face, so none dangles. Idempotent.
+pub async fn attach(
+    svc: &Services,
+    account_id: Uuid,
+    list_id: Uuid,
+    face_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    require_all(svc, account_id, face_ids).await?;
+    let table = svc.table.name();
+    // Each face costs a check and a put; one slot checks the list.
+    let per_transaction = (TRANSACTION_MAX - 1) / 2;
+    for chunk in face_ids.chunks(per_transaction) {
+        let mut writes = vec![list_exists_check(table, list_id, account_id)?];
+        for &face_id in chunk {
+            writes.push(face_exists_check(table, face_id, account_id)?);
+            let membership = MembershipRecord::new(list_id, face_id, account_id);
+            writes.push(put(table, to_item(&membership)?)?);
+        }
+        match svc.table.transact(writes).await {
+            Ok(()) => {}
+            Err(TransactError::ConditionFailed) => {
+                return Err(ApiError::new(
+                    ErrorCode::FacesNotFound,
+                    "One or more faces or the list were deleted while linking",
+                ));
+            }
+            Err(TransactError::Api(err)) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Unlinks faces from a list; faces not in the list are ignored. Idempotent.
+pub async fn detach(svc: &Services, list_id: Uuid, face_ids: &[Uuid]) -> Result<(), ApiError> {
+    let memberships = face_ids
+        .iter()
+        .map(|&face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
+        .collect();
+    svc.table.batch_write(Vec::new(), memberships).await
+}
+
+/// Fails with 22004 naming the first of `face_ids` missing from `account_id`.
+pub async fn require_all(
+    svc: &Services,
+    account_id: Uuid,
+    face_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    let keys: Vec<(String, String)> = face_ids
+        .iter()
+        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
+        .collect();
+    let found: HashSet<Uuid> = svc
+        .table
+        .batch_get(&keys)
+        .await?
+        .into_iter()
+        .map(from_item::<FaceRecord>)
+        .filter_map(Result::ok)
+        .filter(|f| f.account_id == account_id)
+        .map(|f| f.face_id)
+        .collect();
+    match face_ids.iter().find(|id| !found.contains(id)) {
+        Some(missing) => Err(ApiError::new(
+            ErrorCode::FacesNotFound,
+            format!("One or more faces not found, including face with id '{missing}'"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Index sort-key bounds for a creation-time range.
+pub(crate) fn time_range_keys(range: &TimeRange) -> KeyRange {
+    KeyRange::Between {
+        gte: range.gte.map(timestamps::format),
+        lt: range.lt.map(timestamps::format),
+    }
+}
+
+fn put_new(table: &str, item: crate::store::Item) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn put(table: &str, item: crate::store::Item) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn exists_check(
+    table: &str,
+    pk: String,
+    sk: &str,
+    account_id: Uuid,
+) -> Result<TransactWriteItem, ApiError> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .key("pk", s(&pk))
+        .key("sk", s(sk))
+        .condition_expression("attribute_exists(pk) AND account_id = :account")
+        .expression_attribute_values(":account", s(&account_id.to_string()))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb condition check", e))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+fn face_exists_check(
+    table: &str,
+    face_id: Uuid,
+    account_id: Uuid,
+) -> Result<TransactWriteItem, ApiError> {
+    exists_check(table, keys::face_pk(face_id), keys::FACE_SK, account_id)
+}
+
+fn list_exists_check(
+    table: &str,
+    list_id: Uuid,
+    account_id: Uuid,
+) -> Result<TransactWriteItem, ApiError> {
+    exists_check(table, keys::list_pk(list_id), keys::LIST_SK, account_id)
+}

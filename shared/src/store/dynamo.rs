@@ -1,0 +1,325 @@
+//! Thin typed layer over the DynamoDB client: conditional puts, paged queries,
+//! batched reads and writes with retry of unprocessed keys, chunked transactions.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, TransactWriteItem, WriteRequest,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A raw DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Most items one `BatchGetItem` call takes.
+const BATCH_GET_MAX: usize = 100;
+/// Most requests one `BatchWriteItem` call takes.
+const BATCH_WRITE_MAX: usize = 25;
+/// Most items one `TransactWriteItems` call takes.
+pub const TRANSACTION_MAX: usize = 100;
+/// Attempts at unprocessed batch items before giving up.
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// The service's table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    client: Client,
+    name: String,
+}
+
+/// Sort-key condition of a query.
+#[derive(Debug, Clone)]
+pub enum KeyRange {
+    /// Every item of the partition.
+    All,
+    /// Sort keys starting with a prefix.
+    Prefix(String),
+    /// Sort keys in `[gte, lt)`; either end may be open.
+    Between {
+        /// Included lower bound.
+        gte: Option<String>,
+        /// Excluded upper bound.
+        lt: Option<String>,
+    },
+}
+
+/// One partition to read, in sort-key order.
+#[derive(Debug, Clone)]
+pub struct TableQuery {
+    /// `Some(index)` to read a secondary index.
+    pub index: Option<&'static str>,
+    /// Partition key value.
+    pub partition: String,
+    /// Which sort keys to read.
+    pub range: KeyRange,
+    /// Newest (highest sort key) first.
+    pub descending: bool,
+}
+
+/// Why a transaction did not apply.
+#[derive(Debug)]
+pub enum TransactError {
+    /// A condition failed; nothing was written.
+    ConditionFailed,
+    /// Any other failure.
+    Api(ApiError),
+}
+
+impl Table {
+    /// Binds a client to the table name from the configuration.
+    pub fn new(client: Client, name: impl Into<String>) -> Table {
+        Table {
+            client,
+            name: name.into(),
+        }
+    }
+
+    /// The underlying client, for operations this layer does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Strongly consistent read of one item.
+    pub async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("dynamodb get_item", aws_error(&e)))?;
+        Ok(out.item)
+    }
+
+    /// Reads the partition of `query` page by page, handing each item to `visit` until it
+    /// breaks or the partition ends.
+    pub async fn for_each(
+        &self,
+        query: &TableQuery,
+        mut visit: impl FnMut(Item) -> ControlFlow<()>,
+    ) -> Result<(), ApiError> {
+        let (pk_attr, sk_attr) = match query.index {
+            Some(_) => ("gsi1pk", "gsi1sk"),
+            None => ("pk", "sk"),
+        };
+        let mut condition = "#pk = :pk".to_string();
+        let mut values: Item = HashMap::from([(":pk".into(), s(&query.partition))]);
+        let mut names = HashMap::from([("#pk".to_string(), pk_attr.to_string())]);
+        match &query.range {
+            KeyRange::All => {}
+            KeyRange::Prefix(prefix) => {
+                condition.push_str(" AND begins_with(#sk, :prefix)");
+                values.insert(":prefix".into(), s(prefix));
+            }
+            KeyRange::Between { gte, lt } => {
+                // Sort keys are `<bound>#<id>`, so BETWEEN gte AND lt keeps exactly [gte, lt).
+                match (gte, lt) {
+                    (Some(gte), Some(lt)) => {
+                        condition.push_str(" AND #sk BETWEEN :gte AND :lt");
+                        values.insert(":gte".into(), s(gte));
+                        values.insert(":lt".into(), s(lt));
+                    }
+                    (Some(gte), None) => {
+                        condition.push_str(" AND #sk >= :gte");
+                        values.insert(":gte".into(), s(gte));
+                    }
+                    (None, Some(lt)) => {
+                        condition.push_str(" AND #sk < :lt");
+                        values.insert(":lt".into(), s(lt));
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        if condition.contains("#sk") {
+            names.insert("#sk".into(), sk_attr.into());
+        }
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .set_index_name(query.index.map(str::to_string))
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(!query.descending)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| ApiError::internal("dynamodb query", aws_error(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                if visit(item).is_break() {
+                    return Ok(());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads many items by `(pk, sk)`; missing ones are simply absent from the answer.
+    pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, ApiError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|(pk, sk)| HashMap::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]))
+                .collect();
+            pending.dedup();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| ApiError::internal("dynamodb batch_get request", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.name, request)
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::internal("dynamodb batch_get_item", aws_error(&e)))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.name).unwrap_or_default());
+                }
+                if let Some(rest) = out
+                    .unprocessed_keys
+                    .and_then(|mut rest| rest.remove(&self.name))
+                {
+                    pending = rest.keys;
+                }
+                attempt += 1;
+                backoff_or_give_up(attempt, !pending.is_empty(), "batch_get_item").await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes puts and deletes in batches of 25, retrying unprocessed requests.
+    /// Unconditional: use only for idempotent writes.
+    pub async fn batch_write(
+        &self,
+        puts: Vec<Item>,
+        deletes: Vec<(String, String)>,
+    ) -> Result<(), ApiError> {
+        let mut requests: Vec<WriteRequest> = Vec::with_capacity(puts.len() + deletes.len());
+        for item in puts {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| ApiError::internal("dynamodb put request", e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for (pk, sk) in deletes {
+            let delete = DeleteRequest::builder()
+                .key("pk", s(&pk))
+                .key("sk", s(&sk))
+                .build()
+                .map_err(|e| ApiError::internal("dynamodb delete request", e))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.name, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::internal("dynamodb batch_write_item", aws_error(&e)))?;
+                if let Some(mut rest) = out.unprocessed_items {
+                    pending = rest.remove(&self.name).unwrap_or_default();
+                }
+                attempt += 1;
+                backoff_or_give_up(attempt, !pending.is_empty(), "batch_write_item").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies up to [`TRANSACTION_MAX`] writes atomically.
+    pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
+        debug_assert!(items.len() <= TRANSACTION_MAX);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let cancelled = err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception());
+                if cancelled {
+                    Err(TransactError::ConditionFailed)
+                } else {
+                    Err(TransactError::Api(ApiError::internal(
+                        "dynamodb transact_write_items",
+                        aws_error(&err),
+                    )))
+                }
+            }
+        }
+    }
+}
+
+async fn backoff_or_give_up(attempt: u32, pending: bool, op: &str) -> Result<(), ApiError> {
+    if !pending {
+        return Ok(());
+    }
+    if attempt >= BATCH_ATTEMPTS {
+        return Err(ApiError::internal(op, "unprocessed items after retries"));
+    }
+    tokio::time::sleep(Duration::from_millis(25 << attempt.min(6))).await;
+    Ok(())
+}
+
+/// A string attribute.
+pub fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+/// Serializes a record into an item.
+pub fn to_item<T: Serialize>(record: &T) -> Result<Item, ApiError> {
+    serde_dynamo::to_item(record).map_err(|e| ApiError::internal("serialize item", e))
+}
+
+/// Deserializes an item into a record.
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
+    serde_dynamo::from_item(item).map_err(|e| ApiError::internal("deserialize item", e))
+}
+
+/// Full text of an SDK error, including its source chain, for logs.
+pub fn aws_error(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
