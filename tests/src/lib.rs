@@ -1,0 +1,221 @@
+//! One helper for every end-to-end test: it finds the local stack (the emulator and the
+//! resources `make deploy-local` created, described by `.fanout/local.env`), starts the
+//! gateway once per test binary on a free port, and speaks HTTP to it like a client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use uuid::Uuid;
+
+use fanout::Services;
+
+/// A running gateway over the local emulator.
+pub struct Stack {
+    /// Base URL of the gateway, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// Services for checking the store directly through the SDK.
+    pub services: Arc<Services>,
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body parsed as JSON (`Value::Null` when empty or not JSON).
+    pub json: Value,
+    /// The raw body.
+    pub text: String,
+}
+
+impl Answer {
+    /// The LUNA `error_code` of an error answer.
+    pub fn error_code(&self) -> u64 {
+        self.json["error_code"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not an error body: {} {}", self.status, self.text))
+    }
+}
+
+static STACK: OnceLock<Stack> = OnceLock::new();
+
+/// The shared stack, started on first use.
+pub fn stack() -> &'static Stack {
+    STACK.get_or_init(start)
+}
+
+fn start() -> Stack {
+    load_local_env();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The gateway gets its own runtime: each #[tokio::test] runtime ends with its test.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let services = Arc::new(Services::from_env().await.expect(
+                "configuration: run the tests with `make test`, which starts the emulator",
+            ));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr: SocketAddr = listener.local_addr().expect("addr");
+            tx.send((addr, services.clone())).expect("send");
+            fanout_functions::gateway::serve(services, listener)
+                .await
+                .expect("gateway");
+        });
+    });
+    let (addr, services) = rx.recv().expect("gateway did not start");
+    Stack {
+        url: format!("http://{addr}"),
+        services,
+    }
+}
+
+/// Exports `.fanout/local.env` (written by `localstack/deploy.sh`) unless already set.
+fn load_local_env() {
+    if std::env::var_os("FANOUT_TABLE").is_some() {
+        return;
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/local.env");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            // SAFETY: runs once, before any thread of this test binary reads the environment.
+            unsafe { std::env::set_var(key.trim(), value.trim()) };
+        }
+    }
+}
+
+impl Stack {
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// Sends a request with extra headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = client().request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
+    /// Sends a raw text body (for malformed JSON).
+    pub async fn send_raw(&self, method: Method, path: &str, body: &str) -> Answer {
+        let request = client()
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        answer(request.send().await.expect("request")).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Number of items stored under one account partition of the index (`FACE`, `LIST`,
+    /// `EVENT`), read straight from DynamoDB — the ground truth for "nothing changed".
+    pub async fn stored(&self, account_id: &str, kind: &str) -> usize {
+        let out = self
+            .services
+            .aws
+            .dynamodb
+            .query()
+            .table_name(&self.services.config.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                AttributeValue::S(format!("ACC#{account_id}#{kind}")),
+            )
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("dynamodb query");
+        out.count as usize
+    }
+
+    /// Number of items in a list's partition (the list and its memberships).
+    pub async fn stored_in_list(&self, list_id: &str) -> usize {
+        let out = self
+            .services
+            .aws
+            .dynamodb
+            .query()
+            .table_name(&self.services.config.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("LIST#{list_id}")))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("dynamodb query");
+        out.count as usize
+    }
+}
+
+/// A client for one request: pooled connections would belong to the runtime of the
+/// test that opened them, and every `#[tokio::test]` has its own.
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        json,
+        text,
+    }
+}
+
+/// A new account id: tests never see each other's records.
+pub fn account() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// A descriptor of the default version (512 values) derived from `seed`.
+pub fn descriptor(seed: u32) -> Vec<f32> {
+    (0..512)
+        .map(|i| ((seed as f32 + 1.0) * (i as f32 + 1.0)).sin())
+        .collect()
+}

@@ -1,0 +1,170 @@
+//! Lists and attaching faces to them.
+
+use fanout_e2e::{account, stack};
+use serde_json::json;
+
+async fn new_list(acc: &str) -> String {
+    let answer = stack()
+        .post(
+            "/1/lists",
+            &json!({"account_id": acc, "user_data": "staff"}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json["list_id"].as_str().unwrap().to_string()
+}
+
+async fn new_faces(acc: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let answer = stack().post("/1/faces", &json!({"account_id": acc})).await;
+        ids.push(answer.json["face_id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn attach_and_detach_change_the_face_count() {
+    let acc = account();
+    let list = new_list(&acc).await;
+    let faces = new_faces(&acc, 5).await;
+    let path = format!("/1/lists/{list}?account_id={acc}");
+    let attached = stack()
+        .patch(&path, &json!({"action": "attach", "face_ids": faces}))
+        .await;
+    assert_eq!(attached.status, 204, "{}", attached.text);
+    assert_eq!(stack().get(&path).await.json["face_count"], 5);
+    // Attaching again is idempotent.
+    stack()
+        .patch(&path, &json!({"action": "attach", "face_ids": &faces[..2]}))
+        .await;
+    assert_eq!(stack().get(&path).await.json["face_count"], 5);
+
+    let face = stack()
+        .get(&format!("/1/faces/{}?account_id={acc}", faces[0]))
+        .await;
+    assert_eq!(face.json["lists"], json!([list]));
+
+    let detached = stack()
+        .patch(&path, &json!({"action": "detach", "face_ids": &faces[..3]}))
+        .await;
+    assert_eq!(detached.status, 204);
+    let got = stack().get(&path).await;
+    assert_eq!(got.json["face_count"], 2);
+    assert_eq!(got.json["user_data"], "staff");
+    let face = stack()
+        .get(&format!("/1/faces/{}?account_id={acc}", faces[0]))
+        .await;
+    assert_eq!(face.json["lists"], json!([]));
+}
+
+#[tokio::test]
+async fn attaching_a_missing_face_changes_nothing() {
+    let acc = account();
+    let list = new_list(&acc).await;
+    let mut faces = new_faces(&acc, 3).await;
+    let foreign = new_faces(&account(), 1).await;
+    faces.extend(foreign.clone());
+    let path = format!("/1/lists/{list}?account_id={acc}");
+    let answer = stack()
+        .patch(&path, &json!({"action": "attach", "face_ids": faces}))
+        .await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.error_code(), 22004);
+    assert!(
+        answer.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&foreign[0])
+    );
+    assert_eq!(stack().stored_in_list(&list).await, 1, "only the list item");
+}
+
+#[tokio::test]
+async fn patch_list_rejects_bad_bodies() {
+    let acc = account();
+    let list = new_list(&acc).await;
+    let path = format!("/1/lists/{list}?account_id={acc}");
+    let too_many: Vec<String> = (0..1001)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    for body in [
+        json!({"action": "attach", "face_ids": []}),
+        json!({"action": "attach", "face_ids": too_many}),
+        json!({"action": "merge", "face_ids": [uuid::Uuid::new_v4()]}),
+        json!({"action": "attach", "face_ids": ["nope"]}),
+        json!({"action": "attach"}),
+    ] {
+        let answer = stack().patch(&path, &body).await;
+        assert_eq!(answer.status, 400, "{body}");
+        assert_eq!(answer.error_code(), 12027, "{body}");
+    }
+    assert_eq!(stack().stored_in_list(&list).await, 1);
+}
+
+#[tokio::test]
+async fn deleting_a_list_keeps_its_faces() {
+    let acc = account();
+    let list = new_list(&acc).await;
+    let faces = new_faces(&acc, 2).await;
+    let path = format!("/1/lists/{list}?account_id={acc}");
+    stack()
+        .patch(&path, &json!({"action": "attach", "face_ids": faces}))
+        .await;
+    assert_eq!(stack().delete(&path).await.status, 204);
+    assert_eq!(stack().get(&path).await.error_code(), 22003);
+    assert_eq!(stack().stored_in_list(&list).await, 0);
+    assert_eq!(stack().stored(&acc, "FACE").await, 2);
+    let face = stack()
+        .get(&format!("/1/faces/{}?account_id={acc}", faces[0]))
+        .await;
+    assert_eq!(face.json["lists"], json!([]));
+}
+
+#[tokio::test]
+async fn listing_lists_filters_and_pages() {
+    let acc = account();
+    let first = new_list(&acc).await;
+    let other = stack()
+        .post(
+            "/1/lists",
+            &json!({"account_id": acc, "user_data": "guests"}),
+        )
+        .await;
+    let second = other.json["list_id"].as_str().unwrap().to_string();
+    let all = stack().get(&format!("/1/lists?account_id={acc}")).await;
+    let ids: Vec<&str> = all.json["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["list_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()]);
+    let staff = stack()
+        .get(&format!("/1/lists?account_id={acc}&user_data=staff"))
+        .await;
+    assert_eq!(staff.json["lists"].as_array().unwrap().len(), 1);
+    let by_id = stack()
+        .get(&format!("/1/lists?account_id={acc}&list_ids={second}"))
+        .await;
+    assert_eq!(by_id.json["lists"][0]["list_id"], second.as_str());
+    let page2 = stack()
+        .get(&format!("/1/lists?account_id={acc}&page=2&page_size=1"))
+        .await;
+    assert_eq!(page2.json["lists"][0]["list_id"], first.as_str());
+}
+
+#[tokio::test]
+async fn face_created_with_missing_list_is_not_stored() {
+    let acc = account();
+    let foreign_list = new_list(&account()).await;
+    let answer = stack()
+        .post(
+            "/1/faces",
+            &json!({"account_id": acc, "lists": [foreign_list]}),
+        )
+        .await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.error_code(), 22005);
+    assert_eq!(stack().stored(&acc, "FACE").await, 0);
+}
