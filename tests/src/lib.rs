@@ -152,35 +152,26 @@ impl Stack {
     /// Number of items stored under one account partition of the index (`FACE`, `LIST`,
     /// `EVENT`), read straight from DynamoDB — the ground truth for "nothing changed".
     pub async fn stored(&self, account_id: &str, kind: &str) -> usize {
-        let out = self
-            .services
-            .aws
-            .dynamodb
-            .query()
-            .table_name(&self.services.config.table)
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(
-                ":pk",
-                AttributeValue::S(format!("ACC#{account_id}#{kind}")),
-            )
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
+        self.count_partition(Some("gsi1"), "gsi1pk", format!("ACC#{account_id}#{kind}"))
             .await
-            .expect("dynamodb query");
-        out.count as usize
     }
 
     /// Number of items in a list's partition (the list and its memberships).
     pub async fn stored_in_list(&self, list_id: &str) -> usize {
+        self.count_partition(None, "pk", format!("LIST#{list_id}"))
+            .await
+    }
+
+    async fn count_partition(&self, index: Option<&str>, key: &str, value: String) -> usize {
         let out = self
             .services
             .aws
             .dynamodb
             .query()
             .table_name(&self.services.config.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("LIST#{list_id}")))
+            .set_index_name(index.map(str::to_string))
+            .key_condition_expression(format!("{key} = :v"))
+            .expression_attribute_values(":v", AttributeValue::S(value))
             .select(aws_sdk_dynamodb::types::Select::Count)
             .send()
             .await
