@@ -37,6 +37,45 @@ impl Page {
     }
 }
 
+/// Collects one page from a stream of matching items: skips the earlier pages' items,
+/// keeps `page_size`, and tells the reader to stop once the page is full.
+#[derive(Debug)]
+pub struct PageBuffer<T> {
+    page: Page,
+    skipped: usize,
+    items: Vec<T>,
+}
+
+impl<T> PageBuffer<T> {
+    /// An empty buffer for `page`.
+    pub fn new(page: Page) -> PageBuffer<T> {
+        PageBuffer {
+            page,
+            skipped: 0,
+            items: Vec::with_capacity(page.page_size as usize),
+        }
+    }
+
+    /// Offers the next matching item; `Break` once the page is full.
+    pub fn offer(&mut self, item: T) -> std::ops::ControlFlow<()> {
+        if self.skipped < self.page.offset() {
+            self.skipped += 1;
+        } else {
+            self.items.push(item);
+        }
+        if self.items.len() == self.page.page_size as usize {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+
+    /// The items of the page.
+    pub fn into_items(self) -> Vec<T> {
+        self.items
+    }
+}
+
 /// A half-open time range `[gte, lt)`; either end may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeRange {
@@ -230,6 +269,17 @@ mod tests {
             let err = query(&[(name, value)]).page().unwrap_err();
             assert_eq!(err.code, ErrorCode::BadQuery, "{name}={value}");
         }
+    }
+
+    #[test]
+    fn page_buffer_skips_earlier_pages_and_stops_when_full() {
+        let mut buffer = PageBuffer::new(Page {
+            page: 2,
+            page_size: 3,
+        });
+        let flow: Vec<bool> = (0..6).map(|i| buffer.offer(i).is_break()).collect();
+        assert_eq!(flow, [false, false, false, false, false, true]);
+        assert_eq!(buffer.into_items(), vec![3, 4, 5]);
     }
 
     #[test]

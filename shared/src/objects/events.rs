@@ -12,7 +12,7 @@ use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
 use crate::Services;
 use crate::descriptor::Descriptor;
 use crate::error::ApiError;
-use crate::query::{Page, Query, TimeRange};
+use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{from_item, to_item};
 use crate::store::{TableQuery, keys};
 use crate::timestamps;
@@ -458,22 +458,11 @@ pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Eve
 
 /// One page of the events matching `filter`, newest first.
 pub async fn list(svc: &Services, filter: &EventFilter, page: Page) -> Result<EventPage, ApiError> {
-    let mut skipped = 0;
-    let mut events = Vec::with_capacity(page.page_size as usize);
-    visit_matching(svc, filter, |record| {
-        if skipped < page.offset() {
-            skipped += 1;
-            return ControlFlow::Continue(());
-        }
-        events.push(record.event);
-        if events.len() == page.page_size as usize {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+    let mut buffer = PageBuffer::new(page);
+    visit_matching(svc, filter, |record| buffer.offer(record.event)).await?;
+    Ok(EventPage {
+        events: buffer.into_items(),
     })
-    .await?;
-    Ok(EventPage { events })
 }
 
 /// Number of events matching `filter`.
@@ -500,16 +489,13 @@ pub async fn visit_matching(
         range: super::faces::time_range_keys(&filter.create_time),
         descending: true,
     };
-    let mut failure = None;
     svc.table
-        .for_each(&query, |item| match from_item::<EventRecord>(item) {
-            Ok(record) if filter.matches(&record.event) => visit(record),
-            Ok(_) => ControlFlow::Continue(()),
-            Err(err) => {
-                failure = Some(err);
-                ControlFlow::Break(())
+        .for_each_record(&query, |record: EventRecord| {
+            if filter.matches(&record.event) {
+                visit(record)
+            } else {
+                ControlFlow::Continue(())
             }
         })
-        .await?;
-    failure.map_or(Ok(()), Err)
+        .await
 }

@@ -20,7 +20,7 @@ use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
 use crate::Services;
 use crate::descriptor::Descriptor;
 use crate::error::{ApiError, ErrorCode};
-use crate::query::{Page, Query, TimeRange};
+use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{TRANSACTION_MAX, TransactError, from_item, s, to_item};
 use crate::store::{KeyRange, TableQuery, keys};
 use crate::timestamps;
@@ -448,21 +448,9 @@ pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(
 
 /// One page of the faces matching `filter`.
 pub async fn list(svc: &Services, filter: &FaceFilter, page: Page) -> Result<FacePage, ApiError> {
-    let mut skipped = 0;
-    let mut records = Vec::with_capacity(page.page_size as usize);
-    visit_matching(svc, filter, |face| {
-        if skipped < page.offset() {
-            skipped += 1;
-            return ControlFlow::Continue(());
-        }
-        records.push(face);
-        if records.len() == page.page_size as usize {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })
-    .await?;
+    let mut buffer = PageBuffer::new(page);
+    visit_matching(svc, filter, |face| buffer.offer(face)).await?;
+    let records = buffer.into_items();
     let lists = try_join_all(records.iter().map(|f| lists_of(svc, f.face_id))).await?;
     let faces = records
         .iter()
@@ -511,18 +499,16 @@ pub async fn visit_matching(
             range: time_range_keys(&filter.create_time),
             descending: true,
         };
-        let mut failure = None;
-        svc.table
-            .for_each(&query, |item| match from_item::<FaceRecord>(item) {
-                Ok(face) if filter.matches(&face) => visit(face),
-                Ok(_) => ControlFlow::Continue(()),
-                Err(err) => {
-                    failure = Some(err);
-                    ControlFlow::Break(())
+        return svc
+            .table
+            .for_each_record(&query, |face: FaceRecord| {
+                if filter.matches(&face) {
+                    visit(face)
+                } else {
+                    ControlFlow::Continue(())
                 }
             })
-            .await?;
-        return failure.map_or(Ok(()), Err);
+            .await;
     };
     let members: Option<HashSet<Uuid>> = match (filter.list_id, &filter.face_ids) {
         (Some(list_id), Some(_)) => Some(faces_in_list(svc, list_id).await?.into_iter().collect()),
@@ -564,10 +550,8 @@ pub async fn lists_of(svc: &Services, face_id: Uuid) -> Result<Vec<Uuid>, ApiErr
     };
     let mut lists = Vec::new();
     svc.table
-        .for_each(&query, |item| {
-            if let Ok(m) = from_item::<MembershipRecord>(item) {
-                lists.push(m.list_id);
-            }
+        .for_each_record(&query, |m: MembershipRecord| {
+            lists.push(m.list_id);
             ControlFlow::Continue(())
         })
         .await?;
@@ -584,10 +568,8 @@ pub async fn faces_in_list(svc: &Services, list_id: Uuid) -> Result<Vec<Uuid>, A
     };
     let mut faces = Vec::new();
     svc.table
-        .for_each(&query, |item| {
-            if let Ok(m) = from_item::<MembershipRecord>(item) {
-                faces.push(m.face_id);
-            }
+        .for_each_record(&query, |m: MembershipRecord| {
+            faces.push(m.face_id);
             ControlFlow::Continue(())
         })
         .await?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Count, USER_DATA_MAX, check_text, faces};
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
-use crate::query::{Page, Query, TimeRange};
+use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{from_item, to_item};
 use crate::store::{KeyRange, TableQuery, keys};
 use crate::timestamps;
@@ -242,33 +242,17 @@ pub async fn list(svc: &Services, filter: &ListFilter, page: Page) -> Result<Lis
         range: faces::time_range_keys(&filter.create_time),
         descending: true,
     };
-    let mut skipped = 0;
-    let mut records = Vec::new();
-    let mut failure = None;
+    let mut buffer = PageBuffer::new(page);
     svc.table
-        .for_each(&query, |item| match from_item::<ListRecord>(item) {
-            Ok(list) if filter.matches(&list) => {
-                if skipped < page.offset() {
-                    skipped += 1;
-                    return ControlFlow::Continue(());
-                }
-                records.push(list);
-                if records.len() == page.page_size as usize {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            }
-            Ok(_) => ControlFlow::Continue(()),
-            Err(err) => {
-                failure = Some(err);
-                ControlFlow::Break(())
+        .for_each_record(&query, |list: ListRecord| {
+            if filter.matches(&list) {
+                buffer.offer(list)
+            } else {
+                ControlFlow::Continue(())
             }
         })
         .await?;
-    if let Some(err) = failure {
-        return Err(err);
-    }
+    let records = buffer.into_items();
     let lists = try_join_all(records.into_iter().map(|r| view(svc, r))).await?;
     Ok(ListPage { lists })
 }

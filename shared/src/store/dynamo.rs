@@ -175,6 +175,25 @@ impl Table {
         }
     }
 
+    /// Like [`Table::for_each`], handing each item deserialized as `T`; an item that does
+    /// not deserialize stops the read with its error.
+    pub async fn for_each_record<T: DeserializeOwned>(
+        &self,
+        query: &TableQuery,
+        mut visit: impl FnMut(T) -> ControlFlow<()>,
+    ) -> Result<(), ApiError> {
+        let mut failure = None;
+        self.for_each(query, |item| match from_item::<T>(item) {
+            Ok(record) => visit(record),
+            Err(err) => {
+                failure = Some(err);
+                ControlFlow::Break(())
+            }
+        })
+        .await?;
+        failure.map_or(Ok(()), Err)
+    }
+
     /// Reads many items by `(pk, sk)`; missing ones are simply absent from the answer.
     pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, ApiError> {
         let mut found = Vec::with_capacity(keys.len());
