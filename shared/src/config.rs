@@ -1,7 +1,8 @@
 //! Service configuration, read once from the environment and validated at start.
 //!
 //! The infrastructure template exports the resource names (`FANOUT_TABLE`,
-//! `FANOUT_WORK_QUEUE_URL`, `FANOUT_CONTROL_QUEUE_URL`, `FANOUT_BUCKET`) to every function
+//! `FANOUT_WORK_QUEUE_URL`, `FANOUT_CONTROL_QUEUE_URL`, their dead-letter queues
+//! `FANOUT_WORK_DLQ_URL` and `FANOUT_CONTROL_DLQ_URL`, `FANOUT_BUCKET`) to every function
 //! and worker; locally `localstack/deploy.sh` writes the same variables to
 //! `.fanout/local.env`.
 
@@ -21,6 +22,10 @@ pub struct Config {
     pub work_queue_url: String,
     /// SQS queue of task control messages (planning, merging).
     pub control_queue_url: String,
+    /// Dead-letter queue of the work queue: subtasks that exhausted their attempts.
+    pub work_dlq_url: String,
+    /// Dead-letter queue of the control queue: task steps that kept failing.
+    pub control_dlq_url: String,
     /// S3 bucket for contents, subtask outputs and results.
     pub bucket: String,
     /// Known descriptor versions and their lengths (number of f32 values).
@@ -85,6 +90,8 @@ impl Config {
             table: required("FANOUT_TABLE")?,
             work_queue_url: required("FANOUT_WORK_QUEUE_URL")?,
             control_queue_url: required("FANOUT_CONTROL_QUEUE_URL")?,
+            work_dlq_url: required("FANOUT_WORK_DLQ_URL")?,
+            control_dlq_url: required("FANOUT_CONTROL_DLQ_URL")?,
             bucket: required("FANOUT_BUCKET")?,
             descriptor_versions,
             default_descriptor_version,
@@ -139,10 +146,12 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    const BASE: [(&str, &str); 4] = [
+    const BASE: [(&str, &str); 6] = [
         ("FANOUT_TABLE", "t"),
         ("FANOUT_WORK_QUEUE_URL", "w"),
         ("FANOUT_CONTROL_QUEUE_URL", "c"),
+        ("FANOUT_WORK_DLQ_URL", "wd"),
+        ("FANOUT_CONTROL_DLQ_URL", "cd"),
         ("FANOUT_BUCKET", "b"),
     ];
 
@@ -156,7 +165,7 @@ mod tests {
 
     #[test]
     fn missing_resource_names_are_reported_by_name() {
-        let err = Config::from_lookup(env(&BASE[..3])).unwrap_err();
+        let err = Config::from_lookup(env(&BASE[..5])).unwrap_err();
         assert_eq!(err, ConfigError::Missing("FANOUT_BUCKET"));
     }
 

@@ -46,6 +46,22 @@ pub enum ErrorCode {
     ListsNotFound,
     /// Event lookup by id failed.
     EventNotFound,
+    /// Task lookup by id failed.
+    TaskNotFound,
+    /// Task error lookup by id failed.
+    TaskErrorNotFound,
+    /// The task is done but its result object is gone.
+    TaskResultNotFound,
+    /// The task has not finished yet.
+    TaskResultNotReady,
+    /// The task ended without a result (failed).
+    TaskResultImpossible,
+    /// The task was cancelled, so it has no result.
+    TaskCancelled,
+    /// Only pending, running or collecting tasks can be cancelled (a Fanout code).
+    TaskNotCancellable,
+    /// A subtask kept failing until its attempts ran out (a Fanout code).
+    SubtaskAttemptsExhausted,
 }
 
 impl ErrorCode {
@@ -67,27 +83,42 @@ impl ErrorCode {
             ErrorCode::FacesNotFound => 22004,
             ErrorCode::ListsNotFound => 22005,
             ErrorCode::EventNotFound => 23001,
+            ErrorCode::TaskNotFound => 28001,
+            ErrorCode::TaskErrorNotFound => 28003,
+            ErrorCode::TaskResultNotFound => 28017,
+            ErrorCode::TaskResultNotReady => 28018,
+            ErrorCode::TaskResultImpossible => 28020,
+            ErrorCode::TaskCancelled => 28025,
+            ErrorCode::TaskNotCancellable => 40002,
+            ErrorCode::SubtaskAttemptsExhausted => 40003,
         }
     }
 
     /// The HTTP status this error is answered with.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::SubtaskAttemptsExhausted => 500,
             ErrorCode::DependencyUnavailable => 502,
             ErrorCode::BadRoute => 404,
             ErrorCode::FaceNotFound
             | ErrorCode::ListNotFound
             | ErrorCode::FacesNotFound
             | ErrorCode::ListsNotFound
-            | ErrorCode::EventNotFound => 404,
+            | ErrorCode::EventNotFound
+            | ErrorCode::TaskNotFound
+            | ErrorCode::TaskErrorNotFound
+            | ErrorCode::TaskResultNotFound
+            | ErrorCode::TaskResultNotReady
+            | ErrorCode::TaskResultImpossible
+            | ErrorCode::TaskCancelled => 404,
             ErrorCode::BadQuery
             | ErrorCode::RequiredParamsNotFound
             | ErrorCode::UnsupportedParam
             | ErrorCode::BadJson
             | ErrorCode::EmptyJson
             | ErrorCode::NoData
-            | ErrorCode::BadRequestId => 400,
+            | ErrorCode::BadRequestId
+            | ErrorCode::TaskNotCancellable => 400,
         }
     }
 
@@ -109,11 +140,19 @@ impl ErrorCode {
             ErrorCode::FacesNotFound => "Object not found",
             ErrorCode::ListsNotFound => "Object not found",
             ErrorCode::EventNotFound => "Object not found",
+            ErrorCode::TaskNotFound => "Object not found",
+            ErrorCode::TaskErrorNotFound => "Object not found",
+            ErrorCode::TaskResultNotFound => "Object not found",
+            ErrorCode::TaskResultNotReady => "Object not found",
+            ErrorCode::TaskResultImpossible => "Object not found",
+            ErrorCode::TaskCancelled => "Task has been cancelled",
+            ErrorCode::TaskNotCancellable => "Bad/incomplete input data",
+            ErrorCode::SubtaskAttemptsExhausted => "Subtask failed",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -129,6 +168,14 @@ impl ErrorCode {
         ErrorCode::FacesNotFound,
         ErrorCode::ListsNotFound,
         ErrorCode::EventNotFound,
+        ErrorCode::TaskNotFound,
+        ErrorCode::TaskErrorNotFound,
+        ErrorCode::TaskResultNotFound,
+        ErrorCode::TaskResultNotReady,
+        ErrorCode::TaskResultImpossible,
+        ErrorCode::TaskCancelled,
+        ErrorCode::TaskNotCancellable,
+        ErrorCode::SubtaskAttemptsExhausted,
     ];
 }
 
@@ -197,6 +244,14 @@ impl ApiError {
         )
     }
 
+    /// `Task with id '{id}' not found`.
+    pub fn task_not_found(id: u64) -> Self {
+        ApiError::new(
+            ErrorCode::TaskNotFound,
+            format!("Task with id '{id}' not found"),
+        )
+    }
+
     /// A JSON body that fails validation, with the reason.
     pub fn bad_json(reason: impl std::fmt::Display) -> Self {
         ApiError::new(
@@ -245,8 +300,12 @@ mod tests {
     fn client_errors_are_4xx_and_failures_5xx() {
         for code in ErrorCode::ALL {
             let status = code.status();
-            let server_side =
-                matches!(code, ErrorCode::Internal | ErrorCode::DependencyUnavailable);
+            let server_side = matches!(
+                code,
+                ErrorCode::Internal
+                    | ErrorCode::DependencyUnavailable
+                    | ErrorCode::SubtaskAttemptsExhausted
+            );
             assert_eq!(server_side, status >= 500, "{code:?} -> {status}");
             assert!((400..600).contains(&status));
         }

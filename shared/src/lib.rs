@@ -7,12 +7,15 @@
 pub mod aws;
 pub mod config;
 pub mod descriptor;
+pub mod engine;
 pub mod error;
 pub mod health;
+pub mod kinds;
 pub mod objects;
 pub mod query;
 pub mod request_id;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod timestamps;
 

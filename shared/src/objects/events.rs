@@ -442,6 +442,36 @@ fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventReco
     })
 }
 
+/// The stored events of `account_id` among `event_ids` (missing ones are absent).
+pub async fn records(
+    svc: &Services,
+    account_id: Uuid,
+    event_ids: &[Uuid],
+) -> Result<Vec<EventRecord>, ApiError> {
+    let keys: Vec<(String, String)> = event_ids
+        .iter()
+        .map(|&id| (keys::event_pk(id), keys::EVENT_SK.to_string()))
+        .collect();
+    let mut found = Vec::with_capacity(event_ids.len());
+    for item in svc.table.batch_get(&keys).await? {
+        let record: EventRecord = from_item(item)?;
+        if record.event.account_id == account_id {
+            found.push(record);
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes events by id; ids that are gone already are fine. The caller has checked
+/// that they belong to the account.
+pub async fn delete_many(svc: &Services, event_ids: &[Uuid]) -> Result<(), ApiError> {
+    let doomed = event_ids
+        .iter()
+        .map(|&id| (keys::event_pk(id), keys::EVENT_SK.to_string()))
+        .collect();
+    svc.table.batch_write(Vec::new(), doomed).await
+}
+
 /// One event of `account_id`.
 pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Event, ApiError> {
     let item = svc

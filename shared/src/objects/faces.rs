@@ -647,6 +647,175 @@ pub async fn require_all(
     }
 }
 
+/// What linking a set of faces to a list did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    /// Faces now in the list.
+    pub linked: Vec<Uuid>,
+    /// Faces that do not exist in the account (any more).
+    pub missing: Vec<Uuid>,
+}
+
+/// Links the faces of `face_ids` that exist to a list, skipping the missing ones instead
+/// of failing (a task's set may lose faces while it runs). `stop` is asked between
+/// transactions and ends the work early with its error. Idempotent.
+pub async fn link_existing(
+    svc: &Services,
+    account_id: Uuid,
+    list_id: Uuid,
+    face_ids: &[Uuid],
+    stop: &(dyn Fn() -> Result<(), ApiError> + Sync),
+) -> Result<Linked, ApiError> {
+    let mut outcome = Linked::default();
+    let table = svc.table.name();
+    let per_transaction = (TRANSACTION_MAX - 1) / 2;
+    for chunk in face_ids.chunks(per_transaction) {
+        stop()?;
+        // A face can vanish between the read and the write; read again and retry then.
+        let mut attempts = 0;
+        loop {
+            let existing = existing_faces(svc, account_id, chunk).await?;
+            let mut writes = vec![list_exists_check(table, list_id, account_id)?];
+            for &face_id in chunk.iter().filter(|id| existing.contains(id)) {
+                writes.push(face_exists_check(table, face_id, account_id)?);
+                let membership = MembershipRecord::new(list_id, face_id, account_id);
+                writes.push(put(table, to_item(&membership)?)?);
+            }
+            match svc.table.transact(writes).await {
+                Ok(()) => {
+                    for &face_id in chunk {
+                        if existing.contains(&face_id) {
+                            outcome.linked.push(face_id);
+                        } else {
+                            outcome.missing.push(face_id);
+                        }
+                    }
+                    break;
+                }
+                Err(TransactError::ConditionFailed) => {
+                    super::lists::record(svc, account_id, list_id).await?;
+                    attempts += 1;
+                    if attempts >= 5 {
+                        return Err(ApiError::internal(
+                            "link faces",
+                            "faces kept changing while linking",
+                        ));
+                    }
+                }
+                Err(TransactError::Api(err)) => return Err(err),
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+async fn existing_faces(
+    svc: &Services,
+    account_id: Uuid,
+    face_ids: &[Uuid],
+) -> Result<HashSet<Uuid>, ApiError> {
+    let keys: Vec<(String, String)> = face_ids
+        .iter()
+        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
+        .collect();
+    let mut found = HashSet::new();
+    for item in svc.table.batch_get(&keys).await? {
+        let face: FaceRecord = from_item(item)?;
+        if face.account_id == account_id {
+            found.insert(face.face_id);
+        }
+    }
+    Ok(found)
+}
+
+/// Makes the face of an event: a face with id `face_id` carrying the event's descriptor
+/// and attributes, unless that face exists already (so a retried step makes one face).
+pub async fn ensure_from_event(
+    svc: &Services,
+    face_id: Uuid,
+    event: &super::events::EventRecord,
+) -> Result<(), ApiError> {
+    let now = timestamps::format(timestamps::now());
+    let shown = &event.event;
+    let record = FaceRecord {
+        pk: keys::face_pk(face_id),
+        sk: keys::FACE_SK.into(),
+        gsi1pk: keys::account_partition(shown.account_id, "FACE"),
+        gsi1sk: keys::time_sort_key(&now, face_id),
+        face_id,
+        account_id: shown.account_id,
+        event_id: Some(shown.event_id),
+        external_id: shown.external_id.clone(),
+        user_data: shown.user_data.clone(),
+        avatar: String::new(),
+        create_time: now.clone(),
+        last_update_time: now,
+        descriptor_version: event.descriptor.as_ref().and(shown.descriptor_version),
+        descriptor: event.descriptor.clone(),
+    };
+    let result = svc
+        .table
+        .client()
+        .put_item()
+        .table_name(svc.table.name())
+        .set_item(Some(to_item(&record)?))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(ApiError::internal(
+            "dynamodb put_item",
+            crate::store::dynamo::aws_error(&err),
+        )),
+    }
+}
+
+/// Removes a face's descriptor if it has version `version`; `false` when it had not
+/// (another version, none, or the face is gone).
+pub async fn remove_descriptor(
+    svc: &Services,
+    account_id: Uuid,
+    face_id: Uuid,
+    version: u32,
+) -> Result<bool, ApiError> {
+    let result = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(&keys::face_pk(face_id)))
+        .key("sk", s(keys::FACE_SK))
+        .update_expression("REMOVE descriptor, descriptor_version SET last_update_time = :now")
+        .condition_expression("account_id = :account AND descriptor_version = :version")
+        .expression_attribute_values(":account", s(&account_id.to_string()))
+        .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(ApiError::internal(
+            "dynamodb update_item",
+            crate::store::dynamo::aws_error(&err),
+        )),
+    }
+}
+
 /// Index sort-key bounds for a creation-time range.
 pub(crate) fn time_range_keys(range: &TimeRange) -> KeyRange {
     KeyRange::Between {

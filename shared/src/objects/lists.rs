@@ -176,6 +176,52 @@ pub async fn create(svc: &Services, new: NewList) -> Result<ListCreated, ApiErro
     })
 }
 
+/// Creates the list `list_id` unless it exists (a task that creates a list derives its
+/// id from the task, so a retried step finds the list it made before). A list of that id
+/// in another account is an error.
+pub async fn ensure(
+    svc: &Services,
+    account_id: Uuid,
+    list_id: Uuid,
+    user_data: Option<String>,
+) -> Result<(), ApiError> {
+    check_text("user_data", user_data.as_deref(), USER_DATA_MAX)?;
+    let now = timestamps::format(timestamps::now());
+    let list = ListRecord {
+        pk: keys::list_pk(list_id),
+        sk: keys::LIST_SK.into(),
+        gsi1pk: keys::account_partition(account_id, "LIST"),
+        gsi1sk: keys::time_sort_key(&now, list_id),
+        list_id,
+        account_id,
+        user_data: user_data.unwrap_or_default(),
+        create_time: now,
+    };
+    let result = svc
+        .table
+        .client()
+        .put_item()
+        .table_name(svc.table.name())
+        .set_item(Some(to_item(&list)?))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            record(svc, account_id, list_id).await.map(|_| ())
+        }
+        Err(err) => Err(ApiError::internal(
+            "dynamodb put_item",
+            crate::store::dynamo::aws_error(&err),
+        )),
+    }
+}
+
 /// Reads the stored list if it belongs to `account_id`.
 pub async fn record(
     svc: &Services,

@@ -159,6 +159,8 @@ impl Table {
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(!query.descending)
+                // Base-table reads see every write that came before (index reads cannot).
+                .set_consistent_read(query.index.is_none().then_some(true))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -277,30 +279,49 @@ impl Table {
         Ok(())
     }
 
-    /// Applies up to [`TRANSACTION_MAX`] writes atomically.
+    /// Applies up to [`TRANSACTION_MAX`] writes atomically. A transaction cancelled by a
+    /// conflicting concurrent write (not by a condition) is tried again.
     pub async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
         debug_assert!(items.len() <= TRANSACTION_MAX);
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let cancelled = err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception());
-                if cancelled {
-                    Err(TransactError::ConditionFailed)
-                } else {
-                    Err(TransactError::Api(ApiError::internal(
-                        "dynamodb transact_write_items",
-                        aws_error(&err),
-                    )))
-                }
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let Some(
+                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                    cancelled,
+                ),
+            ) = err.as_service_error()
+            else {
+                return Err(TransactError::Api(ApiError::internal(
+                    "dynamodb transact_write_items",
+                    aws_error(&err),
+                )));
+            };
+            let condition_failed = cancelled
+                .cancellation_reasons()
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"));
+            // Emulators may give no reasons; treat a bare cancellation as a condition.
+            if condition_failed || cancelled.cancellation_reasons().is_empty() {
+                return Err(TransactError::ConditionFailed);
             }
+            attempt += 1;
+            if attempt >= BATCH_ATTEMPTS {
+                return Err(TransactError::Api(ApiError::internal(
+                    "dynamodb transact_write_items",
+                    aws_error(&err),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
         }
     }
 }
@@ -341,4 +362,40 @@ pub fn aws_error(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A conditional update, as one write of a transaction; `#status` in the expressions
+/// names the attribute `status` (a reserved word).
+pub fn update_op(
+    table: &str,
+    pk: String,
+    sk: String,
+    update: &str,
+    condition: &str,
+    values: Item,
+) -> Result<TransactWriteItem, ApiError> {
+    let names = (update.contains("#status") || condition.contains("#status"))
+        .then(|| HashMap::from([("#status".to_string(), "status".to_string())]));
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .set_expression_attribute_names(names)
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S(sk))
+        .update_expression(update)
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb update request", e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A put of a new item (fails the transaction if the key exists).
+pub fn put_new_op(table: &str, item: Item) -> Result<TransactWriteItem, ApiError> {
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }

@@ -45,3 +45,53 @@ pub fn face_lists_partition(face_id: Uuid) -> String {
 pub fn time_sort_key(create_time: &str, id: Uuid) -> String {
     format!("{create_time}#{id}")
 }
+
+/// Name of the second index (every task, every task error).
+pub const GSI2: &str = "gsi2";
+/// Sort key of a task's own item.
+pub const TASK_SK: &str = "TASK";
+/// Index partition of every task, by id.
+pub const ALL_TASKS: &str = "TASKS";
+/// Index partition of every task error, by id.
+pub const ALL_ERRORS: &str = "ERRORS";
+/// Partition of the markers of tasks that have not ended (read by the reconciler).
+pub const ACTIVE_TASKS: &str = "ACTIVE";
+/// Partition of the id counters.
+pub const COUNTERS: &str = "COUNTER";
+
+/// A task or error id, zero-padded so that string order is number order.
+pub fn padded_id(id: u64) -> String {
+    format!("{id:020}")
+}
+
+/// Partition key of a task: its item, its subtasks and its errors.
+pub fn task_pk(task_id: u64) -> String {
+    format!("TASK#{}", padded_id(task_id))
+}
+
+/// Sort key of a subtask in its task's partition.
+pub fn subtask_sk(subtask_id: u32) -> String {
+    format!("SUB#{subtask_id:010}")
+}
+
+/// Sort key of a task error in its task's partition.
+pub fn error_sk(error_id: u64) -> String {
+    format!("ERR#{}", padded_id(error_id))
+}
+
+/// Sort key of a task's marker in the active-task partition.
+pub fn active_sk(task_id: u64) -> String {
+    format!("TASK#{}", padded_id(task_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_ids_sort_like_numbers() {
+        assert!(padded_id(9) < padded_id(10));
+        assert!(subtask_sk(99) < subtask_sk(100));
+        assert!(task_pk(u64::MAX).len() == task_pk(1).len());
+    }
+}

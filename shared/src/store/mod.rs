@@ -13,7 +13,9 @@
 //!
 //! Filters beyond the key condition are applied to the items of that one partition.
 
+pub mod blobs;
 pub mod dynamo;
 pub mod keys;
+pub mod queues;
 
 pub use dynamo::{Item, KeyRange, Table, TableQuery};

@@ -1,0 +1,293 @@
+//! Task-level steps, run by whoever consumes the control queue: plan a stage and queue its
+//! subtasks, advance past a finished stage, merge, fail.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::messages::{ControlMessage, WorkMessage, send_work};
+use super::{is_transient, result_id};
+use crate::Services;
+use crate::error::ApiError;
+use crate::kinds::{self, TaskContext};
+use crate::store::dynamo::{TransactError, put_new_op, s, to_item, update_op};
+use crate::store::{blobs, keys};
+use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
+use crate::tasks::store::{self as task_store, n, update_task};
+use crate::timestamps;
+
+/// Runs one control step. An `Err` means "try again later" (the message stays queued);
+/// failures that retrying cannot fix end the task in status 3 with an error record.
+pub async fn handle(svc: &Services, message: &ControlMessage) -> Result<(), ApiError> {
+    match *message {
+        ControlMessage::Plan { task_id, stage } => plan(svc, task_id, stage).await,
+        ControlMessage::Advance { task_id, stage } => advance(svc, task_id, stage).await,
+        ControlMessage::Merge { task_id } => merge(svc, task_id).await,
+    }
+}
+
+/// Plans stage `stage` unless it is planned already, then makes sure its subtasks are
+/// queued.
+async fn plan(svc: &Services, task_id: u64, stage: u32) -> Result<(), ApiError> {
+    let Some(task) = task_store::load(svc, task_id).await? else {
+        return Ok(());
+    };
+    if !matches!(
+        task.task_status,
+        TaskStatus::Pending | TaskStatus::InProgress
+    ) || task.stages_planned < stage
+    {
+        return Ok(());
+    }
+    if task.stages_planned == stage {
+        if stage > 0 && task.stage_parts_done < task.stage_parts_all {
+            return Ok(());
+        }
+        let kind = kind_of(&task)?;
+        let content = task_store::content(svc, &task).await?;
+        let context = TaskContext {
+            svc,
+            task: &task,
+            content: &content,
+        };
+        let specs = match kind.plan(&context, stage).await {
+            Ok(specs) => specs,
+            Err(err) if is_transient(&err) => return Err(err),
+            Err(err) => {
+                return fail(svc, &task, &err, Some(format!("planning stage {stage}"))).await;
+            }
+        };
+        if specs.is_empty() {
+            return begin_merge(svc, &task).await;
+        }
+        store_stage(svc, &task, stage, &specs).await?;
+    }
+    let Some(task) = task_store::load(svc, task_id).await? else {
+        return Ok(());
+    };
+    if task.task_status == TaskStatus::InProgress
+        && task.stages_planned > stage
+        && task.stages_enqueued <= stage
+    {
+        enqueue(svc, &task, stage).await?;
+    }
+    Ok(())
+}
+
+/// Writes the subtasks of a stage and moves the task's counters to it.
+async fn store_stage(
+    svc: &Services,
+    task: &TaskRecord,
+    stage: u32,
+    specs: &[Value],
+) -> Result<(), ApiError> {
+    let now = timestamps::format(timestamps::now());
+    let first = task.count_task_parts_all as u32 + 1;
+    let mut items = Vec::with_capacity(specs.len());
+    for (offset, spec) in specs.iter().enumerate() {
+        let subtask_id = first + offset as u32;
+        let mut record = SubtaskRecord::new(task.task_id, subtask_id, stage, &now);
+        (record.content, record.content_key) = task_store::place_content(
+            svc,
+            spec,
+            blobs::subtask_content_key(task.task_id, subtask_id),
+        )
+        .await?;
+        items.push(to_item(&record)?);
+    }
+    svc.table.batch_write(items, Vec::new()).await?;
+    let values = HashMap::from([
+        (":stage".to_string(), n(stage)),
+        (":next".to_string(), n(stage + 1)),
+        (":n".to_string(), n(specs.len())),
+        (":zero".to_string(), n(0)),
+        (":first".to_string(), n(first)),
+        (":running".to_string(), n(TaskStatus::InProgress as u8)),
+        (":pending".to_string(), n(TaskStatus::Pending as u8)),
+        (":now".to_string(), s(&now)),
+    ]);
+    // A racing planner of the same stage wrote the same subtasks; only one moves the task.
+    update_task(
+        svc,
+        task.task_id,
+        "SET stages_planned = :next, stage_parts_all = :n, stage_parts_done = :zero, \
+         stage_parts_failed = :zero, stage_first_subtask = :first, \
+         count_task_parts_all = count_task_parts_all + :n, task_status = :running, \
+         last_update_time = :now",
+        "stages_planned = :stage AND task_status IN (:pending, :running)",
+        values,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sends a message for every subtask of `stage` still pending, then records the stage as
+/// queued. Sending twice is harmless: a second delivery finds its subtask ended.
+pub async fn enqueue(svc: &Services, task: &TaskRecord, stage: u32) -> Result<usize, ApiError> {
+    let messages: Vec<WorkMessage> = task_store::subtask_records(svc, task.task_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.subtask.stage == stage && s.subtask.status == SubtaskStatus::Pending)
+        .map(|s| WorkMessage {
+            task_id: task.task_id,
+            subtask_id: s.subtask.subtask_id,
+            stage,
+        })
+        .collect();
+    send_work(svc, &messages).await?;
+    let values = HashMap::from([
+        (":stage".to_string(), n(stage)),
+        (":next".to_string(), n(stage + 1)),
+    ]);
+    update_task(
+        svc,
+        task.task_id,
+        "SET stages_enqueued = :next",
+        "stages_enqueued <= :stage",
+        values,
+    )
+    .await?;
+    Ok(messages.len())
+}
+
+/// Stage `stage` may have ended: fail the task if every subtask failed, otherwise plan
+/// the next stage (which merges when there is none).
+async fn advance(svc: &Services, task_id: u64, stage: u32) -> Result<(), ApiError> {
+    let Some(task) = task_store::load(svc, task_id).await? else {
+        return Ok(());
+    };
+    if task.task_status != TaskStatus::InProgress
+        || task.current_stage() != Some(stage)
+        || task.stage_parts_done < task.stage_parts_all
+    {
+        return Ok(());
+    }
+    if task.stage_parts_all > 0 && task.stage_parts_failed == task.stage_parts_all {
+        let err = ApiError::new(
+            crate::error::ErrorCode::SubtaskAttemptsExhausted,
+            format!("Every subtask of stage {stage} of task '{task_id}' failed"),
+        );
+        return fail(svc, &task, &err, Some(format!("stage {stage}"))).await;
+    }
+    plan(svc, task_id, stage + 1).await
+}
+
+/// Moves the task to status 4 and merges; a racing worker that lost the move leaves the
+/// merge to the winner.
+async fn begin_merge(svc: &Services, task: &TaskRecord) -> Result<(), ApiError> {
+    let values = HashMap::from([
+        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
+        (":running".to_string(), n(TaskStatus::InProgress as u8)),
+        (":pending".to_string(), n(TaskStatus::Pending as u8)),
+        (
+            ":now".to_string(),
+            s(&timestamps::format(timestamps::now())),
+        ),
+    ]);
+    let moved = update_task(
+        svc,
+        task.task_id,
+        "SET task_status = :collect, last_update_time = :now",
+        "task_status IN (:pending, :running)",
+        values,
+    )
+    .await?;
+    if moved {
+        merge(svc, task.task_id).await?;
+    }
+    Ok(())
+}
+
+/// Builds and stores the result of a task in status 4, then moves it to 5. If the task
+/// was cancelled meanwhile the result is removed again: a cancelled task has none.
+async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
+    let Some(task) = task_store::load(svc, task_id).await? else {
+        return Ok(());
+    };
+    if task.task_status != TaskStatus::CollectResults {
+        return Ok(());
+    }
+    let kind = kind_of(&task)?;
+    let content = task_store::content(svc, &task).await?;
+    let context = TaskContext {
+        svc,
+        task: &task,
+        content: &content,
+    };
+    let result = match kind.merge(&context).await {
+        Ok(result) => result,
+        Err(err) if is_transient(&err) => return Err(err),
+        Err(err) => return fail(svc, &task, &err, Some("merging results".into())).await,
+    };
+    let body = serde_json::to_vec(&result).map_err(|e| ApiError::internal("result", e))?;
+    let key = blobs::result_key(task_id);
+    blobs::put(svc, &key, body, "application/json").await?;
+    let now = timestamps::format(timestamps::now());
+    let values = HashMap::from([
+        (":done".to_string(), n(TaskStatus::Done as u8)),
+        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
+        (":result".to_string(), s(&result_id(task_id).to_string())),
+        (":now".to_string(), s(&now)),
+    ]);
+    let finished = update_task(
+        svc,
+        task_id,
+        "SET task_status = :done, result_id = :result, end_time = :now, last_update_time = :now",
+        "task_status = :collect",
+        values,
+    )
+    .await?;
+    if finished {
+        task_store::forget_active(svc, task_id).await?;
+    } else {
+        blobs::delete_prefix(svc, &key).await?;
+    }
+    Ok(())
+}
+
+/// Ends a task that has not ended in status 3 and records why, in one transaction: a
+/// task that ended meanwhile gets neither.
+pub async fn fail(
+    svc: &Services,
+    task: &TaskRecord,
+    err: &ApiError,
+    additional_info: Option<String>,
+) -> Result<(), ApiError> {
+    tracing::warn!(task_id = task.task_id, error = %err, "task failed");
+    let record = task_store::new_error(svc, task, None, err, additional_info).await?;
+    let now = timestamps::format(timestamps::now());
+    let values = HashMap::from([
+        (":failed".to_string(), n(TaskStatus::Failed as u8)),
+        (":pending".to_string(), n(TaskStatus::Pending as u8)),
+        (":running".to_string(), n(TaskStatus::InProgress as u8)),
+        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
+        (":now".to_string(), s(&now)),
+    ]);
+    let table = svc.table.name();
+    let writes = vec![
+        update_op(
+            table,
+            keys::task_pk(task.task_id),
+            keys::TASK_SK.into(),
+            "SET task_status = :failed, end_time = :now, last_update_time = :now",
+            "attribute_exists(pk) AND task_status IN (:pending, :running, :collect)",
+            values,
+        )?,
+        put_new_op(table, to_item(&record)?)?,
+    ];
+    match svc.table.transact(writes).await {
+        Ok(()) | Err(TransactError::ConditionFailed) => {}
+        Err(TransactError::Api(err)) => return Err(err),
+    }
+    task_store::forget_active(svc, task.task_id).await
+}
+
+/// The kind of a stored task; a task of a kind this build does not know cannot go on.
+pub fn kind_of(task: &TaskRecord) -> Result<&'static dyn kinds::TaskKind, ApiError> {
+    kinds::by_type(task.task_type).ok_or_else(|| {
+        ApiError::internal(
+            "task kind",
+            format!("no kind for task type {:?}", task.task_type),
+        )
+    })
+}

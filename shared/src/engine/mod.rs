@@ -1,0 +1,45 @@
+//! The task engine: one lifecycle for every kind.
+//!
+//! ```text
+//! POST /1/tasks/<kind>  validate, store task (0 pending) + active marker, send Plan{0}
+//! control queue         Plan{s}:    kind.plan(s) -> subtask items, task counters, status 1,
+//!                                   then one work message per subtask (batches of 10)
+//! work queue            subtask:    kind.execute -> output in S3; one transaction marks the
+//!                                   subtask ended (only if still pending) and counts it on
+//!                                   the task; whoever sees the stage complete sends Advance
+//! control queue         Advance{s}: Plan{s+1}, or when the kind has no stage s+1: status 4,
+//!                                   kind.merge -> result in S3, status 5 (only from 4)
+//! reconciler            drives on tasks whose last step was lost, turns dead-lettered
+//!                       messages into error records
+//! ```
+//!
+//! Every step is idempotent: a control message handled twice finds its work done, a
+//! subtask message delivered twice finds its subtask no longer pending, and status
+//! changes are conditional writes, so at most one of several racing workers wins each.
+
+pub mod control;
+pub mod messages;
+pub mod reconcile;
+pub mod work;
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Namespace of the ids Fanout derives from other ids (result ids, created lists).
+pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1e_2d4a_8c3b_4e5f_9a0b_1c2d_3e4f_5a6b);
+
+/// Whether an error may go away by itself (a dependency failing), so the step is
+/// worth another attempt; any other error is about the data and fails the step for good.
+pub fn is_transient(err: &ApiError) -> bool {
+    matches!(
+        err.code,
+        ErrorCode::Internal | ErrorCode::DependencyUnavailable
+    )
+}
+
+/// The result id of a task: derived from the task id, so a repeated merge names the
+/// same result.
+pub fn result_id(task_id: u64) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("task/{task_id}/result").as_bytes())
+}

@@ -1,0 +1,211 @@
+//! The reconciler: run every minute (a scheduled Lambda on AWS, a loop in the local
+//! worker), it turns dead-lettered messages into error records and drives on every task
+//! whose last step was lost. Each action is one the engine might have sent anyway, so
+//! running it twice, or next to busy workers, changes nothing.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::control::{self, enqueue};
+use super::messages::{ControlMessage, WorkMessage, send_control};
+use super::work;
+use crate::Services;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::dynamo::aws_error;
+use crate::store::{KeyRange, TableQuery, keys};
+use crate::tasks::model::TaskStatus;
+use crate::tasks::store as task_store;
+use crate::timestamps;
+
+/// Most dead-lettered messages handled per queue in one run (the rest wait a minute).
+const DEAD_LETTERS_PER_RUN: usize = 1000;
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Tasks that have not ended, looked at.
+    pub active: usize,
+    /// Tasks driven on (a step re-sent or subtasks re-queued).
+    pub driven: usize,
+    /// Dead-lettered subtask messages turned into error records.
+    pub dead_subtasks: usize,
+    /// Dead-lettered control messages that failed their task.
+    pub dead_steps: usize,
+    /// Markers of ended tasks removed.
+    pub forgotten: usize,
+}
+
+/// One reconciliation pass. A task counts as stuck when nothing (no step, no subtask
+/// end, no heartbeat) happened to it for `stall`.
+pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
+    let mut report = Report::default();
+    drain(svc, &svc.config.work_dlq_url, |body, receives| async move {
+        match serde_json::from_str::<WorkMessage>(&body) {
+            Ok(message) => work::fail_dead(svc, &message, receives).await.map(|_| true),
+            Err(err) => {
+                tracing::error!(%err, body, "unreadable dead-lettered work message dropped");
+                Ok(false)
+            }
+        }
+    })
+    .await
+    .map(|n| report.dead_subtasks = n)?;
+    drain(
+        svc,
+        &svc.config.control_dlq_url,
+        |body, receives| async move {
+            let Ok(message) = serde_json::from_str::<ControlMessage>(&body) else {
+                tracing::error!(body, "unreadable dead-lettered control message dropped");
+                return Ok(false);
+            };
+            let Some(task) = task_store::load(svc, message.task_id()).await? else {
+                return Ok(false);
+            };
+            let err = ApiError::new(
+                ErrorCode::SubtaskAttemptsExhausted,
+                format!(
+                    "Step {message:?} of task '{}' failed {receives} times",
+                    task.task_id
+                ),
+            );
+            control::fail(svc, &task, &err, Some("task step dead-lettered".into()))
+                .await
+                .map(|_| true)
+        },
+    )
+    .await
+    .map(|n| report.dead_steps = n)?;
+
+    let mut active = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::ACTIVE_TASKS.into(),
+        range: KeyRange::Prefix("TASK#".into()),
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            if let Some(id) = item
+                .get("task_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                active.push(id);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    report.active = active.len();
+    let stalled_before =
+        timestamps::now() - chrono::Duration::from_std(stall).unwrap_or(chrono::Duration::MAX);
+    for task_id in active {
+        let Some(task) = task_store::load(svc, task_id).await? else {
+            task_store::forget_active(svc, task_id).await?;
+            report.forgotten += 1;
+            continue;
+        };
+        if task.task_status.is_final() {
+            task_store::forget_active(svc, task_id).await?;
+            report.forgotten += 1;
+            continue;
+        }
+        let last = [Some(&task.last_update_time), task.heartbeat_time.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| timestamps::parse(t))
+            .max();
+        if last.is_some_and(|t| t > stalled_before) {
+            continue;
+        }
+        report.driven += 1;
+        tracing::info!(task_id, status = ?task.task_status, "driving a stalled task on");
+        match (task.task_status, task.current_stage()) {
+            (TaskStatus::Pending, _) | (TaskStatus::InProgress, None) => {
+                send_control(svc, &ControlMessage::Plan { task_id, stage: 0 }).await?;
+            }
+            (TaskStatus::InProgress, Some(stage)) if task.stages_enqueued <= stage => {
+                send_control(svc, &ControlMessage::Plan { task_id, stage }).await?;
+            }
+            (TaskStatus::InProgress, Some(stage))
+                if task.stage_parts_done >= task.stage_parts_all =>
+            {
+                send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
+            }
+            (TaskStatus::InProgress, Some(stage)) => {
+                // Subtasks whose messages were lost (or are still parked): queue them
+                // again; a copy of one that is still running will find it ended.
+                enqueue(svc, &task, stage).await?;
+                touch(svc, task_id).await?;
+            }
+            (TaskStatus::CollectResults, _) => {
+                send_control(svc, &ControlMessage::Merge { task_id }).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+/// Receives every message of a dead-letter queue (up to a bound) and hands each body with
+/// its receive count to `handle`; handled messages are deleted, failed ones stay.
+async fn drain<F, Fut>(svc: &Services, queue_url: &str, handle: F) -> Result<usize, ApiError>
+where
+    F: Fn(String, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, ApiError>>,
+{
+    let mut handled = 0;
+    let mut seen = 0;
+    while seen < DEAD_LETTERS_PER_RUN {
+        let out = svc
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(120)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("sqs receive_message", aws_error(&e)))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for message in messages {
+            seen += 1;
+            let receives = message
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                })
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let body = message.body().unwrap_or_default().to_string();
+            match handle(body, receives).await {
+                Ok(counted) => {
+                    handled += usize::from(counted);
+                    if let Some(receipt) = message.receipt_handle() {
+                        svc.aws
+                            .sqs
+                            .delete_message()
+                            .queue_url(queue_url)
+                            .receipt_handle(receipt)
+                            .send()
+                            .await
+                            .map_err(|e| ApiError::internal("sqs delete_message", aws_error(&e)))?;
+                    }
+                }
+                Err(err) => tracing::error!(%err, "dead letter kept for the next run"),
+            }
+        }
+    }
+    Ok(handled)
+}
+
+async fn touch(svc: &Services, task_id: u64) -> Result<(), ApiError> {
+    work::heartbeat(svc, task_id).await.map(|_| ())
+}

@@ -1,0 +1,313 @@
+//! Running one subtask: the part of the engine a worker calls for each work message.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
+
+use super::is_transient;
+use super::messages::{ControlMessage, WorkMessage, send_control};
+use crate::Services;
+use crate::error::{ApiError, ErrorCode};
+use crate::kinds::{CancelFlag, SubtaskContext};
+use crate::store::dynamo::{
+    TransactError, aws_error, from_item, put_new_op, s, to_item, update_op,
+};
+use crate::store::{blobs, keys};
+use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
+use crate::tasks::store::{self as task_store, n};
+use crate::timestamps;
+
+/// What became of a work message; every outcome but `Retry` means "delete the message".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The subtask ran and its output is stored.
+    Done,
+    /// The subtask failed for good; an error record says why.
+    Failed,
+    /// The subtask had already ended (a duplicate or late delivery).
+    Duplicate,
+    /// The task was cancelled; the subtask did no (more) work.
+    Cancelled,
+    /// The task or subtask is gone, or the task has moved on.
+    Stale,
+    /// A dependency failed; let the message come back for another attempt.
+    Retry(ApiError),
+}
+
+/// Runs the subtask of `message`, delivered for the `attempt`-th time (from SQS's
+/// receive count); on the last allowed attempt a passing failure becomes final.
+pub async fn run(
+    svc: &Services,
+    message: &WorkMessage,
+    attempt: u32,
+    max_attempts: u32,
+    cancel: &CancelFlag,
+) -> Result<Outcome, ApiError> {
+    let Some((task, subtask)) = load_pair(svc, message).await? else {
+        return Ok(Outcome::Stale);
+    };
+    if subtask.subtask.status != SubtaskStatus::Pending {
+        return Ok(Outcome::Duplicate);
+    }
+    if task.task_status == TaskStatus::Cancelled {
+        return mark_cancelled(svc, &subtask).await;
+    }
+    if task.task_status != TaskStatus::InProgress
+        || task.current_stage() != Some(subtask.subtask.stage)
+    {
+        return Ok(Outcome::Stale);
+    }
+    let kind = super::control::kind_of(&task)?;
+    let task_content = task_store::content(svc, &task).await?;
+    let content: serde_json::Value = task_store::subtask_content(svc, &subtask).await?;
+    let start = timestamps::now();
+    let context = SubtaskContext {
+        svc,
+        task: &task,
+        task_content: &task_content,
+        subtask: &subtask,
+        content: &content,
+        cancel,
+    };
+    let outcome = kind.execute(&context).await;
+    let failure = match outcome {
+        Ok(output) => {
+            let key = blobs::subtask_output_key(task.task_id, subtask.subtask.subtask_id);
+            let body = serde_json::to_vec(&output).map_err(|e| ApiError::internal("output", e))?;
+            blobs::put(svc, &key, body, "application/json").await?;
+            return finish(svc, &task, &subtask, attempt, start, Ok(key)).await;
+        }
+        Err(err) if err.code == ErrorCode::TaskCancelled => {
+            return mark_cancelled(svc, &subtask).await;
+        }
+        Err(err) if is_transient(&err) && attempt < max_attempts => {
+            return Ok(Outcome::Retry(err));
+        }
+        Err(err) if is_transient(&err) => ApiError::new(
+            ErrorCode::SubtaskAttemptsExhausted,
+            format!(
+                "Subtask {} of task '{}' failed {attempt} times; last error: {}",
+                subtask.subtask.subtask_id, task.task_id, err.detail
+            ),
+        ),
+        Err(err) => err,
+    };
+    finish(svc, &task, &subtask, attempt, start, Err(failure)).await
+}
+
+/// Fails a subtask whose message went to the dead-letter queue (a worker died on it, or
+/// never managed to report it, on every attempt).
+pub async fn fail_dead(
+    svc: &Services,
+    message: &WorkMessage,
+    attempts: u32,
+) -> Result<Outcome, ApiError> {
+    let Some((task, subtask)) = load_pair(svc, message).await? else {
+        return Ok(Outcome::Stale);
+    };
+    if subtask.subtask.status != SubtaskStatus::Pending {
+        return Ok(Outcome::Duplicate);
+    }
+    if task.task_status == TaskStatus::Cancelled {
+        return mark_cancelled(svc, &subtask).await;
+    }
+    let err = ApiError::new(
+        ErrorCode::SubtaskAttemptsExhausted,
+        format!(
+            "Subtask {} of task '{}' was delivered {attempts} times without ending",
+            message.subtask_id, message.task_id
+        ),
+    );
+    finish(svc, &task, &subtask, attempts, timestamps::now(), Err(err)).await
+}
+
+async fn load_pair(
+    svc: &Services,
+    message: &WorkMessage,
+) -> Result<Option<(TaskRecord, SubtaskRecord)>, ApiError> {
+    let pk = keys::task_pk(message.task_id);
+    let sub_sk = keys::subtask_sk(message.subtask_id);
+    let items = svc
+        .table
+        .batch_get(&[
+            (pk.clone(), keys::TASK_SK.to_string()),
+            (pk, sub_sk.clone()),
+        ])
+        .await?;
+    let mut task = None;
+    let mut subtask = None;
+    for item in items {
+        let is_task = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some(keys::TASK_SK);
+        if is_task {
+            task = Some(from_item::<TaskRecord>(item)?);
+        } else {
+            subtask = Some(from_item::<SubtaskRecord>(item)?);
+        }
+    }
+    Ok(task.zip(subtask))
+}
+
+/// Ends the subtask and counts it on its task in one transaction that applies only
+/// while the subtask is pending, so a second delivery can never count twice. A failure
+/// writes its error record in the same transaction. Whoever ends the last subtask of
+/// the stage asks the control queue to advance the task.
+async fn finish(
+    svc: &Services,
+    task: &TaskRecord,
+    subtask: &SubtaskRecord,
+    attempt: u32,
+    start: DateTime<Utc>,
+    result: Result<String, ApiError>,
+) -> Result<Outcome, ApiError> {
+    let table = svc.table.name();
+    let now = timestamps::format(timestamps::now());
+    let failed = result.is_err();
+    let (status, result_key) = match &result {
+        Ok(key) => (SubtaskStatus::Done, s(key)),
+        Err(_) => (
+            SubtaskStatus::Failed,
+            aws_sdk_dynamodb::types::AttributeValue::Null(true),
+        ),
+    };
+    let subtask_values = HashMap::from([
+        (":status".to_string(), n(status as u8)),
+        (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
+        (":attempts".to_string(), n(attempt)),
+        (":start".to_string(), s(&timestamps::format(start))),
+        (":now".to_string(), s(&now)),
+        (":key".to_string(), result_key),
+    ]);
+    let task_values = HashMap::from([
+        (":one".to_string(), n(1)),
+        (":failed".to_string(), n(u8::from(failed))),
+        (":planned".to_string(), n(subtask.subtask.stage + 1)),
+        (":now".to_string(), s(&now)),
+    ]);
+    let mut writes = vec![
+        update_op(
+            table,
+            keys::task_pk(task.task_id),
+            keys::subtask_sk(subtask.subtask.subtask_id),
+            "SET #status = :status, attempts = :attempts, start_time = :start, \
+             end_time = :now, result_key = :key",
+            "#status = :pending",
+            subtask_values,
+        )?,
+        update_op(
+            table,
+            keys::task_pk(task.task_id),
+            keys::TASK_SK.into(),
+            "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
+             SET last_update_time = :now",
+            "attribute_exists(pk) AND stages_planned = :planned",
+            task_values,
+        )?,
+    ];
+    if let Err(err) = &result {
+        tracing::warn!(
+            task_id = task.task_id,
+            subtask_id = subtask.subtask.subtask_id,
+            error = %err,
+            "subtask failed"
+        );
+        let record = task_store::new_error(
+            svc,
+            task,
+            Some(subtask.subtask.subtask_id),
+            err,
+            Some(format!("stage {}", subtask.subtask.stage)),
+        )
+        .await?;
+        writes.push(put_new_op(table, to_item(&record)?)?);
+    }
+    match svc.table.transact(writes).await {
+        Ok(()) => {}
+        Err(TransactError::ConditionFailed) => return Ok(Outcome::Duplicate),
+        Err(TransactError::Api(err)) => return Err(err),
+    }
+    if let Some(after) = task_store::load(svc, task.task_id).await?
+        && after.current_stage() == Some(subtask.subtask.stage)
+        && after.stage_parts_done >= after.stage_parts_all
+    {
+        send_control(
+            svc,
+            &ControlMessage::Advance {
+                task_id: task.task_id,
+                stage: subtask.subtask.stage,
+            },
+        )
+        .await?;
+    }
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Done
+    })
+}
+
+/// Marks a pending subtask of a cancelled task as cancelled.
+async fn mark_cancelled(svc: &Services, subtask: &SubtaskRecord) -> Result<Outcome, ApiError> {
+    let result = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(&keys::task_pk(subtask.subtask.task_id)))
+        .key("sk", s(&keys::subtask_sk(subtask.subtask.subtask_id)))
+        .update_expression("SET #status = :cancelled, end_time = :now")
+        .condition_expression("#status = :pending")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":cancelled", n(SubtaskStatus::Cancelled as u8))
+        .expression_attribute_values(":pending", n(SubtaskStatus::Pending as u8))
+        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(Outcome::Cancelled),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(Outcome::Duplicate)
+        }
+        Err(err) => Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+    }
+}
+
+/// Records a worker's heartbeat on a task and answers its status, so a running subtask
+/// learns of a cancel within one heartbeat. `None` when the task is gone.
+pub async fn heartbeat(svc: &Services, task_id: u64) -> Result<Option<TaskStatus>, ApiError> {
+    let result = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(&keys::task_pk(task_id)))
+        .key("sk", s(keys::TASK_SK))
+        .update_expression("SET heartbeat_time = :now")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            let task: TaskRecord = from_item(out.attributes.unwrap_or_default())?;
+            Ok(Some(task.task_status))
+        }
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+    }
+}

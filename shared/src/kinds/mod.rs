@@ -1,0 +1,307 @@
+//! Task kinds: each module implements [`TaskKind`] — validate, plan, execute, merge — and
+//! [`REGISTRY`] lists them. The engine and the API find a kind here by its path segment or
+//! its [`TaskType`] and never look at which kind it is.
+
+pub mod gc;
+pub mod linker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::Services;
+use crate::error::{ApiError, ErrorCode};
+use crate::query::Query;
+use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskType};
+use crate::tasks::store as task_store;
+
+/// Subtask outputs read from S3 at once while merging.
+const OUTPUT_READS_IN_FLIGHT: usize = 16;
+
+/// What a task kind does at each step of its life.
+#[async_trait]
+pub trait TaskKind: Send + Sync {
+    /// Path segment of its creation route: `POST /1/tasks/<name>`.
+    fn name(&self) -> &'static str;
+
+    /// Its LUNA task type.
+    fn task_type(&self) -> TaskType;
+
+    /// Checks a creation request's content and returns it with every default filled in
+    /// (times frozen at `now`). Bad content is a 4xx error and nothing is created.
+    async fn validate(
+        &self,
+        svc: &Services,
+        account_id: Uuid,
+        content: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError>;
+
+    /// The subtask contents of stage `stage` (0, 1, ...); none means the task has no
+    /// such stage and goes on to the merge. Later stages may read earlier outputs.
+    /// Must give the same answer when asked again (a retried plan overwrites).
+    async fn plan(&self, task: &TaskContext<'_>, stage: u32) -> Result<Vec<Value>, ApiError>;
+
+    /// Runs one subtask and returns its output (stored in S3 by the engine). Errors with
+    /// code 1 or 28000 are retried; any other error fails the subtask for good.
+    async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError>;
+
+    /// Builds the task result from the outputs of the last stage.
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Value, ApiError>;
+}
+
+/// Every kind the service runs.
+pub static REGISTRY: &[&dyn TaskKind] = &[&linker::Linker, &gc::Gc];
+
+/// The kind created through `POST /1/tasks/<name>`.
+pub fn by_name(name: &str) -> Option<&'static dyn TaskKind> {
+    REGISTRY.iter().copied().find(|k| k.name() == name)
+}
+
+/// The kind of a stored task.
+pub fn by_type(task_type: TaskType) -> Option<&'static dyn TaskKind> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|k| k.task_type() == task_type)
+}
+
+/// A task as its kind sees it while planning and merging.
+pub struct TaskContext<'a> {
+    /// Clients and configuration.
+    pub svc: &'a Services,
+    /// The stored task.
+    pub task: &'a TaskRecord,
+    /// Its validated content.
+    pub content: &'a Value,
+}
+
+impl TaskContext<'_> {
+    /// The content as the kind's own type.
+    pub fn content<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_value(self.content.clone())
+            .map_err(|e| ApiError::internal("stored task content", e))
+    }
+
+    /// Every subtask of `stage`, in id order.
+    pub async fn subtasks(&self, stage: u32) -> Result<Vec<SubtaskRecord>, ApiError> {
+        let mut all = task_store::subtask_records(self.svc, self.task.task_id).await?;
+        all.retain(|s| s.subtask.stage == stage);
+        Ok(all)
+    }
+
+    /// The outputs of the done subtasks of `stage` and the contents of the failed ones.
+    pub async fn outcomes<O: DeserializeOwned, C: DeserializeOwned>(
+        &self,
+        stage: u32,
+    ) -> Result<StageOutcomes<O, C>, ApiError> {
+        let subtasks = self.subtasks(stage).await?;
+        let svc = self.svc;
+        let done: Vec<crate::tasks::model::Subtask> = subtasks
+            .iter()
+            .filter(|s| s.subtask.status == SubtaskStatus::Done)
+            .map(|s| s.subtask.clone())
+            .collect();
+        let outputs: Vec<O> = stream::iter(done)
+            .map(move |subtask| async move { task_store::subtask_output(svc, &subtask).await })
+            .buffered(OUTPUT_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut failed = Vec::new();
+        for s in subtasks
+            .iter()
+            .filter(|s| s.subtask.status == SubtaskStatus::Failed)
+        {
+            failed.push(task_store::subtask_content(svc, s).await?);
+        }
+        Ok(StageOutcomes { outputs, failed })
+    }
+}
+
+/// What the subtasks of one stage left behind.
+pub struct StageOutcomes<O, C> {
+    /// Outputs of the done subtasks, in subtask order.
+    pub outputs: Vec<O>,
+    /// Contents of the failed subtasks, in subtask order.
+    pub failed: Vec<C>,
+}
+
+/// A subtask as its kind sees it while executing.
+pub struct SubtaskContext<'a> {
+    /// Clients and configuration.
+    pub svc: &'a Services,
+    /// The stored task.
+    pub task: &'a TaskRecord,
+    /// The task's validated content.
+    pub task_content: &'a Value,
+    /// The subtask.
+    pub subtask: &'a SubtaskRecord,
+    /// The subtask's content, as planned.
+    pub content: &'a Value,
+    /// Raised when the task is cancelled while the subtask runs.
+    pub cancel: &'a CancelFlag,
+}
+
+impl SubtaskContext<'_> {
+    /// The subtask content as the kind's own type.
+    pub fn content<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_value(self.content.clone())
+            .map_err(|e| ApiError::internal("stored subtask content", e))
+    }
+
+    /// Stops the subtask (with 28025) once its task is cancelled; kinds call it between
+    /// units of work.
+    pub fn check_cancelled(&self) -> Result<(), ApiError> {
+        if self.cancel.is_raised() {
+            Err(ApiError::new(
+                ErrorCode::TaskCancelled,
+                format!("Task '{}' has been cancelled", self.task.task_id),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Shared flag a worker raises when it sees the task of a running subtask cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// Raises the flag.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is raised.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Parses a JSON content object into a kind's content type, answering 12027 with the
+/// reason (unknown fields, wrong types, missing fields).
+pub fn parse_content<T: DeserializeOwned>(content: Value) -> Result<T, ApiError> {
+    if !content.is_object() {
+        return Err(ApiError::bad_json("'content' must be an object"));
+    }
+    serde_json::from_value(content).map_err(|e| ApiError::bad_json(format!("content: {e}")))
+}
+
+/// Serializes a kind's value into JSON.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal("serialize content", e))
+}
+
+/// Turns a JSON filter object into query parameters, so that a task's filters are read
+/// and checked by exactly the code that reads the same filters of `GET /1/<objects>`.
+/// Arrays become comma-separated lists; `account_id` must be absent or the task's own.
+pub fn filters_as_query(
+    filters: &serde_json::Map<String, Value>,
+    account_id: Uuid,
+    known: &[&str],
+) -> Result<Query, ApiError> {
+    let mut pairs = vec![("account_id".to_string(), account_id.to_string())];
+    for (name, value) in filters {
+        if name == "account_id" {
+            if value.as_str() != Some(account_id.to_string().as_str()) {
+                return Err(ApiError::bad_json(
+                    "filters: 'account_id' must be the task's account_id",
+                ));
+            }
+            continue;
+        }
+        if name == "page" || name == "page_size" || !known.contains(&name.as_str()) {
+            return Err(ApiError::bad_json(format!(
+                "filters: unknown filter '{name}'"
+            )));
+        }
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => {
+                if items.is_empty() {
+                    return Err(ApiError::bad_json(format!(
+                        "filters: '{name}' must not be empty"
+                    )));
+                }
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s.clone()),
+                        Value::Number(n) => Ok(n.to_string()),
+                        _ => Err(ApiError::bad_json(format!(
+                            "filters: '{name}' items must be strings or numbers"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(",")
+            }
+            _ => {
+                return Err(ApiError::bad_json(format!(
+                    "filters: '{name}' has a value of the wrong type"
+                )));
+            }
+        };
+        pairs.push((name.clone(), text));
+    }
+    Ok(Query::new(pairs))
+}
+
+/// Re-labels a query-parameter error of a content filter as a body error (12027).
+pub fn as_content_error(err: ApiError) -> ApiError {
+    if err.code.status() == 400 {
+        ApiError::bad_json(format!("filters: {}", err.detail))
+    } else {
+        err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn registry_names_and_types_are_unique() {
+        for (i, a) in REGISTRY.iter().enumerate() {
+            for b in &REGISTRY[i + 1..] {
+                assert_ne!(a.name(), b.name());
+                assert_ne!(a.task_type(), b.task_type());
+            }
+            assert!(std::ptr::addr_eq(
+                by_name(a.name()).unwrap(),
+                by_type(a.task_type()).unwrap()
+            ));
+        }
+        assert!(by_name("nope").is_none());
+    }
+
+    #[test]
+    fn filters_become_the_listing_query() {
+        let account = Uuid::new_v4();
+        let filters =
+            json!({"face_ids": ["a", "b"], "user_data": "x", "account_id": account.to_string()});
+        let query = filters_as_query(
+            filters.as_object().unwrap(),
+            account,
+            &["face_ids", "user_data"],
+        )
+        .unwrap();
+        assert_eq!(query.single("face_ids").unwrap(), Some("a,b"));
+        assert_eq!(query.account_id().unwrap(), account);
+
+        let other = json!({"account_id": Uuid::new_v4().to_string()});
+        assert!(filters_as_query(other.as_object().unwrap(), account, &[]).is_err());
+        let unknown = json!({"page": 2});
+        let err = filters_as_query(unknown.as_object().unwrap(), account, &["page"]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJson);
+    }
+}

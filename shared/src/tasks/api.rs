@@ -1,0 +1,670 @@
+//! The LUNA Tasks routes over the task records: create, read, count, cancel, delete,
+//! result, subtasks, errors.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::model::{
+    Subtask, SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskErrorRecord, TaskPage,
+    TaskRecord, TaskStatus, TaskType,
+};
+use super::store::{self as task_store, n};
+use crate::Services;
+use crate::engine::messages::{ControlMessage, send_control};
+use crate::error::{ApiError, ErrorCode};
+use crate::kinds::TaskKind;
+use crate::objects::{Count, USER_DATA_MAX, check_text};
+use crate::query::{MAX_IDS_IN_FILTER, Page, PageBuffer, Query, TimeRange};
+use crate::store::dynamo::{from_item, put_new_op, s, to_item};
+use crate::store::{KeyRange, TableQuery, blobs, keys};
+use crate::timestamps;
+
+/// Results larger than this are answered with a redirect to S3 (Lambda answers ≤ 6 MB).
+pub const INLINE_RESULT_MAX: u64 = 5 * 1024 * 1024;
+/// Lifetime of a presigned result URL.
+pub const RESULT_URL_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Body of `POST /1/tasks/<kind>`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// Owner of the task and of every object it touches.
+    pub account_id: Uuid,
+    /// Client's text, at most 128 characters.
+    pub description: Option<String>,
+    /// What to do; its shape depends on the kind.
+    #[schema(value_type = Object)]
+    pub content: Value,
+}
+
+/// Validates and stores a task of `kind` as pending, and asks a worker to plan it.
+pub async fn create(
+    svc: &Services,
+    kind: &dyn TaskKind,
+    new: NewTask,
+) -> Result<TaskCreated, ApiError> {
+    check_text("description", new.description.as_deref(), USER_DATA_MAX)?;
+    let now = timestamps::now();
+    let content = kind.validate(svc, new.account_id, new.content, now).await?;
+    let task_id = task_store::next_id(svc, "TASK").await?;
+    let now_text = timestamps::format(now);
+    let mut record = TaskRecord::new(
+        task_id,
+        kind.task_type(),
+        new.account_id,
+        new.description.unwrap_or_default(),
+        &now_text,
+    );
+    (record.content, record.content_key) =
+        task_store::place_content(svc, &content, blobs::task_content_key(task_id)).await?;
+    let marker = HashMap::from([
+        ("pk".to_string(), s(keys::ACTIVE_TASKS)),
+        ("sk".to_string(), s(&keys::active_sk(task_id))),
+        ("task_id".to_string(), n(task_id)),
+    ]);
+    let table = svc.table.name();
+    svc.table
+        .transact(vec![
+            put_new_op(table, to_item(&record)?)?,
+            put_new_op(table, marker)?,
+        ])
+        .await
+        .map_err(|e| match e {
+            crate::store::dynamo::TransactError::Api(err) => err,
+            crate::store::dynamo::TransactError::ConditionFailed => {
+                ApiError::internal("task create", format!("task id {task_id} taken"))
+            }
+        })?;
+    // The task is stored: if this send is lost, the reconciler sends it again.
+    if let Err(err) = send_control(svc, &ControlMessage::Plan { task_id, stage: 0 }).await {
+        tracing::error!(task_id, %err, "plan message not sent; the reconciler will");
+    }
+    Ok(TaskCreated { task_id })
+}
+
+/// The task if it exists and, when `account_id` is given, belongs to it.
+pub async fn record(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+) -> Result<TaskRecord, ApiError> {
+    match task_store::load(svc, task_id).await? {
+        Some(task) if account_id.is_none_or(|a| a == task.account_id) => Ok(task),
+        _ => Err(ApiError::task_not_found(task_id)),
+    }
+}
+
+/// One task.
+pub async fn get(svc: &Services, account_id: Option<Uuid>, task_id: u64) -> Result<Task, ApiError> {
+    let task = record(svc, account_id, task_id).await?;
+    let content = task_store::content(svc, &task).await?;
+    Ok(task.view(content))
+}
+
+/// Cancels a task that has not ended. Immediate for the API: the status is 2 at once and
+/// no result will appear; workers stop its subtasks at their next check. Cancelling a
+/// cancelled task again is accepted; a done or failed task cannot be cancelled.
+pub async fn cancel(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+) -> Result<(), ApiError> {
+    let task = record(svc, account_id, task_id).await?;
+    match task.task_status {
+        TaskStatus::Cancelled => return Ok(()),
+        TaskStatus::Done | TaskStatus::Failed => {
+            return Err(ApiError::new(
+                ErrorCode::TaskNotCancellable,
+                format!(
+                    "Task '{task_id}' with status {} cannot be cancelled",
+                    u8::from(task.task_status)
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let now = timestamps::format(timestamps::now());
+    let values = HashMap::from([
+        (":cancelled".to_string(), n(TaskStatus::Cancelled as u8)),
+        (":pending".to_string(), n(TaskStatus::Pending as u8)),
+        (":running".to_string(), n(TaskStatus::InProgress as u8)),
+        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
+        (":now".to_string(), s(&now)),
+    ]);
+    let cancelled = task_store::update_task(
+        svc,
+        task_id,
+        "SET task_status = :cancelled, end_time = :now, last_update_time = :now",
+        "task_status IN (:pending, :running, :collect)",
+        values,
+    )
+    .await?;
+    if !cancelled {
+        // It ended between the read and the write: answer as for its new status.
+        return Box::pin(cancel(svc, account_id, task_id)).await;
+    }
+    task_store::forget_active(svc, task_id).await
+}
+
+/// Deletes a task: cancels it if it runs, then removes its records and every object
+/// under its S3 prefix.
+pub async fn delete(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+) -> Result<(), ApiError> {
+    let task = record(svc, account_id, task_id).await?;
+    if !task.task_status.is_final() {
+        let _ = cancel(svc, account_id, task_id).await;
+    }
+    let mut doomed = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::task_pk(task_id),
+        range: KeyRange::All,
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            if let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk"))
+                && let (Ok(pk), Ok(sk)) = (pk.as_s(), sk.as_s())
+            {
+                doomed.push((pk.clone(), sk.clone()));
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    // The task item last, so a retried delete still finds the task.
+    doomed.sort_by_key(|(_, sk)| sk == keys::TASK_SK);
+    let (task_item, others): (Vec<_>, Vec<_>) =
+        doomed.into_iter().partition(|(_, sk)| sk == keys::TASK_SK);
+    svc.table.batch_write(Vec::new(), others).await?;
+    blobs::delete_prefix(svc, &blobs::task_prefix(task_id)).await?;
+    svc.table.batch_write(Vec::new(), task_item).await?;
+    task_store::forget_active(svc, task_id).await
+}
+
+/// A task result as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskResult {
+    /// The result itself (JSON).
+    Body(Vec<u8>),
+    /// Too large to answer directly: a presigned S3 URL.
+    Redirect(String),
+}
+
+/// The result of a done task, or the documented error for any other status.
+pub async fn result(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+) -> Result<TaskResult, ApiError> {
+    let task = record(svc, account_id, task_id).await?;
+    match task.task_status {
+        TaskStatus::Done => {}
+        TaskStatus::Cancelled => {
+            return Err(ApiError::new(
+                ErrorCode::TaskCancelled,
+                format!("Task '{task_id}' has been cancelled"),
+            ));
+        }
+        TaskStatus::Failed => {
+            return Err(ApiError::new(
+                ErrorCode::TaskResultImpossible,
+                format!(
+                    "Impossible get a result of task {task_id} with status {}",
+                    u8::from(task.task_status)
+                ),
+            ));
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::TaskResultNotReady,
+                format!("Task '{task_id}' does not have result yet"),
+            ));
+        }
+    }
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::TaskResultNotFound,
+            format!("Result of the task '{task_id}' not found"),
+        )
+    };
+    let key = blobs::result_key(task_id);
+    let size = blobs::size(svc, &key).await?.ok_or_else(not_found)?;
+    if size > INLINE_RESULT_MAX {
+        let url = blobs::presigned_get(svc, &key, RESULT_URL_LIFETIME, None).await?;
+        return Ok(TaskResult::Redirect(url));
+    }
+    let body = blobs::get(svc, &key).await?.ok_or_else(not_found)?;
+    Ok(TaskResult::Body(body))
+}
+
+/// The subtasks of a task, in id order.
+pub async fn subtasks(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+) -> Result<SubtaskPage, ApiError> {
+    record(svc, account_id, task_id).await?;
+    let subtasks: Vec<Subtask> = task_store::subtask_records(svc, task_id)
+        .await?
+        .into_iter()
+        .map(|s| s.subtask)
+        .collect();
+    Ok(SubtaskPage { subtasks })
+}
+
+/// Filters of `GET /1/tasks` and `GET /1/tasks/count`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this account.
+    pub account_id: Option<Uuid>,
+    /// Only these tasks.
+    pub task_ids: Option<Vec<u64>>,
+    /// Only tasks of this type.
+    pub task_type: Option<TaskType>,
+    /// Only tasks with this status.
+    pub task_status: Option<TaskStatus>,
+    /// Only the task with this result.
+    pub result_id: Option<Uuid>,
+    /// Creation time range.
+    pub create_time: TimeRange,
+    /// End time range (tasks that have not ended never match a bound).
+    pub end_time: TimeRange,
+}
+
+/// Query parameters `GET /1/tasks/count` knows.
+pub const TASK_COUNT_PARAMS: &[&str] = &[
+    "account_id",
+    "task_ids",
+    "task_type",
+    "task_status",
+    "result_id",
+    "create_time__gte",
+    "create_time__lt",
+    "end_time__gte",
+    "end_time__lt",
+];
+/// Query parameters `GET /1/tasks` knows.
+pub const TASK_LIST_PARAMS: &[&str] = &[
+    "account_id",
+    "task_ids",
+    "task_type",
+    "task_status",
+    "result_id",
+    "create_time__gte",
+    "create_time__lt",
+    "end_time__gte",
+    "end_time__lt",
+    "page",
+    "page_size",
+];
+/// Query parameter of the routes about one task.
+pub const ACCOUNT_PARAM: &[&str] = &["account_id"];
+
+impl TaskFilter {
+    /// Reads the filter from a query string.
+    pub fn from_query(query: &Query) -> Result<TaskFilter, ApiError> {
+        Ok(TaskFilter {
+            account_id: query.uuid("account_id")?,
+            task_ids: int_list(query, "task_ids")?,
+            task_type: query
+                .int("task_type", 0u8, 9)?
+                .map(|t| TaskType::try_from(t).expect("0..=9 are task types")),
+            task_status: query
+                .int("task_status", 0u8, 5)?
+                .map(|t| TaskStatus::try_from(t).expect("0..=5 are task statuses")),
+            result_id: query.uuid("result_id")?,
+            create_time: query.time_range("create_time")?,
+            end_time: query.time_range("end_time")?,
+        })
+    }
+
+    fn matches(&self, task: &TaskRecord) -> bool {
+        let bounded = self.end_time.gte.is_some() || self.end_time.lt.is_some();
+        self.account_id.is_none_or(|a| a == task.account_id)
+            && self
+                .task_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&task.task_id))
+            && self.task_type.is_none_or(|t| t == task.task_type)
+            && self.task_status.is_none_or(|s| s == task.task_status)
+            && self.result_id.is_none_or(|r| task.result_id == Some(r))
+            && timestamps::parse(&task.create_time).is_some_and(|t| self.create_time.contains(t))
+            && (!bounded
+                || task
+                    .end_time
+                    .as_deref()
+                    .and_then(timestamps::parse)
+                    .is_some_and(|t| self.end_time.contains(t)))
+    }
+}
+
+/// A comma-separated list of positive integers (at most [`MAX_IDS_IN_FILTER`]).
+fn int_list(query: &Query, name: &str) -> Result<Option<Vec<u64>>, ApiError> {
+    query
+        .string_list(name)?
+        .map(|items| {
+            items
+                .iter()
+                .map(|raw| {
+                    raw.parse::<u64>()
+                        .ok()
+                        .filter(|id| *id >= 1)
+                        .ok_or_else(|| {
+                            ApiError::bad_query(name, format!("'{raw}' is not an id ≥ 1"))
+                        })
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+/// Hands every task matching `filter` to `visit`, newest first. Reads the given ids, or
+/// the account's index partition, or the partition of every task.
+async fn visit_tasks(
+    svc: &Services,
+    filter: &TaskFilter,
+    mut visit: impl FnMut(TaskRecord) -> ControlFlow<()>,
+) -> Result<(), ApiError> {
+    if let Some(ids) = &filter.task_ids {
+        let mut ids = ids.clone();
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
+        ids.dedup();
+        let keys: Vec<(String, String)> = ids
+            .iter()
+            .map(|&id| (keys::task_pk(id), keys::TASK_SK.to_string()))
+            .collect();
+        let mut tasks: Vec<TaskRecord> = svc
+            .table
+            .batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.task_id));
+        for task in tasks {
+            if filter.matches(&task) && visit(task).is_break() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let query = match filter.account_id {
+        Some(account_id) => TableQuery {
+            index: Some(keys::GSI1),
+            partition: keys::account_partition(account_id, "TASK"),
+            range: KeyRange::All,
+            descending: true,
+        },
+        None => TableQuery {
+            index: Some(keys::GSI2),
+            partition: keys::ALL_TASKS.into(),
+            range: KeyRange::All,
+            descending: true,
+        },
+    };
+    svc.table
+        .for_each_record(&query, |task: TaskRecord| {
+            if filter.matches(&task) {
+                visit(task)
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+}
+
+/// One page of the tasks matching `filter`, newest first.
+pub async fn list(svc: &Services, filter: &TaskFilter, page: Page) -> Result<TaskPage, ApiError> {
+    let mut buffer = PageBuffer::new(page);
+    visit_tasks(svc, filter, |task| buffer.offer(task)).await?;
+    let mut tasks = Vec::new();
+    for task in buffer.into_items() {
+        let content = task_store::content(svc, &task).await?;
+        tasks.push(task.view(content));
+    }
+    Ok(TaskPage { tasks })
+}
+
+/// Number of tasks matching `filter`.
+pub async fn count(svc: &Services, filter: &TaskFilter) -> Result<Count, ApiError> {
+    let mut count = 0;
+    visit_tasks(svc, filter, |_| {
+        count += 1;
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(Count { count })
+}
+
+/// Filters of the error listings and counts.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorFilter {
+    /// Only errors of this account.
+    pub account_id: Option<Uuid>,
+    /// Only errors of these tasks.
+    pub task_ids: Option<Vec<u64>>,
+    /// Only these errors.
+    pub error_ids: Option<Vec<u64>>,
+    /// Only errors with this code.
+    pub error_code: Option<u32>,
+    /// Only errors of tasks of this type.
+    pub task_type: Option<TaskType>,
+    /// Only errors answered with this HTTP status.
+    pub status_code: Option<u16>,
+    /// Error time range.
+    pub error_time: TimeRange,
+}
+
+/// Query parameters of `GET /1/errors`.
+pub const ERROR_LIST_PARAMS: &[&str] = &[
+    "account_id",
+    "task_ids",
+    "error_ids",
+    "error_code",
+    "task_type",
+    "status_code",
+    "error_time__gte",
+    "error_time__lt",
+    "page",
+    "page_size",
+];
+/// Query parameters of `GET /1/errors/count`.
+pub const ERROR_COUNT_PARAMS: &[&str] = &[
+    "account_id",
+    "task_ids",
+    "error_ids",
+    "error_code",
+    "task_type",
+    "error_time__gte",
+    "error_time__lt",
+];
+/// Query parameters of `GET /1/tasks/{task_id}/errors`.
+pub const TASK_ERROR_LIST_PARAMS: &[&str] = &["account_id", "page", "page_size"];
+/// Query parameters of `GET /1/tasks/{task_id}/errors/count`.
+pub const TASK_ERROR_COUNT_PARAMS: &[&str] = &[
+    "account_id",
+    "error_code",
+    "error_time__gte",
+    "error_time__lt",
+];
+
+impl ErrorFilter {
+    /// Reads the filter from a query string (parameters the route does not know were
+    /// rejected before).
+    pub fn from_query(query: &Query) -> Result<ErrorFilter, ApiError> {
+        Ok(ErrorFilter {
+            account_id: query.uuid("account_id")?,
+            task_ids: int_list(query, "task_ids")?,
+            error_ids: int_list(query, "error_ids")?,
+            error_code: query.int("error_code", 0u32, u32::MAX)?,
+            task_type: query
+                .int("task_type", 0u8, 9)?
+                .map(|t| TaskType::try_from(t).expect("0..=9 are task types")),
+            status_code: query.int("status_code", 400u16, 599)?,
+            error_time: query.time_range("error_time")?,
+        })
+    }
+
+    fn matches(&self, error: &TaskErrorRecord) -> bool {
+        self.account_id.is_none_or(|a| a == error.account_id)
+            && self
+                .task_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&error.error.task_id))
+            && self
+                .error_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&error.error.error_id))
+            && self.error_code.is_none_or(|c| c == error.error.error_code)
+            && self.task_type.is_none_or(|t| t == error.task_type)
+            && self.status_code.is_none_or(|c| c == error.status_code)
+            && timestamps::parse(&error.error.error_time)
+                .is_some_and(|t| self.error_time.contains(t))
+    }
+}
+
+/// Hands every error matching `filter` to `visit`, newest first. Reads the partitions of
+/// the given tasks, or the account's index partition, or the partition of every error.
+async fn visit_errors(
+    svc: &Services,
+    filter: &ErrorFilter,
+    mut visit: impl FnMut(TaskErrorRecord) -> ControlFlow<()>,
+) -> Result<(), ApiError> {
+    if let Some(task_ids) = &filter.task_ids {
+        let mut errors = Vec::new();
+        for &task_id in task_ids.iter().take(MAX_IDS_IN_FILTER) {
+            let query = TableQuery {
+                index: None,
+                partition: keys::task_pk(task_id),
+                range: KeyRange::Prefix("ERR#".into()),
+                descending: true,
+            };
+            svc.table
+                .for_each_record(&query, |e: TaskErrorRecord| {
+                    if filter.matches(&e) {
+                        errors.push(e);
+                    }
+                    ControlFlow::Continue(())
+                })
+                .await?;
+        }
+        errors.sort_unstable_by_key(|e| std::cmp::Reverse(e.error.error_id));
+        errors.dedup_by_key(|e| e.error.error_id);
+        for error in errors {
+            if visit(error).is_break() {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let query = match filter.account_id {
+        Some(account_id) => TableQuery {
+            index: Some(keys::GSI1),
+            partition: keys::account_partition(account_id, "ERROR"),
+            range: KeyRange::All,
+            descending: true,
+        },
+        None => TableQuery {
+            index: Some(keys::GSI2),
+            partition: keys::ALL_ERRORS.into(),
+            range: KeyRange::All,
+            descending: true,
+        },
+    };
+    svc.table
+        .for_each_record(&query, |error: TaskErrorRecord| {
+            if filter.matches(&error) {
+                visit(error)
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+}
+
+/// One page of the errors matching `filter`, newest first.
+pub async fn errors(
+    svc: &Services,
+    filter: &ErrorFilter,
+    page: Page,
+) -> Result<TaskErrorPage, ApiError> {
+    let mut buffer = PageBuffer::new(page);
+    visit_errors(svc, filter, |e| buffer.offer(e.error)).await?;
+    Ok(TaskErrorPage {
+        errors: buffer.into_items(),
+    })
+}
+
+/// Number of errors matching `filter`.
+pub async fn count_errors(svc: &Services, filter: &ErrorFilter) -> Result<Count, ApiError> {
+    let mut count = 0;
+    visit_errors(svc, filter, |_| {
+        count += 1;
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(Count { count })
+}
+
+/// The errors of one task (which must exist, in the account when one is given).
+pub async fn task_errors(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    task_id: u64,
+    filter: ErrorFilter,
+    page: Option<Page>,
+) -> Result<(TaskErrorPage, Count), ApiError> {
+    record(svc, account_id, task_id).await?;
+    let filter = ErrorFilter {
+        task_ids: Some(vec![task_id]),
+        ..filter
+    };
+    let errors = match page {
+        Some(page) => errors(svc, &filter, page).await?,
+        None => TaskErrorPage { errors: Vec::new() },
+    };
+    let count = count_errors(svc, &filter).await?;
+    Ok((errors, count))
+}
+
+/// One error by id.
+pub async fn error(
+    svc: &Services,
+    account_id: Option<Uuid>,
+    error_id: u64,
+) -> Result<TaskError, ApiError> {
+    let query = TableQuery {
+        index: Some(keys::GSI2),
+        partition: keys::ALL_ERRORS.into(),
+        range: KeyRange::Between {
+            gte: Some(keys::padded_id(error_id)),
+            lt: Some(keys::padded_id(error_id + 1)),
+        },
+        descending: false,
+    };
+    let mut found = None;
+    svc.table
+        .for_each_record(&query, |e: TaskErrorRecord| {
+            if e.error.error_id == error_id {
+                found = Some(e);
+            }
+            ControlFlow::Break(())
+        })
+        .await?;
+    match found {
+        Some(e) if account_id.is_none_or(|a| a == e.account_id) => Ok(e.error),
+        _ => Err(ApiError::new(
+            ErrorCode::TaskErrorNotFound,
+            format!("Task error with id '{error_id}' not found"),
+        )),
+    }
+}

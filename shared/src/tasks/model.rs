@@ -1,0 +1,499 @@
+//! The three records of the task engine — task, subtask, task error — as stored and as
+//! the API shows them (field names from the LUNA Tasks samples).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::store::keys;
+
+/// Lifecycle of a task (LUNA numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum TaskStatus {
+    /// Created, not planned yet.
+    Pending = 0,
+    /// Planned: subtasks are queued or running.
+    InProgress = 1,
+    /// Stopped by the client; no result.
+    Cancelled = 2,
+    /// Ended without a result (planning or merging failed, or every subtask failed).
+    Failed = 3,
+    /// Every subtask ended; the merge is running.
+    CollectResults = 4,
+    /// Ended with a result.
+    Done = 5,
+}
+
+impl TaskStatus {
+    /// Every status, in numeric order.
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::InProgress,
+        TaskStatus::Cancelled,
+        TaskStatus::Failed,
+        TaskStatus::CollectResults,
+        TaskStatus::Done,
+    ];
+
+    /// Whether the task has ended (nothing will change it any more but delete).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Cancelled | TaskStatus::Failed | TaskStatus::Done
+        )
+    }
+}
+
+impl From<TaskStatus> for u8 {
+    fn from(status: TaskStatus) -> u8 {
+        status as u8
+    }
+}
+
+impl TryFrom<u8> for TaskStatus {
+    type Error = String;
+    fn try_from(value: u8) -> Result<TaskStatus, String> {
+        TaskStatus::ALL
+            .get(value as usize)
+            .copied()
+            .ok_or_else(|| format!("unknown task status {value}"))
+    }
+}
+
+/// Kind of a task (LUNA numbering; a kind's module declares which one it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum TaskType {
+    /// Not a known kind.
+    Unknown = 0,
+    /// Link faces or events to a list.
+    Linker = 1,
+    /// Cluster objects by descriptor similarity.
+    Clustering = 2,
+    /// Report on a clustering task.
+    Reporter = 3,
+    /// Delete events or descriptors.
+    Gc = 4,
+    /// Extract descriptors of another version.
+    AdditionalExtract = 5,
+    /// Match references against candidates.
+    CrossMatch = 6,
+    /// ROC curve of a matcher on labelled objects.
+    Roc = 7,
+    /// Export objects as CSV in a zip.
+    Exporter = 8,
+    /// Estimate images of an archive.
+    Estimator = 9,
+}
+
+impl TaskType {
+    /// Every type, in numeric order.
+    pub const ALL: [TaskType; 10] = [
+        TaskType::Unknown,
+        TaskType::Linker,
+        TaskType::Clustering,
+        TaskType::Reporter,
+        TaskType::Gc,
+        TaskType::AdditionalExtract,
+        TaskType::CrossMatch,
+        TaskType::Roc,
+        TaskType::Exporter,
+        TaskType::Estimator,
+    ];
+}
+
+impl From<TaskType> for u8 {
+    fn from(kind: TaskType) -> u8 {
+        kind as u8
+    }
+}
+
+impl TryFrom<u8> for TaskType {
+    type Error = String;
+    fn try_from(value: u8) -> Result<TaskType, String> {
+        TaskType::ALL
+            .get(value as usize)
+            .copied()
+            .ok_or_else(|| format!("unknown task type {value}"))
+    }
+}
+
+/// Status of one subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum SubtaskStatus {
+    /// Queued (or running: a running subtask keeps this status until it ends).
+    Pending = 0,
+    /// Dropped because its task was cancelled.
+    Cancelled = 2,
+    /// Ended with an error record.
+    Failed = 3,
+    /// Ended with its output in S3.
+    Done = 5,
+}
+
+impl From<SubtaskStatus> for u8 {
+    fn from(status: SubtaskStatus) -> u8 {
+        status as u8
+    }
+}
+
+impl TryFrom<u8> for SubtaskStatus {
+    type Error = String;
+    fn try_from(value: u8) -> Result<SubtaskStatus, String> {
+        match value {
+            0 => Ok(SubtaskStatus::Pending),
+            2 => Ok(SubtaskStatus::Cancelled),
+            3 => Ok(SubtaskStatus::Failed),
+            5 => Ok(SubtaskStatus::Done),
+            other => Err(format!("unknown subtask status {other}")),
+        }
+    }
+}
+
+/// The stored item of a task. Besides the fields the API shows it keeps the engine's
+/// bookkeeping: how many stages are planned and queued, and the current stage's counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    gsi2pk: String,
+    gsi2sk: String,
+    /// Task id (≥ 1).
+    pub task_id: u64,
+    /// Kind.
+    pub task_type: TaskType,
+    /// Lifecycle status.
+    pub task_status: TaskStatus,
+    /// Owner.
+    pub account_id: Uuid,
+    /// Client's text.
+    #[serde(default)]
+    pub description: String,
+    /// The validated content as JSON text, when small enough for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// S3 key of the content when it is too large for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
+    /// Creation time.
+    pub create_time: String,
+    /// Last change of status or progress.
+    pub last_update_time: String,
+    /// When the task ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// Id of the result object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_id: Option<Uuid>,
+    /// Subtasks ended, over every stage.
+    #[serde(default)]
+    pub count_task_parts_done: u64,
+    /// Subtasks planned, over every stage.
+    #[serde(default)]
+    pub count_task_parts_all: u64,
+    /// Stages planned so far; the current stage is `stages_planned - 1`.
+    #[serde(default)]
+    pub stages_planned: u32,
+    /// Stages whose subtask messages were all sent.
+    #[serde(default)]
+    pub stages_enqueued: u32,
+    /// Subtasks of the current stage.
+    #[serde(default)]
+    pub stage_parts_all: u64,
+    /// Subtasks of the current stage that ended (done or failed).
+    #[serde(default)]
+    pub stage_parts_done: u64,
+    /// Subtasks of the current stage that failed.
+    #[serde(default)]
+    pub stage_parts_failed: u64,
+    /// Id of the first subtask of the current stage.
+    #[serde(default)]
+    pub stage_first_subtask: u32,
+    /// Last heartbeat of a worker running one of its subtasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<String>,
+}
+
+impl TaskRecord {
+    /// A new pending task.
+    pub fn new(
+        task_id: u64,
+        task_type: TaskType,
+        account_id: Uuid,
+        description: String,
+        now: &str,
+    ) -> TaskRecord {
+        TaskRecord {
+            pk: keys::task_pk(task_id),
+            sk: keys::TASK_SK.into(),
+            gsi1pk: keys::account_partition(account_id, "TASK"),
+            gsi1sk: keys::padded_id(task_id),
+            gsi2pk: keys::ALL_TASKS.into(),
+            gsi2sk: keys::padded_id(task_id),
+            task_id,
+            task_type,
+            task_status: TaskStatus::Pending,
+            account_id,
+            description,
+            content: None,
+            content_key: None,
+            create_time: now.into(),
+            last_update_time: now.into(),
+            end_time: None,
+            result_id: None,
+            count_task_parts_done: 0,
+            count_task_parts_all: 0,
+            stages_planned: 0,
+            stages_enqueued: 0,
+            stage_parts_all: 0,
+            stage_parts_done: 0,
+            stage_parts_failed: 0,
+            stage_first_subtask: 1,
+            heartbeat_time: None,
+        }
+    }
+
+    /// The current stage, once one is planned.
+    pub fn current_stage(&self) -> Option<u32> {
+        self.stages_planned.checked_sub(1)
+    }
+
+    /// The task as the API shows it, with its content.
+    pub fn view(&self, content: Value) -> Task {
+        Task {
+            task_id: self.task_id,
+            task_type: self.task_type,
+            task_status: self.task_status,
+            account_id: self.account_id,
+            description: self.description.clone(),
+            content,
+            create_time: self.create_time.clone(),
+            last_update_time: self.last_update_time.clone(),
+            end_time: self.end_time.clone(),
+            result_id: self.result_id,
+            count_task_parts_done: self.count_task_parts_done,
+            count_task_parts_all: self.count_task_parts_all,
+        }
+    }
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Task {
+    /// Task id.
+    pub task_id: u64,
+    /// Kind (LUNA numbering: 1 linker, 4 gc, ...).
+    pub task_type: TaskType,
+    /// 0 pending, 1 in progress, 2 cancelled, 3 failed, 4 collect results, 5 done.
+    pub task_status: TaskStatus,
+    /// Owner.
+    pub account_id: Uuid,
+    /// Client's text.
+    pub description: String,
+    /// The validated content (with defaults filled in).
+    #[schema(value_type = Object)]
+    pub content: Value,
+    /// Creation time.
+    pub create_time: String,
+    /// Last change of status or progress.
+    pub last_update_time: String,
+    /// When the task ended.
+    pub end_time: Option<String>,
+    /// Id of the result, once done.
+    pub result_id: Option<Uuid>,
+    /// Subtasks ended.
+    pub count_task_parts_done: u64,
+    /// Subtasks planned.
+    pub count_task_parts_all: u64,
+}
+
+/// Answer to `GET /1/tasks`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskPage {
+    /// The tasks of the requested page, newest first.
+    pub tasks: Vec<Task>,
+}
+
+/// Answer to `POST /1/tasks/<kind>`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TaskCreated {
+    /// Id of the new task.
+    pub task_id: u64,
+}
+
+/// A subtask as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Subtask {
+    /// Subtask id, 1.. within its task, in planning order.
+    pub subtask_id: u32,
+    /// Task it belongs to.
+    pub task_id: u64,
+    /// Stage it belongs to (0 for single-stage kinds).
+    pub stage: u32,
+    /// 0 pending (queued or running), 2 cancelled, 3 failed, 5 done.
+    pub status: SubtaskStatus,
+    /// Deliveries of its message when it ended.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When it was planned.
+    pub create_time: String,
+    /// When the attempt that ended it started.
+    #[serde(default)]
+    pub start_time: Option<String>,
+    /// When it ended.
+    #[serde(default)]
+    pub end_time: Option<String>,
+    /// S3 key of its output, once done.
+    #[serde(default)]
+    pub result_key: Option<String>,
+}
+
+/// The stored item of a subtask: the subtask and its content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubtaskRecord {
+    pk: String,
+    sk: String,
+    /// The subtask as shown.
+    #[serde(flatten)]
+    pub subtask: Subtask,
+    /// Its content as JSON text, when small enough for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// S3 key of its content when too large for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
+}
+
+impl SubtaskRecord {
+    /// A new pending subtask.
+    pub fn new(task_id: u64, subtask_id: u32, stage: u32, now: &str) -> SubtaskRecord {
+        SubtaskRecord {
+            pk: keys::task_pk(task_id),
+            sk: keys::subtask_sk(subtask_id),
+            subtask: Subtask {
+                subtask_id,
+                task_id,
+                stage,
+                status: SubtaskStatus::Pending,
+                attempts: 0,
+                create_time: now.into(),
+                start_time: None,
+                end_time: None,
+                result_key: None,
+            },
+            content: None,
+            content_key: None,
+        }
+    }
+}
+
+/// Answer to `GET /1/tasks/{task_id}/subtasks`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubtaskPage {
+    /// Subtasks in id order.
+    pub subtasks: Vec<Subtask>,
+}
+
+/// The stored item of a task error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskErrorRecord {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    gsi2pk: String,
+    gsi2sk: String,
+    /// Owner (of the task).
+    pub account_id: Uuid,
+    /// Kind of the task, for the `task_type` filter.
+    pub task_type: TaskType,
+    /// HTTP status of the error code, for the `status_code` filter.
+    pub status_code: u16,
+    /// The error as shown.
+    #[serde(flatten)]
+    pub error: TaskError,
+}
+
+impl TaskErrorRecord {
+    /// A new error record of `task`.
+    pub fn new(task: &TaskRecord, status_code: u16, error: TaskError) -> TaskErrorRecord {
+        TaskErrorRecord {
+            pk: keys::task_pk(error.task_id),
+            sk: keys::error_sk(error.error_id),
+            gsi1pk: keys::account_partition(task.account_id, "ERROR"),
+            gsi1sk: keys::padded_id(error.error_id),
+            gsi2pk: keys::ALL_ERRORS.into(),
+            gsi2sk: keys::padded_id(error.error_id),
+            account_id: task.account_id,
+            task_type: task.task_type,
+            status_code,
+            error,
+        }
+    }
+}
+
+/// A task error as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TaskError {
+    /// Error id.
+    pub error_id: u64,
+    /// Task it belongs to.
+    pub task_id: u64,
+    /// Subtask it belongs to (none for planning and merging errors).
+    pub subtask_id: Option<u32>,
+    /// LUNA error code.
+    pub error_code: u32,
+    /// Documentation page of the code.
+    pub link: String,
+    /// Short description.
+    pub description: String,
+    /// Description with the values of this occurrence.
+    pub detail: String,
+    /// What the error is about (an object id, a stage), when known.
+    pub additional_info: Option<String>,
+    /// When it happened.
+    pub error_time: String,
+}
+
+/// Answer to the error listings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskErrorPage {
+    /// The errors of the requested page, newest first.
+    pub errors: Vec<TaskError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_types_keep_the_luna_numbers() {
+        for status in TaskStatus::ALL {
+            assert_eq!(TaskStatus::try_from(u8::from(status)), Ok(status));
+        }
+        assert_eq!(u8::from(TaskStatus::CollectResults), 4);
+        assert_eq!(u8::from(TaskType::Gc), 4);
+        assert_eq!(u8::from(TaskType::Estimator), 9);
+        assert!(TaskType::try_from(10).is_err());
+        assert!(SubtaskStatus::try_from(1).is_err());
+        let json = serde_json::to_string(&TaskStatus::Done).unwrap();
+        assert_eq!(json, "5");
+    }
+
+    #[test]
+    fn only_cancelled_failed_and_done_are_final() {
+        let finals: Vec<_> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .collect();
+        assert_eq!(
+            finals,
+            [TaskStatus::Cancelled, TaskStatus::Failed, TaskStatus::Done]
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Reads and writes of task records shared by the API and the engine.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::model::{Subtask, SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord};
+use crate::Services;
+use crate::error::ApiError;
+use crate::store::dynamo::{aws_error, from_item, s};
+use crate::store::{KeyRange, TableQuery, blobs, keys};
+use crate::timestamps;
+
+/// Contents up to this many bytes of JSON stay in their item; larger ones go to S3.
+pub const INLINE_CONTENT_MAX: usize = 16 * 1024;
+
+/// Takes the next value of the counter `name` (`TASK`, `ERROR`): 1, 2, 3, ...
+pub async fn next_id(svc: &Services, name: &str) -> Result<u64, ApiError> {
+    let out = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(keys::COUNTERS))
+        .key("sk", s(name))
+        .update_expression("ADD #value :one")
+        .expression_attribute_names("#value", "value")
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .return_values(ReturnValue::UpdatedNew)
+        .send()
+        .await
+        .map_err(|e| ApiError::internal("dynamodb update_item counter", aws_error(&e)))?;
+    out.attributes
+        .and_then(|a| a.get("value").cloned())
+        .and_then(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::internal("counter", "no value returned"))
+}
+
+/// The stored task, if any (strongly consistent).
+pub async fn load(svc: &Services, task_id: u64) -> Result<Option<TaskRecord>, ApiError> {
+    svc.table
+        .get(&keys::task_pk(task_id), keys::TASK_SK)
+        .await?
+        .map(from_item)
+        .transpose()
+}
+
+/// The task's validated content, from its item or from S3.
+pub async fn content(svc: &Services, task: &TaskRecord) -> Result<Value, ApiError> {
+    read_content(svc, task.content.as_deref(), task.content_key.as_deref()).await
+}
+
+/// A subtask's content, from its item or from S3.
+pub async fn subtask_content<T: DeserializeOwned>(
+    svc: &Services,
+    subtask: &SubtaskRecord,
+) -> Result<T, ApiError> {
+    let value = read_content(
+        svc,
+        subtask.content.as_deref(),
+        subtask.content_key.as_deref(),
+    )
+    .await?;
+    serde_json::from_value(value).map_err(|e| ApiError::internal("subtask content", e))
+}
+
+async fn read_content(
+    svc: &Services,
+    inline: Option<&str>,
+    key: Option<&str>,
+) -> Result<Value, ApiError> {
+    let bytes = match (inline, key) {
+        (Some(text), _) => text.as_bytes().to_vec(),
+        (None, Some(key)) => blobs::get(svc, key)
+            .await?
+            .ok_or_else(|| ApiError::internal("content object", format!("{key} missing")))?,
+        (None, None) => return Ok(Value::Null),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::internal("stored content", e))
+}
+
+/// Keeps `content` in the item when small, else writes it to `key` in S3; returns the
+/// values for the item's `content` and `content_key`.
+pub async fn place_content(
+    svc: &Services,
+    content: &Value,
+    key: String,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let text = content.to_string();
+    if text.len() <= INLINE_CONTENT_MAX {
+        return Ok((Some(text), None));
+    }
+    blobs::put(svc, &key, text.into_bytes(), "application/json").await?;
+    Ok((None, Some(key)))
+}
+
+/// The output of a done subtask.
+pub async fn subtask_output<T: DeserializeOwned>(
+    svc: &Services,
+    subtask: &Subtask,
+) -> Result<T, ApiError> {
+    let key = subtask
+        .result_key
+        .clone()
+        .unwrap_or_else(|| blobs::subtask_output_key(subtask.task_id, subtask.subtask_id));
+    let bytes = blobs::get(svc, &key)
+        .await?
+        .ok_or_else(|| ApiError::internal("subtask output", format!("{key} missing")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::internal("subtask output", e))
+}
+
+/// Every subtask of a task, in id order (one query of the task's partition).
+pub async fn subtask_records(svc: &Services, task_id: u64) -> Result<Vec<SubtaskRecord>, ApiError> {
+    let query = TableQuery {
+        index: None,
+        partition: keys::task_pk(task_id),
+        range: KeyRange::Prefix("SUB#".into()),
+        descending: false,
+    };
+    let mut subtasks = Vec::new();
+    svc.table
+        .for_each_record(&query, |s: SubtaskRecord| {
+            subtasks.push(s);
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(subtasks)
+}
+
+/// A new error record of `task` (its id taken from the counter), not yet written.
+pub async fn new_error(
+    svc: &Services,
+    task: &TaskRecord,
+    subtask_id: Option<u32>,
+    err: &ApiError,
+    additional_info: Option<String>,
+) -> Result<TaskErrorRecord, ApiError> {
+    let error_id = next_id(svc, "ERROR").await?;
+    let body = err.body();
+    let error = TaskError {
+        error_id,
+        task_id: task.task_id,
+        subtask_id,
+        error_code: body.error_code,
+        link: body.link,
+        description: body.desc,
+        detail: body.detail,
+        additional_info,
+        error_time: timestamps::format(timestamps::now()),
+    };
+    Ok(TaskErrorRecord::new(task, err.status(), error))
+}
+
+/// Values for a conditional update of the task item.
+pub type Values = HashMap<String, AttributeValue>;
+
+/// A number attribute.
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Applies `update` to the task item if `condition` holds; `Ok(false)` when it did not
+/// (or the task is gone).
+pub async fn update_task(
+    svc: &Services,
+    task_id: u64,
+    update: &str,
+    condition: &str,
+    values: Values,
+) -> Result<bool, ApiError> {
+    let result = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(svc.table.name())
+        .key("pk", s(&keys::task_pk(task_id)))
+        .key("sk", s(keys::TASK_SK))
+        .update_expression(update)
+        .condition_expression(format!("attribute_exists(pk) AND ({condition})"))
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(ApiError::internal(
+            "dynamodb update_item task",
+            aws_error(&err),
+        )),
+    }
+}
+
+/// Deletes the task's marker in the active-task partition (idempotent).
+pub async fn forget_active(svc: &Services, task_id: u64) -> Result<(), ApiError> {
+    svc.table
+        .batch_write(
+            Vec::new(),
+            vec![(keys::ACTIVE_TASKS.to_string(), keys::active_sk(task_id))],
+        )
+        .await
+}
