@@ -28,12 +28,16 @@ pub fn query_of(req: &Request, known: &[&str]) -> Result<Query, ApiError> {
     Ok(query)
 }
 
+/// A path parameter such as `{task_id}`.
+pub fn path_param<'r>(req: &'r Request, name: &str) -> Result<&'r str, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRoute, format!("no path parameter {name}")))
+}
+
 /// A UUID path parameter such as `{face_id}`.
 pub fn path_uuid(req: &Request, name: &str) -> Result<Uuid, ApiError> {
-    let raw = req
-        .path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .ok_or_else(|| ApiError::new(ErrorCode::BadRoute, format!("no path parameter {name}")))?;
+    let raw = path_param(req, name)?;
     parse_uuid(raw).ok_or_else(|| ApiError::bad_query(name, format!("'{raw}' is not a UUID")))
 }
 

@@ -16,8 +16,12 @@ use fanout::objects::events::{self, Event, EventPage, EventsCreated, NewEvents};
 use fanout::objects::faces::{self, Face, FaceCreated, FacePage, FacePatch, NewFace};
 use fanout::objects::lists::{self, List, ListCreated, ListPage, ListPatch, NewList};
 
+use fanout::tasks::api::{self as tasks, NewTask};
+use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
+
 use crate::handlers::{
     events as event_handlers, faces as face_handlers, lists as list_handlers, system,
+    tasks as task_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -141,6 +145,45 @@ pub static ROUTES: &[Route] = &[
         "Events matching filters, newest first", query: events::LIST_PARAMS, body: None, 200 => Some(schema_of::<EventPage>)),
     route!("get_event", GET, "/1/events/{event_id}", event_handlers::get,
         "One event", query: ACCOUNT, body: None, 200 => Some(schema_of::<Event>)),
+    route!("create_linker_task", POST, "/1/tasks/linker", task_handlers::create,
+        "Create a linker task: link faces or events selected by filters to a list",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("create_gc_task", POST, "/1/tasks/gc", task_handlers::create,
+        "Create a garbage-collecting task: delete events, or face descriptors of a version",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("list_tasks", GET, "/1/tasks", task_handlers::list,
+        "Tasks matching filters, newest first", query: tasks::TASK_LIST_PARAMS, body: None,
+        200 => Some(schema_of::<TaskPage>)),
+    route!("count_tasks", GET, "/1/tasks/count", task_handlers::count,
+        "Number of tasks matching filters", query: tasks::TASK_COUNT_PARAMS, body: None,
+        200 => Some(schema_of::<Count>)),
+    route!("get_task", GET, "/1/tasks/{task_id}", task_handlers::get,
+        "One task with its progress", query: ACCOUNT, body: None, 200 => Some(schema_of::<Task>)),
+    route!("cancel_task", PATCH, "/1/tasks/{task_id}", task_handlers::cancel,
+        "Cancel a task that has not ended (body absent or {\"action\": \"cancel\"})",
+        query: ACCOUNT, body: None, 204 => None),
+    route!("delete_task", DELETE, "/1/tasks/{task_id}", task_handlers::delete,
+        "Delete a task, its subtasks, errors and stored objects", query: ACCOUNT, body: None,
+        204 => None),
+    route!("get_task_result", GET, "/1/tasks/{task_id}/result", task_handlers::result,
+        "Result of a done task (JSON), or 302 to a presigned S3 URL when over 5 MB",
+        query: ACCOUNT, body: None, 200 => None),
+    route!("list_subtasks", GET, "/1/tasks/{task_id}/subtasks", task_handlers::subtasks,
+        "Subtasks of a task", query: ACCOUNT, body: None, 200 => Some(schema_of::<SubtaskPage>)),
+    route!("list_task_errors", GET, "/1/tasks/{task_id}/errors", task_handlers::task_errors,
+        "Errors of a task, newest first", query: tasks::TASK_ERROR_LIST_PARAMS, body: None,
+        200 => Some(schema_of::<TaskErrorPage>)),
+    route!("count_task_errors", GET, "/1/tasks/{task_id}/errors/count",
+        task_handlers::count_task_errors, "Number of errors of a task",
+        query: tasks::TASK_ERROR_COUNT_PARAMS, body: None, 200 => Some(schema_of::<Count>)),
+    route!("list_errors", GET, "/1/errors", task_handlers::errors,
+        "Task errors matching filters, newest first", query: tasks::ERROR_LIST_PARAMS, body: None,
+        200 => Some(schema_of::<TaskErrorPage>)),
+    route!("count_errors", GET, "/1/errors/count", task_handlers::count_errors,
+        "Number of task errors matching filters", query: tasks::ERROR_COUNT_PARAMS, body: None,
+        200 => Some(schema_of::<Count>)),
+    route!("get_error", GET, "/1/errors/{error_id}", task_handlers::error,
+        "One task error", query: ACCOUNT, body: None, 200 => Some(schema_of::<TaskError>)),
 ];
 
 /// The route named `name`.

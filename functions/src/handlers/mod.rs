@@ -4,3 +4,4 @@ pub mod events;
 pub mod faces;
 pub mod lists;
 pub mod system;
+pub mod tasks;
