@@ -1,11 +1,26 @@
 //! The infrastructure template and the route table describe the same functions:
 //! one `AWS::Serverless::Function` per route, building that route's binary, triggered by
-//! exactly that method and path.
+//! exactly that method and path. The only other functions are the scheduled ones in
+//! [`SCHEDULED_BINARIES`].
 
 use std::collections::BTreeSet;
 
 use fanout_functions::routes::ROUTES;
 use serde_norway::Value;
+
+/// Binaries of the functions triggered by a schedule (one `Schedule` event) instead of a
+/// route: not in the route table, but built and deployed like the route functions.
+const SCHEDULED_BINARIES: &[&str] = &["reconcile"];
+
+/// The resource names every function and the worker containers get from the template.
+const RESOURCE_VARIABLES: &[&str] = &[
+    "FANOUT_TABLE",
+    "FANOUT_WORK_QUEUE_URL",
+    "FANOUT_CONTROL_QUEUE_URL",
+    "FANOUT_WORK_DLQ_URL",
+    "FANOUT_CONTROL_DLQ_URL",
+    "FANOUT_BUCKET",
+];
 
 fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
@@ -13,15 +28,15 @@ fn template() -> Value {
     serde_norway::from_str(&text).expect("template is plain YAML")
 }
 
-#[test]
-fn template_functions_match_the_route_table() {
-    let template = template();
+/// Every `AWS::Serverless::Function` as (logical id, binary, its single event).
+fn functions(template: &Value) -> Vec<(String, String, Value)> {
     let resources = template["Resources"].as_mapping().expect("Resources");
-    let mut deployed = BTreeSet::new();
+    let mut out = Vec::new();
     for (id, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
+        let id = id.as_str().expect("logical id").to_string();
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .unwrap_or_else(|| panic!("{id:?} names no binary"));
@@ -34,14 +49,31 @@ fn template_functions_match_the_route_table() {
             .as_mapping()
             .unwrap_or_else(|| panic!("{id:?} has no events"));
         assert_eq!(events.len(), 1, "{id:?} must have exactly one trigger");
-        for event in events.values() {
-            assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{id:?}");
-            let method = event["Properties"]["Method"]
-                .as_str()
-                .unwrap()
-                .to_uppercase();
-            let path = event["Properties"]["Path"].as_str().unwrap().to_string();
-            deployed.insert((binary.to_string(), method, path));
+        let event = events.values().next().unwrap().clone();
+        out.push((id, binary.to_string(), event));
+    }
+    out
+}
+
+#[test]
+fn template_functions_match_the_route_table() {
+    let template = template();
+    let mut deployed = BTreeSet::new();
+    let mut scheduled = BTreeSet::new();
+    for (id, binary, event) in functions(&template) {
+        match event["Type"].as_str() {
+            Some("HttpApi") => {
+                let method = event["Properties"]["Method"]
+                    .as_str()
+                    .unwrap()
+                    .to_uppercase();
+                let path = event["Properties"]["Path"].as_str().unwrap().to_string();
+                deployed.insert((binary, method, path));
+            }
+            Some("Schedule") => {
+                scheduled.insert(binary);
+            }
+            other => panic!("{id:?}: trigger {other:?} is neither HttpApi nor Schedule"),
         }
     }
     let table: BTreeSet<_> = ROUTES
@@ -53,6 +85,28 @@ fn template_functions_match_the_route_table() {
     assert!(
         missing.is_empty() && extra.is_empty(),
         "routes without a function: {missing:?}; functions without a route: {extra:?}"
+    );
+    let expected: BTreeSet<_> = SCHEDULED_BINARIES.iter().map(|b| b.to_string()).collect();
+    assert_eq!(scheduled, expected, "scheduled functions");
+}
+
+#[test]
+fn the_reconciler_runs_every_minute() {
+    let template = template();
+    let schedules: Vec<_> = functions(&template)
+        .into_iter()
+        .filter(|(_, _, event)| event["Type"].as_str() == Some("Schedule"))
+        .map(|(_, binary, event)| {
+            let schedule = event["Properties"]["Schedule"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{binary}: no Schedule expression"))
+                .to_string();
+            (binary, schedule)
+        })
+        .collect();
+    assert_eq!(
+        schedules,
+        [("reconcile".to_string(), "rate(1 minute)".to_string())]
     );
 }
 
@@ -70,15 +124,68 @@ fn every_route_binary_exists() {
 }
 
 #[test]
+fn every_scheduled_binary_exists() {
+    let bin_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
+    for name in SCHEDULED_BINARIES {
+        let path = format!("{bin_dir}/{name}.rs");
+        assert!(std::path::Path::new(&path).is_file(), "{path} missing");
+    }
+}
+
+#[test]
 fn functions_get_the_resource_names_from_the_template() {
     let template = template();
     let vars = &template["Globals"]["Function"]["Environment"]["Variables"];
-    for name in [
-        "FANOUT_TABLE",
-        "FANOUT_WORK_QUEUE_URL",
-        "FANOUT_CONTROL_QUEUE_URL",
-        "FANOUT_BUCKET",
-    ] {
-        assert!(!vars[name].is_null(), "{name} not exported to functions");
+    for name in RESOURCE_VARIABLES {
+        assert!(!vars[*name].is_null(), "{name} not exported to functions");
+    }
+}
+
+#[test]
+fn workers_get_the_same_resource_names_as_functions() {
+    let template = template();
+    let vars = &template["Globals"]["Function"]["Environment"]["Variables"];
+    let function_vars: BTreeSet<&str> = vars
+        .as_mapping()
+        .expect("Globals.Function.Environment.Variables")
+        .keys()
+        .filter_map(Value::as_str)
+        .filter(|name| name.starts_with("FANOUT_"))
+        .collect();
+
+    let containers =
+        template["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+            .as_sequence()
+            .expect("WorkerTaskDefinition containers");
+    let worker = containers
+        .iter()
+        .find(|c| c["Name"].as_str() == Some("worker"))
+        .expect("a container named worker");
+    let environment = worker["Environment"]
+        .as_sequence()
+        .expect("worker container Environment");
+    let worker_vars: BTreeSet<&str> = environment
+        .iter()
+        .filter_map(|e| e["Name"].as_str())
+        .filter(|name| name.starts_with("FANOUT_"))
+        .collect();
+
+    let expected: BTreeSet<&str> = RESOURCE_VARIABLES.iter().copied().collect();
+    assert_eq!(
+        function_vars, expected,
+        "FANOUT_* variables of the functions"
+    );
+    assert_eq!(
+        worker_vars, function_vars,
+        "FANOUT_* variables of the worker"
+    );
+    // Same names, same resources.
+    for entry in environment {
+        if let Some(name) = entry["Name"].as_str().filter(|n| n.starts_with("FANOUT_")) {
+            assert_eq!(
+                entry["Value"], vars[name],
+                "{name}: worker and functions differ"
+            );
+        }
     }
 }
