@@ -15,15 +15,14 @@ VENV := .venv
 LOCAL_ENV := .fanout/local.env
 
 # --- workers --------------------------------------------------------------------------
-# WORKERS START HERE: when workers/ has binaries, name the package and the binaries and
-# `make run` builds them and starts each one in the background next to the gateway,
-# with the same .fanout/local.env, e.g.
-#   WORKER_PACKAGE := fanout-workers
-#   WORKER_BINS    := worker
-WORKER_PACKAGE ?=
-WORKER_BINS ?=
+# `make run` starts WORKERS worker processes next to the gateway (same .fanout/local.env).
+# The first also runs the reconciler every RECONCILE_EVERY seconds (a scheduled Lambda
+# does this on AWS).
+WORKERS ?= 1
+RECONCILE_EVERY ?= 30
+ADDR ?= 127.0.0.1:3000
 
-.PHONY: venv emulator-up deploy-local emulator-down lint-infra run test
+.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test
 
 venv:
 	bash localstack/venv.sh
@@ -41,16 +40,21 @@ lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 run: emulator-up deploy-local
-	cargo build -p fanout-functions --bin gateway
-ifneq ($(strip $(WORKER_BINS)),)
-	cargo build -p $(WORKER_PACKAGE) $(addprefix --bin ,$(WORKER_BINS))
-endif
+	cargo build -p fanout-functions --bin gateway -p fanout-workers --bin worker
 	set -a; . $(LOCAL_ENV); set +a; \
-	for worker in $(WORKER_BINS); do \
-	    echo "run: starting worker $$worker"; \
-	    target/debug/$$worker & \
+	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	for i in $$(seq 1 $(WORKERS)); do \
+	    if [ $$i = 1 ]; then extra="--reconcile-every $(RECONCILE_EVERY)"; else extra=""; fi; \
+	    target/debug/worker $$extra & \
 	done; \
-	exec target/debug/gateway
+	echo "run: $(WORKERS) worker(s) started; API on http://$(ADDR)"; \
+	echo "run: watch a task with: curl -s http://$(ADDR)/1/tasks/<task_id>"; \
+	FANOUT_ADDR=$(ADDR) target/debug/gateway
+
+# One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
+reconcile:
+	cargo build -p fanout-workers --bin worker
+	set -a; . $(LOCAL_ENV); set +a; target/debug/worker --reconcile-once --stall-seconds 0
 
 # One recipe so that the emulator is stopped whatever happens after it started;
 # the EXIT trap keeps the failing command's status, so make still fails.

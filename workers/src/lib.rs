@@ -1,0 +1,386 @@
+//! The Fanout worker: long-polls the work queue (subtasks) and the control queue (task
+//! steps), runs what it receives with bounded concurrency, and optionally runs the
+//! reconciler on a timer (locally; on AWS a scheduled Lambda does).
+//!
+//! While a message is being handled its visibility is extended every third of the lease,
+//! and the task's status is read at the same beat so that a cancel reaches a running
+//! subtask. Handled messages are deleted in batches of up to 10. On SIGTERM or Ctrl-C the
+//! worker stops receiving, lets running messages finish (up to `--drain-seconds`) and
+//! exits; anything unfinished comes back to the queue when its lease runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use clap::{Parser, ValueEnum};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use fanout::engine::messages::{ControlMessage, WorkMessage};
+use fanout::engine::work::Outcome;
+use fanout::engine::{control, reconcile, work};
+use fanout::kinds::CancelFlag;
+use fanout::store::dynamo::aws_error;
+use fanout::tasks::model::TaskStatus;
+use fanout::{Services, telemetry};
+
+/// A queue the worker consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Subtasks.
+    Work,
+    /// Task steps: plan, advance, merge.
+    Control,
+}
+
+/// Command line (each flag also reads a `FANOUT_WORKER_*` variable).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "worker",
+    about = "Fanout worker: runs subtasks and task steps from SQS"
+)]
+pub struct Options {
+    /// Queues to consume.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "work,control",
+        env = "FANOUT_WORKER_QUEUES"
+    )]
+    pub queues: Vec<Role>,
+    /// Subtasks run at once.
+    #[arg(long, default_value_t = 8, env = "FANOUT_WORKER_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Seconds a received message stays invisible to other workers; extended every
+    /// third of it while the message is handled.
+    #[arg(long, default_value_t = 60, env = "FANOUT_WORKER_LEASE_SECONDS")]
+    pub lease_seconds: i32,
+    /// Long-poll wait of a receive, in seconds (SQS allows 0..=20).
+    #[arg(long, default_value_t = 20, env = "FANOUT_WORKER_WAIT_SECONDS")]
+    pub wait_seconds: i32,
+    /// Deliveries after which a failing subtask fails for good (the queue's
+    /// maxReceiveCount sends it to the dead-letter queue at the same count).
+    #[arg(long, default_value_t = 5, env = "FANOUT_WORKER_MAX_ATTEMPTS")]
+    pub max_attempts: u32,
+    /// Run the reconciler every this many seconds (off when absent).
+    #[arg(long, env = "FANOUT_WORKER_RECONCILE_EVERY")]
+    pub reconcile_every: Option<u64>,
+    /// A task with no progress for this many seconds counts as stalled.
+    #[arg(long, default_value_t = 300, env = "FANOUT_WORKER_STALL_SECONDS")]
+    pub stall_seconds: u64,
+    /// Run the reconciler once, print its report and exit.
+    #[arg(long)]
+    pub reconcile_once: bool,
+    /// Seconds to let running messages finish after SIGTERM.
+    #[arg(long, default_value_t = 100, env = "FANOUT_WORKER_DRAIN_SECONDS")]
+    pub drain_seconds: u64,
+}
+
+/// Runs the worker until SIGTERM or Ctrl-C.
+pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    telemetry::init();
+    let svc = Arc::new(Services::from_env().await?);
+    if options.reconcile_once {
+        let report = reconcile::run(&svc, Duration::from_secs(options.stall_seconds)).await?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested: draining");
+        let _ = stop_tx.send(true);
+    });
+    let mut loops = JoinSet::new();
+    for role in options.queues.iter().copied() {
+        let (svc, options, stop) = (svc.clone(), options.clone(), stop.clone());
+        loops.spawn(async move { consume(svc, role, options, stop).await });
+    }
+    if let Some(every) = options.reconcile_every {
+        let (svc, mut stop) = (svc.clone(), stop.clone());
+        let stall = Duration::from_secs(options.stall_seconds);
+        loops.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                match reconcile::run(&svc, stall).await {
+                    Ok(report) => tracing::info!(?report, "reconciled"),
+                    Err(err) => tracing::error!(%err, "reconcile failed"),
+                }
+            }
+        });
+    }
+    tracing::info!(queues = ?options.queues, concurrency = options.concurrency, "worker started");
+    while loops.join_next().await.is_some() {}
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Receives from one queue while not stopped; each message runs in its own task under a
+/// concurrency permit.
+async fn consume(
+    svc: Arc<Services>,
+    role: Role,
+    options: Options,
+    mut stop: watch::Receiver<bool>,
+) {
+    let queue_url = match role {
+        Role::Work => svc.config.work_queue_url.clone(),
+        Role::Control => svc.config.control_queue_url.clone(),
+    };
+    let slots = match role {
+        Role::Work => options.concurrency.max(1),
+        // Steps of different tasks may run side by side; a few suffice.
+        Role::Control => options.concurrency.clamp(1, 4),
+    };
+    let permits = Arc::new(Semaphore::new(slots));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let deleter = tokio::spawn(delete_in_batches(svc.clone(), queue_url.clone(), ack_rx));
+    let mut running = JoinSet::new();
+    while !*stop.borrow() {
+        let first = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore open"),
+            _ = stop.changed() => break,
+        };
+        let mut held = vec![first];
+        while held.len() < 10 {
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => held.push(permit),
+                Err(_) => break,
+            }
+        }
+        let receive = svc
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(held.len() as i32)
+            .wait_time_seconds(options.wait_seconds)
+            .visibility_timeout(options.lease_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let received = tokio::select! {
+            received = receive => received,
+            _ = stop.changed() => break,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(err) => {
+                tracing::error!(error = aws_error(&err), "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let Some(permit) = held.pop() else { break };
+            let (svc, url, acks, options) = (
+                svc.clone(),
+                queue_url.clone(),
+                ack_tx.clone(),
+                options.clone(),
+            );
+            running.spawn(async move {
+                handle(&svc, role, &url, message, &options, &acks).await;
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {}
+    }
+    let drain = Duration::from_secs(options.drain_seconds);
+    if tokio::time::timeout(drain, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("drain time over; unfinished messages return to the queue");
+    }
+    drop(ack_tx);
+    let _ = deleter.await;
+}
+
+/// Handles one message under a heartbeat, then acknowledges it or lets it come back.
+async fn handle(
+    svc: &Services,
+    role: Role,
+    queue_url: &str,
+    message: Message,
+    options: &Options,
+    acks: &mpsc::UnboundedSender<String>,
+) {
+    let Some(receipt) = message.receipt_handle().map(str::to_string) else {
+        return;
+    };
+    let attempt: u32 = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let body = message.body().unwrap_or_default();
+    let cancel = CancelFlag::default();
+    let task_id = match role {
+        Role::Work => serde_json::from_str::<WorkMessage>(body)
+            .ok()
+            .map(|m| m.task_id),
+        Role::Control => None,
+    };
+    let beat = heartbeat(
+        svc,
+        queue_url,
+        &receipt,
+        options.lease_seconds,
+        task_id,
+        &cancel,
+    );
+    let step = async {
+        match role {
+            Role::Work => match serde_json::from_str::<WorkMessage>(body) {
+                Ok(m) => work::run(svc, &m, attempt, options.max_attempts, &cancel).await,
+                Err(err) => {
+                    tracing::error!(%err, body, "unreadable work message dropped");
+                    Ok(Outcome::Stale)
+                }
+            },
+            Role::Control => match serde_json::from_str::<ControlMessage>(body) {
+                Ok(m) => control::handle(svc, &m).await.map(|()| Outcome::Done),
+                Err(err) => {
+                    tracing::error!(%err, body, "unreadable control message dropped");
+                    Ok(Outcome::Stale)
+                }
+            },
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = step => outcome,
+        _ = beat => unreachable!("the heartbeat never ends"),
+    };
+    match outcome {
+        Ok(Outcome::Retry(err)) => {
+            tracing::warn!(%err, attempt, "passing failure; message will come back");
+            release(svc, queue_url, &receipt, attempt).await;
+        }
+        Ok(outcome) => {
+            tracing::debug!(?outcome, "message handled");
+            let _ = acks.send(receipt);
+        }
+        Err(err) => {
+            tracing::error!(%err, attempt, body, "step failed; message will come back");
+            release(svc, queue_url, &receipt, attempt).await;
+        }
+    }
+}
+
+/// Extends the lease every third of it, and raises `cancel` when the task was cancelled
+/// or deleted. Never returns.
+async fn heartbeat(
+    svc: &Services,
+    queue_url: &str,
+    receipt: &str,
+    lease: i32,
+    task_id: Option<u64>,
+    cancel: &CancelFlag,
+) {
+    let period = Duration::from_secs((lease as u64 / 3).max(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tick.tick().await;
+        if let Err(err) = svc
+            .aws
+            .sqs
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(lease)
+            .send()
+            .await
+        {
+            tracing::warn!(error = aws_error(&err), "lease not extended");
+        }
+        if let Some(task_id) = task_id {
+            match work::heartbeat(svc, task_id).await {
+                Ok(Some(TaskStatus::Cancelled)) | Ok(None) => cancel.raise(),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "task heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Makes a message visible again after a short backoff that grows with its attempts.
+async fn release(svc: &Services, queue_url: &str, receipt: &str, attempt: u32) {
+    let backoff = 1i32 << attempt.min(5);
+    if let Err(err) = svc
+        .aws
+        .sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(backoff)
+        .send()
+        .await
+    {
+        tracing::warn!(
+            error = aws_error(&err),
+            "release failed; lease will run out"
+        );
+    }
+}
+
+/// Deletes acknowledged messages ten per call, or whatever arrived within 100 ms.
+async fn delete_in_batches(
+    svc: Arc<Services>,
+    queue_url: String,
+    mut receipts: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(first) = receipts.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        while batch.len() < 10 {
+            match tokio::time::timeout_at(deadline, receipts.recv()).await {
+                Ok(Some(receipt)) => batch.push(receipt),
+                _ => break,
+            }
+        }
+        let entries: Vec<DeleteMessageBatchRequestEntry> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match svc
+            .aws
+            .sqs
+            .delete_message_batch()
+            .queue_url(&queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) if out.failed().is_empty() => {}
+            Ok(out) => tracing::warn!(
+                failed = out.failed().len(),
+                "some deletes failed; those messages come back"
+            ),
+            Err(err) => {
+                tracing::warn!(error = aws_error(&err), "delete failed; messages come back")
+            }
+        }
+    }
+}
