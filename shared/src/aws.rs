@@ -19,14 +19,21 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads region, credentials and endpoint from the environment.
     pub async fn from_env() -> AwsClients {
+        use crate::request_count::{Counter, enabled};
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(sdk.endpoint_url().is_some())
-            .build();
+        let mut s3 =
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(sdk.endpoint_url().is_some());
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
+        if enabled() {
+            s3 = s3.interceptor(Counter("s3"));
+            dynamodb = dynamodb.interceptor(Counter("dynamodb"));
+            sqs = sqs.interceptor(Counter("sqs"));
+        }
         AwsClients {
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
         }
     }
 }

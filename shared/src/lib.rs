@@ -13,6 +13,7 @@ pub mod health;
 pub mod kinds;
 pub mod objects;
 pub mod query;
+pub mod request_count;
 pub mod request_id;
 pub mod store;
 pub mod tasks;

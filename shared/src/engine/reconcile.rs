@@ -15,7 +15,7 @@ use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::dynamo::aws_error;
 use crate::store::{KeyRange, TableQuery, keys};
-use crate::tasks::model::TaskStatus;
+use crate::tasks::model::{SubtaskStatus, TaskStatus};
 use crate::tasks::store as task_store;
 use crate::timestamps;
 
@@ -134,10 +134,14 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
                 send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
             }
             (TaskStatus::InProgress, Some(stage)) => {
-                // Subtasks whose messages were lost (or are still parked): queue them
-                // again; a copy of one that is still running will find it ended.
-                enqueue(svc, &task, stage).await?;
-                touch(svc, task_id).await?;
+                if recount(svc, &task, stage).await? {
+                    send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
+                } else {
+                    // Subtasks whose messages were lost (or are still parked): queue them
+                    // again; a copy of one that is still running will find it ended.
+                    enqueue(svc, &task, stage).await?;
+                    touch(svc, task_id).await?;
+                }
             }
             (TaskStatus::CollectResults, _) => {
                 send_control(svc, &ControlMessage::Merge { task_id }).await?;
@@ -204,6 +208,57 @@ where
         }
     }
     Ok(handled)
+}
+
+/// Counts the ended subtasks of the current stage from their own records and repairs the
+/// task's counters when a worker died between ending a subtask and counting it. Answers
+/// whether the stage is complete.
+async fn recount(
+    svc: &Services,
+    task: &crate::tasks::model::TaskRecord,
+    stage: u32,
+) -> Result<bool, ApiError> {
+    let subtasks = task_store::subtask_records(svc, task.task_id).await?;
+    let of_stage = subtasks.iter().filter(|s| s.subtask.stage == stage);
+    let (mut ended, mut failed) = (0u64, 0u64);
+    for subtask in of_stage {
+        match subtask.subtask.status {
+            SubtaskStatus::Done => ended += 1,
+            SubtaskStatus::Failed => {
+                ended += 1;
+                failed += 1;
+            }
+            _ => {}
+        }
+    }
+    if ended > task.stage_parts_done {
+        tracing::warn!(
+            task_id = task.task_id,
+            stage,
+            ended,
+            counted = task.stage_parts_done,
+            "repairing lost counts"
+        );
+        let values = std::collections::HashMap::from([
+            (":ended".to_string(), task_store::n(ended)),
+            (":failed".to_string(), task_store::n(failed)),
+            (
+                ":missing".to_string(),
+                task_store::n(ended - task.stage_parts_done),
+            ),
+            (":old".to_string(), task_store::n(task.stage_parts_done)),
+        ]);
+        task_store::update_task(
+            svc,
+            task.task_id,
+            "SET stage_parts_done = :ended, stage_parts_failed = :failed \
+             ADD count_task_parts_done :missing",
+            "stage_parts_done = :old",
+            values,
+        )
+        .await?;
+    }
+    Ok(ended >= task.stage_parts_all)
 }
 
 async fn touch(svc: &Services, task_id: u64) -> Result<(), ApiError> {

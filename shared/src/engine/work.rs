@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::is_transient;
@@ -10,9 +10,7 @@ use super::messages::{ControlMessage, WorkMessage, send_control};
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::kinds::{CancelFlag, SubtaskContext};
-use crate::store::dynamo::{
-    TransactError, aws_error, from_item, put_new_op, s, to_item, update_op,
-};
+use crate::store::dynamo::{aws_error, from_item, s, to_item};
 use crate::store::{blobs, keys};
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store::{self as task_store, n};
@@ -152,10 +150,11 @@ async fn load_pair(
     Ok(task.zip(subtask))
 }
 
-/// Ends the subtask and counts it on its task in one transaction that applies only
-/// while the subtask is pending, so a second delivery can never count twice. A failure
-/// writes its error record in the same transaction. Whoever ends the last subtask of
-/// the stage asks the control queue to advance the task.
+/// Ends the subtask, then counts it on its task. The first write applies only while the
+/// subtask is pending, so a second delivery can never count twice; the count is one
+/// `ADD` whose answer tells whether this was the last subtask of the stage, and whoever
+/// ends the last one asks the control queue to advance the task. (A crash between the two
+/// writes leaves an ended subtask uncounted; the reconciler recounts such stages.)
 async fn finish(
     svc: &Services,
     task: &TaskRecord,
@@ -169,45 +168,42 @@ async fn finish(
     let failed = result.is_err();
     let (status, result_key) = match &result {
         Ok(key) => (SubtaskStatus::Done, s(key)),
-        Err(_) => (
-            SubtaskStatus::Failed,
-            aws_sdk_dynamodb::types::AttributeValue::Null(true),
-        ),
+        Err(_) => (SubtaskStatus::Failed, AttributeValue::Null(true)),
     };
-    let subtask_values = HashMap::from([
-        (":status".to_string(), n(status as u8)),
-        (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
-        (":attempts".to_string(), n(attempt)),
-        (":start".to_string(), s(&timestamps::format(start))),
-        (":now".to_string(), s(&now)),
-        (":key".to_string(), result_key),
-    ]);
-    let task_values = HashMap::from([
-        (":one".to_string(), n(1)),
-        (":failed".to_string(), n(u8::from(failed))),
-        (":planned".to_string(), n(subtask.subtask.stage + 1)),
-        (":now".to_string(), s(&now)),
-    ]);
-    let mut writes = vec![
-        update_op(
-            table,
-            keys::task_pk(task.task_id),
-            keys::subtask_sk(subtask.subtask.subtask_id),
+    let ended = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(table)
+        .key("pk", s(&keys::task_pk(task.task_id)))
+        .key("sk", s(&keys::subtask_sk(subtask.subtask.subtask_id)))
+        .update_expression(
             "SET #status = :status, attempts = :attempts, start_time = :start, \
              end_time = :now, result_key = :key",
-            "#status = :pending",
-            subtask_values,
-        )?,
-        update_op(
-            table,
-            keys::task_pk(task.task_id),
-            keys::TASK_SK.into(),
-            "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
-             SET last_update_time = :now",
-            "attribute_exists(pk) AND stages_planned = :planned",
-            task_values,
-        )?,
-    ];
+        )
+        .condition_expression("#status = :pending")
+        .expression_attribute_names("#status", "status")
+        .set_expression_attribute_values(Some(HashMap::from([
+            (":status".to_string(), n(status as u8)),
+            (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
+            (":attempts".to_string(), n(attempt)),
+            (":start".to_string(), s(&timestamps::format(start))),
+            (":now".to_string(), s(&now)),
+            (":key".to_string(), result_key),
+        ])))
+        .send()
+        .await;
+    match ended {
+        Ok(_) => {}
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        Err(err) => return Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+    }
     if let Err(err) = &result {
         tracing::warn!(
             task_id = task.task_id,
@@ -223,17 +219,47 @@ async fn finish(
             Some(format!("stage {}", subtask.subtask.stage)),
         )
         .await?;
-        writes.push(put_new_op(table, to_item(&record)?)?);
+        svc.table
+            .batch_write(vec![to_item(&record)?], Vec::new())
+            .await?;
     }
-    match svc.table.transact(writes).await {
-        Ok(()) => {}
-        Err(TransactError::ConditionFailed) => return Ok(Outcome::Duplicate),
-        Err(TransactError::Api(err)) => return Err(err),
-    }
-    if let Some(after) = task_store::load(svc, task.task_id).await?
-        && after.current_stage() == Some(subtask.subtask.stage)
-        && after.stage_parts_done >= after.stage_parts_all
-    {
+    let counted = svc
+        .table
+        .client()
+        .update_item()
+        .table_name(table)
+        .key("pk", s(&keys::task_pk(task.task_id)))
+        .key("sk", s(keys::TASK_SK))
+        .update_expression(
+            "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
+             SET last_update_time = :now",
+        )
+        .condition_expression("attribute_exists(pk) AND stages_planned = :planned")
+        .set_expression_attribute_values(Some(HashMap::from([
+            (":one".to_string(), n(1)),
+            (":failed".to_string(), n(u8::from(failed))),
+            (":planned".to_string(), n(subtask.subtask.stage + 1)),
+            (":now".to_string(), s(&now)),
+        ])))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await;
+    let after: TaskRecord = match counted {
+        Ok(out) => from_item(out.attributes.unwrap_or_default())?,
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            // The task is gone: take back the output this attempt wrote.
+            if let Ok(key) = &result {
+                blobs::delete_prefix(svc, key).await?;
+            }
+            return Ok(Outcome::Stale);
+        }
+        Err(err) => return Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+    };
+    if after.stage_parts_done >= after.stage_parts_all {
         send_control(
             svc,
             &ControlMessage::Advance {

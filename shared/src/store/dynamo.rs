@@ -112,13 +112,14 @@ impl Table {
         query: &TableQuery,
         mut visit: impl FnMut(Item) -> ControlFlow<()>,
     ) -> Result<(), ApiError> {
+        // Each index `gsiN` is keyed by `gsiNpk` / `gsiNsk`.
         let (pk_attr, sk_attr) = match query.index {
-            Some(_) => ("gsi1pk", "gsi1sk"),
-            None => ("pk", "sk"),
+            Some(index) => (format!("{index}pk"), format!("{index}sk")),
+            None => ("pk".to_string(), "sk".to_string()),
         };
         let mut condition = "#pk = :pk".to_string();
         let mut values: Item = HashMap::from([(":pk".into(), s(&query.partition))]);
-        let mut names = HashMap::from([("#pk".to_string(), pk_attr.to_string())]);
+        let mut names = HashMap::from([("#pk".to_string(), pk_attr)]);
         match &query.range {
             KeyRange::All => {}
             KeyRange::Prefix(prefix) => {
@@ -146,7 +147,7 @@ impl Table {
             }
         }
         if condition.contains("#sk") {
-            names.insert("#sk".into(), sk_attr.into());
+            names.insert("#sk".into(), sk_attr);
         }
         let mut start: Option<Item> = None;
         loop {

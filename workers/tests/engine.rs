@@ -1,0 +1,792 @@
+//! The task engine end to end: the gateway in this process, workers as separate
+//! processes (the `worker` binary), the emulator behind both. Tests that start workers
+//! hold one lock, so each scenario owns the queues while it runs.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, MutexGuard};
+
+use fanout::engine::messages::WorkMessage;
+use fanout::objects::faces::{self, NewFace};
+use fanout::store::blobs;
+use fanout_e2e::{Stack, account, stack};
+
+static ENGINE: Mutex<()> = Mutex::const_new(());
+
+/// Holds the queues for one scenario.
+async fn exclusive() -> MutexGuard<'static, ()> {
+    ENGINE.lock().await
+}
+
+/// A worker process; killed when dropped.
+struct Worker(Child);
+
+impl Worker {
+    /// Starts a worker on `queues` ("work", "control" or "work,control") with a short
+    /// lease, so a message of a killed worker comes back within seconds.
+    fn start(queues: &str) -> Worker {
+        stack();
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args([
+                "--queues",
+                queues,
+                "--lease-seconds",
+                "6",
+                "--wait-seconds",
+                "1",
+                "--concurrency",
+                "4",
+                "--drain-seconds",
+                "10",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("FANOUT_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start worker");
+        Worker(child)
+    }
+
+    /// SIGKILL: no chance to finish or release anything.
+    fn kill(mut self) {
+        self.0.kill().expect("kill worker");
+        self.0.wait().expect("reap worker");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Creates `n` faces of `account` through the bulk loader.
+async fn faces_of(stack: &Stack, account: &str, n: usize) -> Vec<String> {
+    let account_id = account.parse().unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|i| NewFace {
+                account_id,
+                descriptor: None,
+                descriptor_version: None,
+                external_id: None,
+                user_data: Some(format!("face {i}")),
+                event_id: None,
+                avatar: None,
+                lists: None,
+            })
+            .collect();
+        let created = faces::create_batch(&stack.services, batch).await.unwrap();
+        ids.extend(created.into_iter().map(|id| id.to_string()));
+    }
+    ids
+}
+
+async fn create_task(stack: &Stack, kind: &str, account: &str, content: Value) -> u64 {
+    let answer = stack
+        .post(
+            &format!("/1/tasks/{kind}"),
+            &json!({"account_id": account, "description": "engine test", "content": content}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json["task_id"].as_u64().unwrap()
+}
+
+async fn task(stack: &Stack, task_id: u64) -> Value {
+    let answer = stack.get(&format!("/1/tasks/{task_id}")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json
+}
+
+/// Polls the task until `done` holds (or fails the test after `limit`).
+async fn wait_task(
+    stack: &Stack,
+    task_id: u64,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let current = task(stack, task_id).await;
+        if done(&current) {
+            return current;
+        }
+        assert!(start.elapsed() < limit, "task {task_id} stuck: {current}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn status_is(status: u64) -> impl Fn(&Value) -> bool {
+    move |t| t["task_status"] == status
+}
+
+async fn result(stack: &Stack, task_id: u64) -> Value {
+    let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json
+}
+
+async fn list_size(stack: &Stack, account: &str, list_id: &str) -> u64 {
+    let answer = stack
+        .get(&format!("/1/lists/{list_id}?account_id={account}"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json["face_count"].as_u64().unwrap()
+}
+
+async fn subtask_statuses(stack: &Stack, task_id: u64) -> Vec<u64> {
+    let answer = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_u64().unwrap())
+        .collect()
+}
+
+/// Objects stored under the task's S3 prefix.
+async fn objects_of(stack: &Stack, task_id: u64) -> Vec<String> {
+    let out = stack
+        .services
+        .aws
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.services.config.bucket)
+        .prefix(blobs::task_prefix(task_id))
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+/// Messages waiting or in flight on a queue.
+async fn queue_depth(stack: &Stack, url: &str) -> u64 {
+    let out = stack
+        .services
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    out.attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0)
+}
+
+async fn wait_queue_empty(stack: &Stack, url: &str, limit: Duration) {
+    let start = Instant::now();
+    while queue_depth(stack, url).await > 0 {
+        assert!(start.elapsed() < limit, "queue {url} does not drain");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Plans a task with a control-only worker and returns once its subtasks are queued
+/// (no work worker runs, so none has started).
+async fn planned(stack: &Stack, task_id: u64) -> Value {
+    let control = Worker::start("control");
+    let planned = wait_task(stack, task_id, Duration::from_secs(60), status_is(1)).await;
+    // Let the planner finish queueing the stage, then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    control.kill();
+    planned
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linking_ten_thousand_faces_counts_every_part_exactly_once() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 10_000).await;
+    let _workers = [Worker::start("work,control"), Worker::start("work,control")];
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1, "list_data": {"user_data": "all"}}),
+    )
+    .await;
+    let done = wait_task(stack, task_id, Duration::from_secs(300), status_is(5)).await;
+    assert!(
+        done["count_task_parts_all"].as_u64().unwrap() >= 10,
+        "{done}"
+    );
+    assert_eq!(done["count_task_parts_done"], done["count_task_parts_all"]);
+    let result = result(stack, task_id).await;
+    assert_eq!(result["linked_objects_count"], 10_000, "{result}");
+    assert_eq!(result["failed_objects_count"], 0);
+    let list_id = result["list_id"].as_str().unwrap();
+    assert_eq!(list_size(stack, &account, list_id).await, 10_000);
+    assert!(
+        subtask_statuses(stack, task_id)
+            .await
+            .iter()
+            .all(|s| *s == 5)
+    );
+    assert!(done["result_id"].is_string() && done["end_time"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_task_loses_nothing() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 3_000).await;
+    let victim = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 100}),
+    )
+    .await;
+    let running = wait_task(stack, task_id, Duration::from_secs(60), |t| {
+        t["count_task_parts_done"].as_u64() >= Some(2)
+    })
+    .await;
+    victim.kill();
+    let parts = running["count_task_parts_all"].as_u64().unwrap();
+    assert_eq!(parts, 30);
+    let after_kill = task(stack, task_id).await;
+    assert!(
+        after_kill["count_task_parts_done"].as_u64().unwrap() < parts,
+        "the worker finished before it was killed: {after_kill}"
+    );
+    let _rescuer = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], parts);
+    let result = result(stack, task_id).await;
+    assert_eq!(result["linked_objects_count"], 3_000, "{result}");
+    let list_id = result["list_id"].as_str().unwrap();
+    assert_eq!(list_size(stack, &account, list_id).await, 3_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subtask_delivered_twice_is_counted_once() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 500).await;
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 50}),
+    )
+    .await;
+    planned(stack, task_id).await;
+    // Every subtask message a second time, as SQS may deliver it.
+    let copies: Vec<WorkMessage> = (1..=10)
+        .map(|subtask_id| WorkMessage {
+            task_id,
+            subtask_id,
+            stage: 0,
+        })
+        .collect();
+    fanout::engine::messages::send_work(&stack.services, &copies)
+        .await
+        .unwrap();
+    let _worker = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    wait_queue_empty(
+        stack,
+        &stack.services.config.work_queue_url,
+        Duration::from_secs(60),
+    )
+    .await;
+    let settled = task(stack, task_id).await;
+    assert_eq!(settled["count_task_parts_all"], 10);
+    assert_eq!(settled["count_task_parts_done"], 10, "{done}");
+    let result = result(stack, task_id).await;
+    assert_eq!(result["linked_objects_count"], 500, "{result}");
+    assert_eq!(
+        list_size(stack, &account, result["list_id"].as_str().unwrap()).await,
+        500
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_task_writes_no_result_and_its_subtasks_do_no_work() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 200).await;
+    let list = stack
+        .post("/1/lists", &json!({"account_id": account}))
+        .await;
+    let list_id = list.json["list_id"].as_str().unwrap().to_string();
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "list_id": list_id, "objects_per_subtask": 20}),
+    )
+    .await;
+    planned(stack, task_id).await;
+    let cancel = stack
+        .patch(&format!("/1/tasks/{task_id}"), &json!({"action": "cancel"}))
+        .await;
+    assert_eq!(cancel.status, 204, "{}", cancel.text);
+    assert_eq!(task(stack, task_id).await["task_status"], 2);
+    let _worker = Worker::start("work,control");
+    let start = Instant::now();
+    while subtask_statuses(stack, task_id)
+        .await
+        .iter()
+        .any(|s| *s != 2)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "subtasks not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(list_size(stack, &account, &list_id).await, 0);
+    let after = task(stack, task_id).await;
+    assert_eq!(after["task_status"], 2);
+    assert_eq!(after["count_task_parts_done"], 0);
+    assert!(after["result_id"].is_null());
+    let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
+    assert_eq!(answer.error_code(), 28025);
+    assert!(
+        objects_of(stack, task_id)
+            .await
+            .iter()
+            .all(|k| !k.ends_with("result.json"))
+    );
+    // Cancelling again is accepted; it stays cancelled.
+    let again = stack
+        .patch(&format!("/1/tasks/{task_id}"), &json!({}))
+        .await;
+    assert_eq!(again.status, 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subtasks_that_always_fail_end_in_error_records_and_a_failed_task() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let list = stack
+        .post("/1/lists", &json!({"account_id": account}))
+        .await;
+    let list_id = list.json["list_id"].as_str().unwrap().to_string();
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "list_id": list_id, "objects_per_subtask": 10}),
+    )
+    .await;
+    planned(stack, task_id).await;
+    // The list goes away after planning: every subtask now fails, whatever the retry.
+    let deleted = stack
+        .delete(&format!("/1/lists/{list_id}?account_id={account}"))
+        .await;
+    assert_eq!(deleted.status, 204);
+    let _worker = Worker::start("work,control");
+    let failed = wait_task(stack, task_id, Duration::from_secs(60), status_is(3)).await;
+    assert_eq!(failed["count_task_parts_done"], 3, "{failed}");
+    assert!(failed["end_time"].is_string());
+    assert_eq!(subtask_statuses(stack, task_id).await, [3, 3, 3]);
+    let errors = stack
+        .get(&format!("/1/tasks/{task_id}/errors?account_id={account}"))
+        .await;
+    let errors = errors.json["errors"].as_array().unwrap().clone();
+    // One per subtask, and one for the task.
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    let per_subtask: Vec<_> = errors.iter().filter(|e| e["subtask_id"].is_u64()).collect();
+    assert_eq!(per_subtask.len(), 3);
+    assert!(per_subtask.iter().all(|e| e["error_code"] == 22003));
+    let count = stack
+        .get(&format!("/1/tasks/{task_id}/errors/count?error_code=22003"))
+        .await;
+    assert_eq!(count.json["count"], 3);
+    let one = &per_subtask[0];
+    let by_id = stack
+        .get(&format!(
+            "/1/errors/{}?account_id={account}",
+            one["error_id"]
+        ))
+        .await;
+    assert_eq!(&by_id.json, *one);
+    let across = stack
+        .get(&format!(
+            "/1/errors?account_id={account}&task_type=1&status_code=404"
+        ))
+        .await;
+    assert_eq!(across.json["errors"].as_array().unwrap().len(), 3);
+    let other = stack
+        .get(&format!(
+            "/1/errors/{}?account_id={}",
+            one["error_id"],
+            fanout_e2e::account()
+        ))
+        .await;
+    assert_eq!(other.error_code(), 28003);
+    let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
+    assert_eq!(answer.error_code(), 28020);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_lettered_subtask_becomes_an_error_record() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account = account();
+    faces_of(stack, &account, 4).await;
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 2}),
+    )
+    .await;
+    planned(stack, task_id).await;
+    // A worker that dies on every delivery: receive without ever finishing, until the
+    // queue's redrive policy moves the messages to the dead-letter queue.
+    let start = Instant::now();
+    while queue_depth(stack, &svc.config.work_queue_url).await > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "messages never dead-lettered"
+        );
+        svc.aws
+            .sqs
+            .receive_message()
+            .queue_url(&svc.config.work_queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(task(stack, task_id).await["count_task_parts_done"], 0);
+    let report = fanout::engine::reconcile::run(svc, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(report.dead_subtasks, 2, "{report:?}");
+    // The last dead subtask asked for the stage to advance; a control worker ends it.
+    let _worker = Worker::start("control");
+    let failed = wait_task(stack, task_id, Duration::from_secs(60), status_is(3)).await;
+    assert_eq!(failed["count_task_parts_done"], 2);
+    let count = stack
+        .get(&format!("/1/tasks/{task_id}/errors/count?error_code=40003"))
+        .await;
+    assert_eq!(count.json["count"], 3, "{}", count.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_task_its_records_and_every_object() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 10}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert!(objects_of(stack, task_id).await.len() >= 4);
+    let other = stack
+        .delete(&format!(
+            "/1/tasks/{task_id}?account_id={}",
+            fanout_e2e::account()
+        ))
+        .await;
+    assert_eq!(other.error_code(), 28001);
+    let deleted = stack
+        .delete(&format!("/1/tasks/{task_id}?account_id={account}"))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert!(objects_of(stack, task_id).await.is_empty());
+    assert_eq!(
+        stack.get(&format!("/1/tasks/{task_id}")).await.error_code(),
+        28001
+    );
+    let items = stack
+        .services
+        .aws
+        .dynamodb
+        .query()
+        .table_name(&stack.services.config.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(fanout::store::keys::task_pk(task_id)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn linking_events_makes_faces_for_events_without_one() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let face = stack
+        .post("/1/faces", &json!({"account_id": account}))
+        .await;
+    let face_id = face.json["face_id"].as_str().unwrap().to_string();
+    let events = stack
+        .post(
+            "/1/events",
+            &json!({"account_id": account, "events": [
+                {"face_id": face_id, "tags": ["x"]},
+                {"descriptor": fanout_e2e::descriptor(1), "user_data": "made", "tags": ["x"]},
+                {"tags": ["x"], "external_id": "e3"},
+                {"tags": ["other"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(events.status, 201, "{}", events.text);
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "events", "create_list": 1, "filters": {"tags": ["x"]}}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    let result = result(stack, task_id).await;
+    assert_eq!(result["linked_objects_count"], 3, "{result}");
+    assert_eq!(result["created_faces_count"], 2);
+    let list_id = result["list_id"].as_str().unwrap();
+    let members = stack
+        .get(&format!(
+            "/1/faces?account_id={account}&list_id={list_id}&page_size=10"
+        ))
+        .await;
+    let members = members.json["faces"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 3);
+    let made = members.iter().find(|f| f["user_data"] == "made").unwrap();
+    assert_eq!(made["descriptor_version"], 59);
+    assert!(made["event_id"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_removes_matching_events_and_descriptors_of_a_version() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let events: Vec<Value> = (0..25)
+        .map(|i| json!({"tags": [if i % 5 == 0 { "keep" } else { "old" }]}))
+        .collect();
+    let saved = stack
+        .post(
+            "/1/events",
+            &json!({"account_id": account, "events": events}),
+        )
+        .await;
+    assert_eq!(saved.status, 201);
+    for seed in 0..3 {
+        stack
+            .post(
+                "/1/faces",
+                &json!({"account_id": account, "descriptor": fanout_e2e::descriptor(seed)}),
+            )
+            .await;
+    }
+    stack
+        .post("/1/faces", &json!({"account_id": account}))
+        .await;
+    let _worker = Worker::start("work,control");
+    let events_gc = create_task(
+        stack,
+        "gc",
+        &account,
+        json!({"target": "events", "filters": {"tags": ["old"]}}),
+    )
+    .await;
+    let descriptors_gc = create_task(
+        stack,
+        "gc",
+        &account,
+        json!({"target": "face_descriptors", "descriptor_version": 59}),
+    )
+    .await;
+    wait_task(stack, events_gc, Duration::from_secs(60), status_is(5)).await;
+    wait_task(stack, descriptors_gc, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(result(stack, events_gc).await["removed_count"], 20);
+    assert_eq!(stack.stored(&account, "EVENT").await, 5);
+    assert_eq!(result(stack, descriptors_gc).await["removed_count"], 3);
+    let faces = stack
+        .get(&format!("/1/faces?account_id={account}&page_size=10"))
+        .await;
+    let faces = faces.json["faces"].as_array().unwrap().clone();
+    assert_eq!(faces.len(), 4, "the faces stay");
+    assert!(faces.iter().all(|f| f["descriptor_version"].is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_and_counting_filters_return_exactly_the_matching_tasks() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let worker = Worker::start("work,control");
+    let linker_done = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "faces", "create_list": 1}),
+    )
+    .await;
+    let gc_done = create_task(stack, "gc", &account, json!({"target": "events"})).await;
+    let done = wait_task(stack, linker_done, Duration::from_secs(60), status_is(5)).await;
+    let gc = wait_task(stack, gc_done, Duration::from_secs(60), status_is(5)).await;
+    worker.kill();
+    let pending = create_task(
+        stack,
+        "linker",
+        &account,
+        json!({"objects_type": "events", "create_list": 1}),
+    )
+    .await;
+    let cancelled = create_task(stack, "gc", &account, json!({"target": "events"})).await;
+    stack
+        .patch(
+            &format!("/1/tasks/{cancelled}"),
+            &json!({"action": "cancel"}),
+        )
+        .await;
+    let after_gc = task(stack, pending).await["create_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let account = account.as_str();
+    let ids = |query: String| async move {
+        let answer = stack
+            .get(&format!(
+                "/1/tasks?account_id={account}&page_size=100{query}"
+            ))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let listed: Vec<u64> = answer.json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_u64().unwrap())
+            .collect();
+        let count = stack
+            .get(&format!("/1/tasks/count?account_id={account}{query}"))
+            .await;
+        assert_eq!(
+            count.json["count"].as_u64().unwrap() as usize,
+            listed.len(),
+            "{query}"
+        );
+        listed
+    };
+    let enc = |t: &str| t.replace('+', "%2B");
+    assert_eq!(
+        ids(String::new()).await,
+        [cancelled, pending, gc_done, linker_done]
+    );
+    assert_eq!(ids("&task_type=1".into()).await, [pending, linker_done]);
+    assert_eq!(ids("&task_type=4".into()).await, [cancelled, gc_done]);
+    assert_eq!(ids("&task_status=5".into()).await, [gc_done, linker_done]);
+    assert_eq!(ids("&task_status=0".into()).await, [pending]);
+    assert_eq!(ids("&task_status=2".into()).await, [cancelled]);
+    assert_eq!(
+        ids(format!("&task_ids={linker_done},{cancelled}")).await,
+        [cancelled, linker_done]
+    );
+    assert_eq!(
+        ids(format!(
+            "&result_id={}",
+            done["result_id"].as_str().unwrap()
+        ))
+        .await,
+        [linker_done]
+    );
+    assert_eq!(
+        ids(format!("&create_time__gte={}", enc(&after_gc))).await,
+        [cancelled, pending]
+    );
+    assert_eq!(
+        ids(format!("&create_time__lt={}", enc(&after_gc))).await,
+        [gc_done, linker_done]
+    );
+    let gc_end = gc["end_time"].as_str().unwrap();
+    let ended_first = done["end_time"].as_str().unwrap().min(gc_end);
+    assert_eq!(
+        ids(format!("&end_time__gte={}", enc(ended_first))).await,
+        [cancelled, gc_done, linker_done]
+    );
+    assert_eq!(
+        ids(format!("&end_time__lt={}", enc(ended_first))).await,
+        Vec::<u64>::new()
+    );
+    let page = stack
+        .get(&format!("/1/tasks?account_id={account}&page=2&page_size=3"))
+        .await;
+    assert_eq!(page.json["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(page.json["tasks"][0]["task_id"], linker_done);
+
+    let stranger = fanout_e2e::account();
+    assert_eq!(
+        stack
+            .get(&format!("/1/tasks/count?account_id={stranger}"))
+            .await
+            .json["count"],
+        0
+    );
+    for path in ["", "/result", "/subtasks", "/errors", "/errors/count"] {
+        let answer = stack
+            .get(&format!(
+                "/1/tasks/{linker_done}{path}?account_id={stranger}"
+            ))
+            .await;
+        assert_eq!(answer.error_code(), 28001, "{path}");
+    }
+    let cancel_other = stack
+        .patch(
+            &format!("/1/tasks/{pending}?account_id={stranger}"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(cancel_other.error_code(), 28001);
+    assert_eq!(task(stack, pending).await["task_status"], 0);
+    let cancel_done = stack
+        .patch(
+            &format!("/1/tasks/{linker_done}"),
+            &json!({"action": "cancel"}),
+        )
+        .await;
+    assert_eq!(cancel_done.error_code(), 40002);
+    // Without account_id the listing reads every task (the index of all tasks).
+    let everyone = stack
+        .get(&format!("/1/tasks?task_ids={linker_done},{pending}"))
+        .await;
+    assert_eq!(everyone.json["tasks"].as_array().unwrap().len(), 2);
+    let newest = stack.get("/1/tasks?page_size=1").await;
+    assert!(newest.json["tasks"][0]["task_id"].as_u64().unwrap() >= cancelled);
+    let not_yet = stack.get(&format!("/1/tasks/{pending}/result")).await;
+    assert_eq!(not_yet.error_code(), 28018);
+    stack.delete(&format!("/1/tasks/{pending}")).await;
+}
