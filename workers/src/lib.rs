@@ -115,6 +115,13 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(queues = ?options.queues, concurrency = options.concurrency, "worker started");
     while loops.join_next().await.is_some() {}
+    if fanout::request_count::enabled() {
+        // For the engine benchmark: every AWS request this worker sent, by operation.
+        println!(
+            "{}",
+            serde_json::to_string(&fanout::request_count::snapshot())?
+        );
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
