@@ -277,6 +277,16 @@ pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiErro
     let face_id = record.face_id;
     super::lists::require_all(svc, record.account_id, &lists).await?;
     let account_id = record.account_id;
+    if lists.is_empty() {
+        // One item with a fresh random id: a plain put, no transaction needed.
+        svc.table
+            .batch_write(vec![to_item(&record)?], Vec::new())
+            .await?;
+        return Ok(FaceCreated {
+            face_id,
+            url: format!("/1/faces/{face_id}"),
+        });
+    }
     let table = svc.table.name();
     let mut writes = vec![put_new(table, to_item(&record)?)?];
     for &list_id in &lists {
