@@ -218,6 +218,12 @@ async fn consume(
     let _ = deleter.await;
 }
 
+/// A received message, read.
+enum Step {
+    Work(WorkMessage),
+    Control(ControlMessage),
+}
+
 /// Handles one message under a heartbeat, then acknowledges it or lets it come back.
 async fn handle(
     svc: &Services,
@@ -236,12 +242,22 @@ async fn handle(
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
     let body = message.body().unwrap_or_default();
+    let parsed = match role {
+        Role::Work => serde_json::from_str(body).map(Step::Work),
+        Role::Control => serde_json::from_str(body).map(Step::Control),
+    };
+    let step = match parsed {
+        Ok(step) => step,
+        Err(err) => {
+            tracing::error!(%err, body, ?role, "unreadable message dropped");
+            let _ = acks.send(receipt);
+            return;
+        }
+    };
     let cancel = CancelFlag::default();
-    let task_id = match role {
-        Role::Work => serde_json::from_str::<WorkMessage>(body)
-            .ok()
-            .map(|m| m.task_id),
-        Role::Control => None,
+    let task_id = match &step {
+        Step::Work(m) => Some(m.task_id),
+        Step::Control(_) => None,
     };
     let beat = heartbeat(
         svc,
@@ -252,21 +268,9 @@ async fn handle(
         &cancel,
     );
     let step = async {
-        match role {
-            Role::Work => match serde_json::from_str::<WorkMessage>(body) {
-                Ok(m) => work::run(svc, &m, attempt, options.max_attempts, &cancel).await,
-                Err(err) => {
-                    tracing::error!(%err, body, "unreadable work message dropped");
-                    Ok(Outcome::Stale)
-                }
-            },
-            Role::Control => match serde_json::from_str::<ControlMessage>(body) {
-                Ok(m) => control::handle(svc, &m).await.map(|()| Outcome::Done),
-                Err(err) => {
-                    tracing::error!(%err, body, "unreadable control message dropped");
-                    Ok(Outcome::Stale)
-                }
-            },
+        match &step {
+            Step::Work(m) => work::run(svc, m, attempt, options.max_attempts, &cancel).await,
+            Step::Control(m) => control::handle(svc, m).await.map(|()| Outcome::Done),
         }
     };
     let outcome = tokio::select! {

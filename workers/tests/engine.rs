@@ -101,6 +101,25 @@ async fn create_task(stack: &Stack, kind: &str, account: &str, content: Value) -
     answer.json["task_id"].as_u64().unwrap()
 }
 
+/// A linker task over every face of `account`, to `list_id` or to a new list.
+async fn faces_linker(stack: &Stack, account: &str, list_id: Option<&str>, per: usize) -> u64 {
+    let mut content = json!({"objects_type": "faces", "objects_per_subtask": per});
+    match list_id {
+        Some(list_id) => content["list_id"] = json!(list_id),
+        None => content["create_list"] = json!(1),
+    }
+    create_task(stack, "linker", account, content).await
+}
+
+/// A new empty list of `account`.
+async fn new_list(stack: &Stack, account: &str) -> String {
+    let list = stack
+        .post("/1/lists", &json!({"account_id": account}))
+        .await;
+    assert_eq!(list.status, 201, "{}", list.text);
+    list.json["list_id"].as_str().unwrap().to_string()
+}
+
 async fn task(stack: &Stack, task_id: u64) -> Value {
     let answer = stack.get(&format!("/1/tasks/{task_id}")).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
@@ -250,13 +269,7 @@ async fn a_worker_killed_mid_task_loses_nothing() {
     let account = account();
     faces_of(stack, &account, 3_000).await;
     let victim = Worker::start("work,control");
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 100}),
-    )
-    .await;
+    let task_id = faces_linker(stack, &account, None, 100).await;
     let running = wait_task(stack, task_id, Duration::from_secs(60), |t| {
         t["count_task_parts_done"].as_u64() >= Some(2)
     })
@@ -284,13 +297,7 @@ async fn a_subtask_delivered_twice_is_counted_once() {
     let stack = stack();
     let account = account();
     faces_of(stack, &account, 500).await;
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 50}),
-    )
-    .await;
+    let task_id = faces_linker(stack, &account, None, 50).await;
     planned(stack, task_id).await;
     // Every subtask message a second time, as SQS may deliver it.
     let copies: Vec<WorkMessage> = (1..=10)
@@ -328,17 +335,8 @@ async fn a_cancelled_task_writes_no_result_and_its_subtasks_do_no_work() {
     let stack = stack();
     let account = account();
     faces_of(stack, &account, 200).await;
-    let list = stack
-        .post("/1/lists", &json!({"account_id": account}))
-        .await;
-    let list_id = list.json["list_id"].as_str().unwrap().to_string();
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "list_id": list_id, "objects_per_subtask": 20}),
-    )
-    .await;
+    let list_id = new_list(stack, &account).await;
+    let task_id = faces_linker(stack, &account, Some(&list_id), 20).await;
     planned(stack, task_id).await;
     let cancel = stack
         .patch(&format!("/1/tasks/{task_id}"), &json!({"action": "cancel"}))
@@ -384,17 +382,8 @@ async fn subtasks_that_always_fail_end_in_error_records_and_a_failed_task() {
     let stack = stack();
     let account = account();
     faces_of(stack, &account, 30).await;
-    let list = stack
-        .post("/1/lists", &json!({"account_id": account}))
-        .await;
-    let list_id = list.json["list_id"].as_str().unwrap().to_string();
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "list_id": list_id, "objects_per_subtask": 10}),
-    )
-    .await;
+    let list_id = new_list(stack, &account).await;
+    let task_id = faces_linker(stack, &account, Some(&list_id), 10).await;
     planned(stack, task_id).await;
     // The list goes away after planning: every subtask now fails, whatever the retry.
     let deleted = stack
@@ -452,13 +441,7 @@ async fn a_dead_lettered_subtask_becomes_an_error_record() {
     let svc = &stack.services;
     let account = account();
     faces_of(stack, &account, 4).await;
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 2}),
-    )
-    .await;
+    let task_id = faces_linker(stack, &account, None, 2).await;
     planned(stack, task_id).await;
     // A worker that dies on every delivery: receive without ever finishing, until the
     // queue's redrive policy moves the messages to the dead-letter queue.
@@ -500,13 +483,7 @@ async fn delete_removes_the_task_its_records_and_every_object() {
     let account = account();
     faces_of(stack, &account, 30).await;
     let _worker = Worker::start("work,control");
-    let task_id = create_task(
-        stack,
-        "linker",
-        &account,
-        json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": 10}),
-    )
-    .await;
+    let task_id = faces_linker(stack, &account, None, 10).await;
     wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
     assert!(objects_of(stack, task_id).await.len() >= 4);
     let other = stack

@@ -240,7 +240,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     if finished {
         task_store::forget_active(svc, task_id).await?;
     } else {
-        blobs::delete_prefix(svc, &key).await?;
+        blobs::delete(svc, &key).await?;
     }
     Ok(())
 }

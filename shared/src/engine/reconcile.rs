@@ -140,7 +140,8 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
                     // Subtasks whose messages were lost (or are still parked): queue them
                     // again; a copy of one that is still running will find it ended.
                     enqueue(svc, &task, stage).await?;
-                    touch(svc, task_id).await?;
+                    // Counts as progress, so the next pass waits a stall period again.
+                    work::heartbeat(svc, task_id).await?;
                 }
             }
             (TaskStatus::CollectResults, _) => {
@@ -259,8 +260,4 @@ async fn recount(
         .await?;
     }
     Ok(ended >= task.stage_parts_all)
-}
-
-async fn touch(svc: &Services, task_id: u64) -> Result<(), ApiError> {
-    work::heartbeat(svc, task_id).await.map(|_| ())
 }

@@ -10,7 +10,7 @@ use super::messages::{ControlMessage, WorkMessage, send_control};
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::kinds::{CancelFlag, SubtaskContext};
-use crate::store::dynamo::{aws_error, from_item, s, to_item};
+use crate::store::dynamo::{from_item, s, to_item, unless_condition_failed};
 use crate::store::{blobs, keys};
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store::{self as task_store, n};
@@ -193,16 +193,8 @@ async fn finish(
         ])))
         .send()
         .await;
-    match ended {
-        Ok(_) => {}
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            return Ok(Outcome::Duplicate);
-        }
-        Err(err) => return Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+    if unless_condition_failed(ended, "dynamodb update_item subtask")?.is_none() {
+        return Ok(Outcome::Duplicate);
     }
     if let Err(err) = &result {
         tracing::warn!(
@@ -244,21 +236,14 @@ async fn finish(
         .return_values(ReturnValue::AllNew)
         .send()
         .await;
-    let after: TaskRecord = match counted {
-        Ok(out) => from_item(out.attributes.unwrap_or_default())?,
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            // The task is gone: take back the output this attempt wrote.
-            if let Ok(key) = &result {
-                blobs::delete_prefix(svc, key).await?;
-            }
-            return Ok(Outcome::Stale);
+    let Some(counted) = unless_condition_failed(counted, "dynamodb update_item task")? else {
+        // The task is gone: take back the output this attempt wrote.
+        if let Ok(key) = &result {
+            blobs::delete(svc, key).await?;
         }
-        Err(err) => return Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
+        return Ok(Outcome::Stale);
     };
+    let after: TaskRecord = from_item(counted.attributes.unwrap_or_default())?;
     if after.stage_parts_done >= after.stage_parts_all {
         send_control(
             svc,
@@ -293,17 +278,12 @@ async fn mark_cancelled(svc: &Services, subtask: &SubtaskRecord) -> Result<Outco
         .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(Outcome::Cancelled),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(Outcome::Duplicate)
-        }
-        Err(err) => Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
-    }
+    Ok(
+        match unless_condition_failed(result, "dynamodb update_item subtask")? {
+            Some(_) => Outcome::Cancelled,
+            None => Outcome::Duplicate,
+        },
+    )
 }
 
 /// Records a worker's heartbeat on a task and answers its status, so a running subtask
@@ -322,18 +302,8 @@ pub async fn heartbeat(svc: &Services, task_id: u64) -> Result<Option<TaskStatus
         .return_values(ReturnValue::AllNew)
         .send()
         .await;
-    match result {
-        Ok(out) => {
-            let task: TaskRecord = from_item(out.attributes.unwrap_or_default())?;
-            Ok(Some(task.task_status))
-        }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(ApiError::internal("dynamodb update_item", aws_error(&err))),
-    }
+    unless_condition_failed(result, "dynamodb update_item task")?
+        .map(|out| from_item::<TaskRecord>(out.attributes.unwrap_or_default()))
+        .transpose()
+        .map(|task| task.map(|t| t.task_status))
 }

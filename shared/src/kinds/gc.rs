@@ -10,13 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{
-    SubtaskContext, TaskContext, TaskKind, as_content_error, filters_as_query, parse_content,
-    to_json,
-};
+use super::{SubtaskContext, TaskContext, TaskKind, event_filter, parse_content, to_json};
 use crate::Services;
 use crate::error::ApiError;
-use crate::objects::events::{self, EventFilter};
+use crate::objects::events;
 use crate::objects::faces::{self, FaceFilter};
 use crate::tasks::model::TaskType;
 use crate::timestamps;
@@ -85,22 +82,6 @@ pub struct GcResult {
     pub skipped_count: u64,
     /// Objects of parts that failed (see the task's errors).
     pub failed_count: u64,
-}
-
-fn event_filter(
-    raw: &mut Map<String, Value>,
-    account_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<EventFilter, ApiError> {
-    raw.entry("create_time__lt")
-        .or_insert_with(|| Value::String(timestamps::format(now)));
-    let known: Vec<&str> = events::LIST_PARAMS
-        .iter()
-        .copied()
-        .filter(|p| *p != "page" && *p != "page_size")
-        .collect();
-    let query = filters_as_query(raw, account_id, &known)?;
-    EventFilter::from_query(&query).map_err(as_content_error)
 }
 
 #[async_trait]

@@ -16,8 +16,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    SubtaskContext, TaskContext, TaskKind, as_content_error, filters_as_query, parse_content,
-    to_json,
+    SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content, to_json,
 };
 use crate::Services;
 use crate::engine::ID_NAMESPACE;
@@ -146,32 +145,17 @@ pub fn face_of_event(event_id: Uuid) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("event/{event_id}/face").as_bytes())
 }
 
-/// Reads a linker's filters with the listing's own parser; `create_time__lt` defaults
-/// to `now`.
+/// Reads a linker's filters; `create_time__lt` defaults to `now`.
 fn filters(
     objects_type: ObjectsType,
     raw: &mut Map<String, Value>,
     account_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Selection, ApiError> {
-    raw.entry("create_time__lt")
-        .or_insert_with(|| Value::String(timestamps::format(now)));
-    let selection = match objects_type {
-        ObjectsType::Faces => {
-            let query = filters_as_query(raw, account_id, faces::COUNT_PARAMS)?;
-            Selection::Faces(FaceFilter::from_query(&query).map_err(as_content_error)?)
-        }
-        ObjectsType::Events => {
-            let known: Vec<&str> = events::LIST_PARAMS
-                .iter()
-                .copied()
-                .filter(|p| *p != "page" && *p != "page_size")
-                .collect();
-            let query = filters_as_query(raw, account_id, &known)?;
-            Selection::Events(EventFilter::from_query(&query).map_err(as_content_error)?)
-        }
-    };
-    Ok(selection)
+    Ok(match objects_type {
+        ObjectsType::Faces => Selection::Faces(face_filter(raw, account_id, now)?),
+        ObjectsType::Events => Selection::Events(event_filter(raw, account_id, now)?),
+    })
 }
 
 enum Selection {
@@ -216,15 +200,14 @@ impl TaskKind for Linker {
                 "content: 'list_data' needs 'create_list': 1",
             ));
         }
-        if let Some(ListData {
-            user_data: Some(user_data),
-        }) = &content.list_data
-            && user_data.chars().count() > crate::objects::USER_DATA_MAX
-        {
-            return Err(ApiError::bad_json(
-                "content: 'list_data.user_data' is longer than 128 characters",
-            ));
-        }
+        crate::objects::check_text(
+            "list_data.user_data",
+            content
+                .list_data
+                .as_ref()
+                .and_then(|d| d.user_data.as_deref()),
+            crate::objects::USER_DATA_MAX,
+        )?;
         if !(1..=OBJECTS_PER_SUBTASK_MAX).contains(&content.objects_per_subtask) {
             return Err(ApiError::bad_json(format!(
                 "content: 'objects_per_subtask' must be in 1..={OBJECTS_PER_SUBTASK_MAX}"

@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
+use crate::objects::events::{self, EventFilter};
+use crate::objects::faces::{self, FaceFilter};
 use crate::query::Query;
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskType};
 use crate::tasks::store as task_store;
@@ -198,6 +200,41 @@ pub fn parse_content<T: DeserializeOwned>(content: Value) -> Result<T, ApiError>
 /// Serializes a kind's value into JSON.
 pub fn to_json<T: Serialize>(value: &T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal("serialize content", e))
+}
+
+/// The faces a task selects: its `filters` read by the parser of `GET /1/faces`, with
+/// `create_time__lt` defaulting to `now` (written back, so the stored content shows the
+/// frozen bound).
+pub fn face_filter(
+    raw: &mut serde_json::Map<String, Value>,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<FaceFilter, ApiError> {
+    freeze(raw, now);
+    let query = filters_as_query(raw, account_id, faces::COUNT_PARAMS)?;
+    FaceFilter::from_query(&query).map_err(as_content_error)
+}
+
+/// The events a task selects: its `filters` read by the parser of `GET /1/events`, with
+/// `create_time__lt` defaulting to `now`.
+pub fn event_filter(
+    raw: &mut serde_json::Map<String, Value>,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<EventFilter, ApiError> {
+    freeze(raw, now);
+    let known: Vec<&str> = events::LIST_PARAMS
+        .iter()
+        .copied()
+        .filter(|p| *p != "page" && *p != "page_size")
+        .collect();
+    let query = filters_as_query(raw, account_id, &known)?;
+    EventFilter::from_query(&query).map_err(as_content_error)
+}
+
+fn freeze(raw: &mut serde_json::Map<String, Value>, now: DateTime<Utc>) {
+    raw.entry("create_time__lt")
+        .or_insert_with(|| Value::String(crate::timestamps::format(now)));
 }
 
 /// Turns a JSON filter object into query parameters, so that a task's filters are read

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem};
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,10 @@ use crate::Services;
 use crate::descriptor::Descriptor;
 use crate::error::{ApiError, ErrorCode};
 use crate::query::{Page, PageBuffer, Query, TimeRange};
-use crate::store::dynamo::{TRANSACTION_MAX, TransactError, from_item, s, to_item};
+use crate::store::dynamo::{
+    TRANSACTION_MAX, TransactError, from_item, put_new_op, put_op, s, to_item,
+    unless_condition_failed,
+};
 use crate::store::{KeyRange, TableQuery, keys};
 use crate::timestamps;
 
@@ -288,11 +291,11 @@ pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiErro
         });
     }
     let table = svc.table.name();
-    let mut writes = vec![put_new(table, to_item(&record)?)?];
+    let mut writes = vec![put_new_op(table, to_item(&record)?)?];
     for &list_id in &lists {
         writes.push(list_exists_check(table, list_id, account_id)?);
         let membership = MembershipRecord::new(list_id, face_id, account_id);
-        writes.push(put(table, to_item(&membership)?)?);
+        writes.push(put_op(table, to_item(&membership)?)?);
     }
     match svc.table.transact(writes).await {
         Ok(()) => Ok(FaceCreated {
@@ -437,20 +440,9 @@ pub async fn patch(
         .set_expression_attribute_values(Some(values))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Err(ApiError::face_not_found(face_id))
-        }
-        Err(err) => Err(ApiError::internal(
-            "dynamodb update_item",
-            crate::store::dynamo::aws_error(&err),
-        )),
-    }
+    unless_condition_failed(result, "dynamodb update_item")?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::face_not_found(face_id))
 }
 
 /// Deletes a face and its memberships.
@@ -630,7 +622,7 @@ pub async fn attach(
         for &face_id in chunk {
             writes.push(face_exists_check(table, face_id, account_id)?);
             let membership = MembershipRecord::new(list_id, face_id, account_id);
-            writes.push(put(table, to_item(&membership)?)?);
+            writes.push(put_op(table, to_item(&membership)?)?);
         }
         match svc.table.transact(writes).await {
             Ok(()) => {}
@@ -661,20 +653,7 @@ pub async fn require_all(
     account_id: Uuid,
     face_ids: &[Uuid],
 ) -> Result<(), ApiError> {
-    let keys: Vec<(String, String)> = face_ids
-        .iter()
-        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
-        .collect();
-    let found: HashSet<Uuid> = svc
-        .table
-        .batch_get(&keys)
-        .await?
-        .into_iter()
-        .map(from_item::<FaceRecord>)
-        .filter_map(Result::ok)
-        .filter(|f| f.account_id == account_id)
-        .map(|f| f.face_id)
-        .collect();
+    let found = existing_faces(svc, account_id, face_ids).await?;
     match face_ids.iter().find(|id| !found.contains(id)) {
         Some(missing) => Err(ApiError::new(
             ErrorCode::FacesNotFound,
@@ -783,29 +762,7 @@ pub async fn ensure_from_event(
         descriptor_version: event.descriptor.as_ref().and(shown.descriptor_version),
         descriptor: event.descriptor.clone(),
     };
-    let result = svc
-        .table
-        .client()
-        .put_item()
-        .table_name(svc.table.name())
-        .set_item(Some(to_item(&record)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(())
-        }
-        Err(err) => Err(ApiError::internal(
-            "dynamodb put_item",
-            crate::store::dynamo::aws_error(&err),
-        )),
-    }
+    svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())
 }
 
 /// Removes a face's descriptor if it has version `version`; `false` when it had not
@@ -831,20 +788,7 @@ pub async fn remove_descriptor(
         .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(ApiError::internal(
-            "dynamodb update_item",
-            crate::store::dynamo::aws_error(&err),
-        )),
-    }
+    Ok(unless_condition_failed(result, "dynamodb update_item")?.is_some())
 }
 
 /// Index sort-key bounds for a creation-time range.
@@ -853,25 +797,6 @@ pub(crate) fn time_range_keys(range: &TimeRange) -> KeyRange {
         gte: range.gte.map(timestamps::format),
         lt: range.lt.map(timestamps::format),
     }
-}
-
-fn put_new(table: &str, item: crate::store::Item) -> Result<TransactWriteItem, ApiError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
-fn put(table: &str, item: crate::store::Item) -> Result<TransactWriteItem, ApiError> {
-    let put = Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .build()
-        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 fn exists_check(

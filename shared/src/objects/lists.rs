@@ -99,6 +99,23 @@ pub struct ListRecord {
     pub create_time: String,
 }
 
+impl ListRecord {
+    /// A new list created now.
+    fn new(account_id: Uuid, list_id: Uuid, user_data: Option<String>) -> ListRecord {
+        let now = timestamps::format(timestamps::now());
+        ListRecord {
+            pk: keys::list_pk(list_id),
+            sk: keys::LIST_SK.into(),
+            gsi1pk: keys::account_partition(account_id, "LIST"),
+            gsi1sk: keys::time_sort_key(&now, list_id),
+            list_id,
+            account_id,
+            user_data: user_data.unwrap_or_default(),
+            create_time: now,
+        }
+    }
+}
+
 /// Filters of `GET /1/lists`.
 #[derive(Debug, Clone)]
 pub struct ListFilter {
@@ -148,28 +165,13 @@ impl ListFilter {
 pub async fn create(svc: &Services, new: NewList) -> Result<ListCreated, ApiError> {
     check_text("user_data", new.user_data.as_deref(), USER_DATA_MAX)?;
     let list_id = Uuid::new_v4();
-    let now = timestamps::format(timestamps::now());
-    let record = ListRecord {
-        pk: keys::list_pk(list_id),
-        sk: keys::LIST_SK.into(),
-        gsi1pk: keys::account_partition(new.account_id, "LIST"),
-        gsi1sk: keys::time_sort_key(&now, list_id),
-        list_id,
-        account_id: new.account_id,
-        user_data: new.user_data.unwrap_or_default(),
-        create_time: now,
-    };
-    svc.table
-        .client()
-        .put_item()
-        .table_name(svc.table.name())
-        .set_item(Some(to_item(&record)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await
-        .map_err(|e| {
-            ApiError::internal("dynamodb put_item", crate::store::dynamo::aws_error(&e))
-        })?;
+    let list = ListRecord::new(new.account_id, list_id, new.user_data);
+    if !svc.table.put_if_absent(to_item(&list)?).await? {
+        return Err(ApiError::internal(
+            "list create",
+            format!("list id {list_id} taken"),
+        ));
+    }
     Ok(ListCreated {
         list_id,
         url: format!("/1/lists/{list_id}"),
@@ -186,39 +188,11 @@ pub async fn ensure(
     user_data: Option<String>,
 ) -> Result<(), ApiError> {
     check_text("user_data", user_data.as_deref(), USER_DATA_MAX)?;
-    let now = timestamps::format(timestamps::now());
-    let list = ListRecord {
-        pk: keys::list_pk(list_id),
-        sk: keys::LIST_SK.into(),
-        gsi1pk: keys::account_partition(account_id, "LIST"),
-        gsi1sk: keys::time_sort_key(&now, list_id),
-        list_id,
-        account_id,
-        user_data: user_data.unwrap_or_default(),
-        create_time: now,
-    };
-    let result = svc
-        .table
-        .client()
-        .put_item()
-        .table_name(svc.table.name())
-        .set_item(Some(to_item(&list)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            record(svc, account_id, list_id).await.map(|_| ())
-        }
-        Err(err) => Err(ApiError::internal(
-            "dynamodb put_item",
-            crate::store::dynamo::aws_error(&err),
-        )),
+    let list = ListRecord::new(account_id, list_id, user_data);
+    if svc.table.put_if_absent(to_item(&list)?).await? {
+        Ok(())
+    } else {
+        record(svc, account_id, list_id).await.map(|_| ())
     }
 }
 

@@ -108,6 +108,19 @@ pub async fn size(svc: &Services, key: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// Deletes one object (absent is fine).
+pub async fn delete(svc: &Services, key: &str) -> Result<(), ApiError> {
+    svc.aws
+        .s3
+        .delete_object()
+        .bucket(&svc.config.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| ApiError::internal("s3 delete_object", aws_error(&e)))?;
+    Ok(())
+}
+
 /// Deletes every object under `prefix`; returns how many there were.
 pub async fn delete_prefix(svc: &Services, prefix: &str) -> Result<usize, ApiError> {
     let mut deleted = 0;

@@ -105,6 +105,19 @@ impl Table {
         Ok(out.item)
     }
 
+    /// Puts an item unless one with its key exists; `false` when one did.
+    pub async fn put_if_absent(&self, item: Item) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        Ok(unless_condition_failed(result, "dynamodb put_item")?.is_some())
+    }
+
     /// Reads the partition of `query` page by page, handing each item to `visit` until it
     /// breaks or the partition ends.
     pub async fn for_each(
@@ -338,6 +351,24 @@ async fn backoff_or_give_up(attempt: u32, pending: bool, op: &str) -> Result<(),
     Ok(())
 }
 
+/// The answer of a conditional write, or `None` when its condition did not hold; any
+/// other failure is an internal error.
+pub fn unless_condition_failed<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    op: &str,
+) -> Result<Option<T>, ApiError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(None),
+        Err(err) => Err(ApiError::internal(op, aws_error(&err))),
+    }
+}
+
 /// A string attribute.
 pub fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
@@ -388,6 +419,16 @@ pub fn update_op(
         .build()
         .map_err(|e| ApiError::internal("dynamodb update request", e))?;
     Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A put, as one write of a transaction.
+pub fn put_op(table: &str, item: Item) -> Result<TransactWriteItem, ApiError> {
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb put request", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 /// A put of a new item (fails the transaction if the key exists).

@@ -181,7 +181,6 @@ pub async fn delete(
         })
         .await?;
     // The task item last, so a retried delete still finds the task.
-    doomed.sort_by_key(|(_, sk)| sk == keys::TASK_SK);
     let (task_item, others): (Vec<_>, Vec<_>) =
         doomed.into_iter().partition(|(_, sk)| sk == keys::TASK_SK);
     svc.table.batch_write(Vec::new(), others).await?;
@@ -397,20 +396,7 @@ async fn visit_tasks(
         }
         return Ok(());
     }
-    let query = match filter.account_id {
-        Some(account_id) => TableQuery {
-            index: Some(keys::GSI1),
-            partition: keys::account_partition(account_id, "TASK"),
-            range: KeyRange::All,
-            descending: true,
-        },
-        None => TableQuery {
-            index: Some(keys::GSI2),
-            partition: keys::ALL_TASKS.into(),
-            range: KeyRange::All,
-            descending: true,
-        },
-    };
+    let query = newest_first(filter.account_id, "TASK", keys::ALL_TASKS);
     svc.table
         .for_each_record(&query, |task: TaskRecord| {
             if filter.matches(&task) {
@@ -420,6 +406,21 @@ async fn visit_tasks(
             }
         })
         .await
+}
+
+/// The index partition listing records of one kind newest first: the account's (gsi1)
+/// when an account is given, every account's (gsi2) otherwise.
+fn newest_first(account_id: Option<Uuid>, kind: &str, all: &str) -> TableQuery {
+    let (index, partition) = match account_id {
+        Some(account_id) => (keys::GSI1, keys::account_partition(account_id, kind)),
+        None => (keys::GSI2, all.to_string()),
+    };
+    TableQuery {
+        index: Some(index),
+        partition,
+        range: KeyRange::All,
+        descending: true,
+    }
 }
 
 /// One page of the tasks matching `filter`, newest first.
@@ -566,20 +567,7 @@ async fn visit_errors(
         }
         return Ok(());
     }
-    let query = match filter.account_id {
-        Some(account_id) => TableQuery {
-            index: Some(keys::GSI1),
-            partition: keys::account_partition(account_id, "ERROR"),
-            range: KeyRange::All,
-            descending: true,
-        },
-        None => TableQuery {
-            index: Some(keys::GSI2),
-            partition: keys::ALL_ERRORS.into(),
-            range: KeyRange::All,
-            descending: true,
-        },
-    };
+    let query = newest_first(filter.account_id, "ERROR", keys::ALL_ERRORS);
     svc.table
         .for_each_record(&query, |error: TaskErrorRecord| {
             if filter.matches(&error) {
@@ -613,27 +601,6 @@ pub async fn count_errors(svc: &Services, filter: &ErrorFilter) -> Result<Count,
     })
     .await?;
     Ok(Count { count })
-}
-
-/// The errors of one task (which must exist, in the account when one is given).
-pub async fn task_errors(
-    svc: &Services,
-    account_id: Option<Uuid>,
-    task_id: u64,
-    filter: ErrorFilter,
-    page: Option<Page>,
-) -> Result<(TaskErrorPage, Count), ApiError> {
-    record(svc, account_id, task_id).await?;
-    let filter = ErrorFilter {
-        task_ids: Some(vec![task_id]),
-        ..filter
-    };
-    let errors = match page {
-        Some(page) => errors(svc, &filter, page).await?,
-        None => TaskErrorPage { errors: Vec::new() },
-    };
-    let count = count_errors(svc, &filter).await?;
-    Ok((errors, count))
 }
 
 /// One error by id.

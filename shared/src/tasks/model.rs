@@ -8,6 +8,28 @@ use uuid::Uuid;
 
 use crate::store::keys;
 
+/// `From<T> for u8` and `TryFrom<u8>` for an enum whose variants carry LUNA numbers and
+/// are all listed in `T::ALL` (serde reads and writes the numbers through these).
+macro_rules! numbered {
+    ($name:ident, $what:literal) => {
+        impl From<$name> for u8 {
+            fn from(value: $name) -> u8 {
+                value as u8
+            }
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = String;
+            fn try_from(value: u8) -> Result<$name, String> {
+                $name::ALL
+                    .into_iter()
+                    .find(|v| *v as u8 == value)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " {}"), value))
+            }
+        }
+    };
+}
+
 /// Lifecycle of a task (LUNA numbering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(into = "u8", try_from = "u8")]
@@ -46,21 +68,7 @@ impl TaskStatus {
     }
 }
 
-impl From<TaskStatus> for u8 {
-    fn from(status: TaskStatus) -> u8 {
-        status as u8
-    }
-}
-
-impl TryFrom<u8> for TaskStatus {
-    type Error = String;
-    fn try_from(value: u8) -> Result<TaskStatus, String> {
-        TaskStatus::ALL
-            .get(value as usize)
-            .copied()
-            .ok_or_else(|| format!("unknown task status {value}"))
-    }
-}
+numbered!(TaskStatus, "task status");
 
 /// Kind of a task (LUNA numbering; a kind's module declares which one it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -104,21 +112,7 @@ impl TaskType {
     ];
 }
 
-impl From<TaskType> for u8 {
-    fn from(kind: TaskType) -> u8 {
-        kind as u8
-    }
-}
-
-impl TryFrom<u8> for TaskType {
-    type Error = String;
-    fn try_from(value: u8) -> Result<TaskType, String> {
-        TaskType::ALL
-            .get(value as usize)
-            .copied()
-            .ok_or_else(|| format!("unknown task type {value}"))
-    }
-}
+numbered!(TaskType, "task type");
 
 /// Status of one subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -134,24 +128,17 @@ pub enum SubtaskStatus {
     Done = 5,
 }
 
-impl From<SubtaskStatus> for u8 {
-    fn from(status: SubtaskStatus) -> u8 {
-        status as u8
-    }
+impl SubtaskStatus {
+    /// Every status, in numeric order.
+    pub const ALL: [SubtaskStatus; 4] = [
+        SubtaskStatus::Pending,
+        SubtaskStatus::Cancelled,
+        SubtaskStatus::Failed,
+        SubtaskStatus::Done,
+    ];
 }
 
-impl TryFrom<u8> for SubtaskStatus {
-    type Error = String;
-    fn try_from(value: u8) -> Result<SubtaskStatus, String> {
-        match value {
-            0 => Ok(SubtaskStatus::Pending),
-            2 => Ok(SubtaskStatus::Cancelled),
-            3 => Ok(SubtaskStatus::Failed),
-            5 => Ok(SubtaskStatus::Done),
-            other => Err(format!("unknown subtask status {other}")),
-        }
-    }
-}
+numbered!(SubtaskStatus, "subtask status");
 
 /// The stored item of a task. Besides the fields the API shows it keeps the engine's
 /// bookkeeping: how many stages are planned and queued, and the current stage's counters.

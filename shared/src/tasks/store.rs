@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::model::{Subtask, SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord};
 use crate::Services;
 use crate::error::ApiError;
-use crate::store::dynamo::{aws_error, from_item, s};
+use crate::store::dynamo::{aws_error, from_item, s, unless_condition_failed};
 use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
@@ -183,20 +183,7 @@ pub async fn update_task(
         .set_expression_attribute_values((!values.is_empty()).then_some(values))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(err) => Err(ApiError::internal(
-            "dynamodb update_item task",
-            aws_error(&err),
-        )),
-    }
+    Ok(unless_condition_failed(result, "dynamodb update_item task")?.is_some())
 }
 
 /// Deletes the task's marker in the active-task partition (idempotent).
