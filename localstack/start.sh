@@ -120,9 +120,10 @@ if [ ! -x "$ROOT/.venv/bin/moto_server" ]; then
 fi
 echo "start.sh: no Docker engine; starting moto_server"
 # setsid + nohup: the server outlives this shell and is not hit by a terminal's Ctrl-C
-# aimed at make; stop.sh ends it by pid.
+# aimed at make; stop.sh ends it by pid. moto_serve.py is moto_server with DynamoDB
+# requests serialized, as DynamoDB applies writes to an item (see the file).
 : > "$LOG_FILE"
-setsid nohup "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$PORT" \
+setsid nohup "$ROOT/.venv/bin/python" "$ROOT/localstack/moto_serve.py" -H 127.0.0.1 -p "$PORT" \
     >>"$LOG_FILE" 2>&1 < /dev/null &
 echo $! > "$PID_FILE"
 echo moto > "$KIND_FILE"

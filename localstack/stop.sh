@@ -30,7 +30,7 @@ moto | "")
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
     # Only a live process that really is our moto_server is signalled (pids get reused).
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server; then
+        && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_serve; then
         kill -TERM "$pid"
         for _ in $(seq 50); do
             kill -0 "$pid" 2>/dev/null || break
