@@ -135,8 +135,16 @@ async fn wait_for_signal() {
     }
 }
 
-/// Receives from one queue while not stopped; each message runs in its own task under a
-/// concurrency permit.
+/// Messages one receive asks for: SQS's maximum.
+const BATCH: u32 = 10;
+
+/// Receives from one queue while not stopped, a full batch at a time; each message runs
+/// in its own task once one of the role's concurrency slots is free.
+///
+/// A worker holds at most `slots + BATCH` messages: the running ones and one batch
+/// waiting. It receives again only when a whole batch fits, so in steady state every
+/// receive asks for ten messages, and the next batch is already in hand when a slot
+/// frees. Waiting messages are under the same lease heartbeat as running ones.
 async fn consume(
     svc: Arc<Services>,
     role: Role,
@@ -152,28 +160,37 @@ async fn consume(
         // Steps of different tasks may run side by side; a few suffice.
         Role::Control => options.concurrency.clamp(1, 4),
     };
-    let permits = Arc::new(Semaphore::new(slots));
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let deleter = tokio::spawn(delete_in_batches(svc.clone(), queue_url.clone(), ack_rx));
-    let mut running = JoinSet::new();
+    let in_hand = Arc::new(Semaphore::new(slots + BATCH as usize));
+    let (acks, ack_rx) = mpsc::unbounded_channel();
+    // A handled message stays invisible for at least two thirds of the lease after its
+    // last heartbeat; deleting within a sixth of it leaves a wide margin.
+    let linger = Duration::from_secs_f64(f64::from(options.lease_seconds.max(1)) / 6.0);
+    let deleter = tokio::spawn(delete_in_batches(
+        svc.clone(),
+        queue_url.clone(),
+        ack_rx,
+        linger,
+    ));
+    let queue = Arc::new(Queue {
+        svc: svc.clone(),
+        role,
+        url: queue_url,
+        options: options.clone(),
+        acks,
+        running: Semaphore::new(slots),
+    });
+    let mut handlers = JoinSet::new();
     while !*stop.borrow() {
-        let first = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore open"),
+        let mut room = tokio::select! {
+            room = in_hand.clone().acquire_many_owned(BATCH) => room.expect("semaphore open"),
             _ = stop.changed() => break,
         };
-        let mut held = vec![first];
-        while held.len() < 10 {
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => held.push(permit),
-                Err(_) => break,
-            }
-        }
         let receive = svc
             .aws
             .sqs
             .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(held.len() as i32)
+            .queue_url(&queue.url)
+            .max_number_of_messages(BATCH as i32)
             .wait_time_seconds(options.wait_seconds)
             .visibility_timeout(options.lease_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
@@ -191,30 +208,26 @@ async fn consume(
             }
         };
         for message in messages {
-            let Some(permit) = held.pop() else { break };
-            let (svc, url, acks, options) = (
-                svc.clone(),
-                queue_url.clone(),
-                ack_tx.clone(),
-                options.clone(),
-            );
-            running.spawn(async move {
-                handle(&svc, role, &url, message, &options, &acks).await;
-                drop(permit);
+            let Some(held) = room.split(1) else { break };
+            let (queue, stop) = (queue.clone(), stop.clone());
+            handlers.spawn(async move {
+                queue.handle(message, stop).await;
+                drop(held);
             });
         }
-        while running.try_join_next().is_some() {}
+        while handlers.try_join_next().is_some() {}
     }
     let drain = Duration::from_secs(options.drain_seconds);
     if tokio::time::timeout(drain, async {
-        while running.join_next().await.is_some() {}
+        while handlers.join_next().await.is_some() {}
     })
     .await
     .is_err()
     {
         tracing::warn!("drain time over; unfinished messages return to the queue");
+        handlers.shutdown().await;
     }
-    drop(ack_tx);
+    drop(queue);
     let _ = deleter.await;
 }
 
@@ -224,71 +237,97 @@ enum Step {
     Control(ControlMessage),
 }
 
-/// Handles one message under a heartbeat, then acknowledges it or lets it come back.
-async fn handle(
-    svc: &Services,
+/// One queue as a worker consumes it: what every message handler of it shares.
+struct Queue {
+    svc: Arc<Services>,
     role: Role,
-    queue_url: &str,
-    message: Message,
-    options: &Options,
-    acks: &mpsc::UnboundedSender<String>,
-) {
-    let Some(receipt) = message.receipt_handle().map(str::to_string) else {
-        return;
-    };
-    let attempt: u32 = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    let body = message.body().unwrap_or_default();
-    let parsed = match role {
-        Role::Work => serde_json::from_str(body).map(Step::Work),
-        Role::Control => serde_json::from_str(body).map(Step::Control),
-    };
-    let step = match parsed {
-        Ok(step) => step,
-        Err(err) => {
-            tracing::error!(%err, body, ?role, "unreadable message dropped");
-            let _ = acks.send(receipt);
+    url: String,
+    options: Options,
+    /// Receipts of handled messages, for the batch deleter.
+    acks: mpsc::UnboundedSender<String>,
+    /// Concurrency slots of the role.
+    running: Semaphore,
+}
+
+impl Queue {
+    /// Handles one message under a heartbeat once a slot is free, then acknowledges it or
+    /// lets it come back. A message still waiting for a slot when the worker stops is handed
+    /// back to the queue at once.
+    async fn handle(&self, message: Message, mut stop: watch::Receiver<bool>) {
+        let Queue {
+            svc,
+            role,
+            url: queue_url,
+            options,
+            acks,
+            running,
+        } = self;
+        let Some(receipt) = message.receipt_handle().map(str::to_string) else {
             return;
-        }
-    };
-    let cancel = CancelFlag::default();
-    let task_id = match &step {
-        Step::Work(m) => Some(m.task_id),
-        Step::Control(_) => None,
-    };
-    let beat = heartbeat(
-        svc,
-        queue_url,
-        &receipt,
-        options.lease_seconds,
-        task_id,
-        &cancel,
-    );
-    let step = async {
-        match &step {
-            Step::Work(m) => work::run(svc, m, attempt, options.max_attempts, &cancel).await,
-            Step::Control(m) => control::handle(svc, m).await.map(|()| Outcome::Done),
-        }
-    };
-    let outcome = tokio::select! {
-        outcome = step => outcome,
-        _ = beat => unreachable!("the heartbeat never ends"),
-    };
-    match outcome {
-        Ok(Outcome::Retry(err)) => {
-            tracing::warn!(%err, attempt, "passing failure; message will come back");
-            release(svc, queue_url, &receipt, attempt).await;
-        }
-        Ok(outcome) => {
-            tracing::debug!(?outcome, "message handled");
-            let _ = acks.send(receipt);
-        }
-        Err(err) => {
-            tracing::error!(%err, attempt, body, "step failed; message will come back");
-            release(svc, queue_url, &receipt, attempt).await;
+        };
+        let attempt: u32 = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let body = message.body().unwrap_or_default();
+        let parsed = match role {
+            Role::Work => serde_json::from_str(body).map(Step::Work),
+            Role::Control => serde_json::from_str(body).map(Step::Control),
+        };
+        let step = match parsed {
+            Ok(step) => step,
+            Err(err) => {
+                tracing::error!(%err, body, ?role, "unreadable message dropped");
+                let _ = acks.send(receipt);
+                return;
+            }
+        };
+        let cancel = CancelFlag::default();
+        let task_id = match &step {
+            Step::Work(m) => Some(m.task_id),
+            Step::Control(_) => None,
+        };
+        let beat = heartbeat(
+            svc,
+            queue_url,
+            &receipt,
+            options.lease_seconds,
+            task_id,
+            &cancel,
+        );
+        let step = async {
+            let _slot = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => return None,
+                slot = running.acquire() => slot.expect("semaphore open"),
+            };
+            Some(match &step {
+                Step::Work(m) => work::run(svc, m, attempt, options.max_attempts, &cancel).await,
+                Step::Control(m) => control::handle(svc, m).await.map(|()| Outcome::Done),
+            })
+        };
+        let outcome = tokio::select! {
+            outcome = step => outcome,
+            _ = beat => unreachable!("the heartbeat never ends"),
+        };
+        let Some(outcome) = outcome else {
+            make_visible(svc, queue_url, &receipt, 0).await;
+            return;
+        };
+        match outcome {
+            Ok(Outcome::Retry(err)) => {
+                tracing::warn!(%err, attempt, "passing failure; message will come back");
+                release(svc, queue_url, &receipt, attempt).await;
+            }
+            Ok(outcome) => {
+                tracing::debug!(?outcome, "message handled");
+                let _ = acks.send(receipt);
+            }
+            Err(err) => {
+                tracing::error!(%err, attempt, body, "step failed; message will come back");
+                release(svc, queue_url, &receipt, attempt).await;
+            }
         }
     }
 }
@@ -331,14 +370,18 @@ async fn heartbeat(
 
 /// Makes a message visible again after a short backoff that grows with its attempts.
 async fn release(svc: &Services, queue_url: &str, receipt: &str, attempt: u32) {
-    let backoff = 1i32 << attempt.min(5);
+    make_visible(svc, queue_url, receipt, 1i32 << attempt.min(5)).await;
+}
+
+/// Makes a message visible to every worker after `seconds`.
+async fn make_visible(svc: &Services, queue_url: &str, receipt: &str, seconds: i32) {
     if let Err(err) = svc
         .aws
         .sqs
         .change_message_visibility()
         .queue_url(queue_url)
         .receipt_handle(receipt)
-        .visibility_timeout(backoff)
+        .visibility_timeout(seconds)
         .send()
         .await
     {
@@ -349,15 +392,18 @@ async fn release(svc: &Services, queue_url: &str, receipt: &str, attempt: u32) {
     }
 }
 
-/// Deletes acknowledged messages ten per call, or whatever arrived within 100 ms.
+/// Deletes acknowledged messages ten per call, or whatever arrived within `linger` of the
+/// first (all at once when the worker stops). A crash before the delete only means a
+/// duplicate delivery, which the engine ignores.
 async fn delete_in_batches(
     svc: Arc<Services>,
     queue_url: String,
     mut receipts: mpsc::UnboundedReceiver<String>,
+    linger: Duration,
 ) {
     while let Some(first) = receipts.recv().await {
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < 10 {
             match tokio::time::timeout_at(deadline, receipts.recv()).await {
                 Ok(Some(receipt)) => batch.push(receipt),
