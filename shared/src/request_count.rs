@@ -54,19 +54,29 @@ impl Intercept for Counter {
             Some(target) => target.rsplit('.').next().unwrap_or(target).to_string(),
             None => request.method().to_string(),
         };
-        let items = request
+        let body = request
             .body()
             .bytes()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .map(|body| items_in(&body))
-            .unwrap_or(1);
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        let items = body.as_ref().map_or(1, items_in);
+        let key = match body.as_ref().and_then(queue_of) {
+            Some(queue) => format!("{}:{operation} {queue}", self.0),
+            None => format!("{}:{operation}", self.0),
+        };
         if let Ok(mut counts) = COUNTS.lock() {
-            let tally = counts.entry(format!("{}:{operation}", self.0)).or_default();
+            let tally = counts.entry(key).or_default();
             tally.requests += 1;
             tally.items += items;
         }
         Ok(())
     }
+}
+
+/// The queue an SQS request is for (the last part of its URL), so that work and control
+/// queue traffic count apart.
+fn queue_of(body: &serde_json::Value) -> Option<&str> {
+    let url = body.get("QueueUrl")?.as_str()?;
+    url.rsplit('/').next()
 }
 
 /// Items a batch or transaction request carries.
@@ -107,5 +117,12 @@ mod tests {
         );
         assert_eq!(items_in(&json!({"Entries": [{}]})), 1);
         assert_eq!(items_in(&json!({"TableName": "t"})), 1);
+    }
+
+    #[test]
+    fn sqs_requests_name_their_queue() {
+        let body = json!({"QueueUrl": "http://127.0.0.1:4566/123456789012/fanout-local-work"});
+        assert_eq!(queue_of(&body), Some("fanout-local-work"));
+        assert_eq!(queue_of(&json!({"TableName": "t"})), None);
     }
 }

@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if task.task_status.is_final() {
             let seconds = start.elapsed().as_secs_f64();
             assert_eq!(task.task_status, TaskStatus::Done);
+            assert_eq!(task.count_task_parts_done, task.count_task_parts_all);
             println!(
                 "{{\"task_id\":{},\"subtasks\":{},\"done\":{},\"seconds\":{seconds:.1},\"subtasks_per_second\":{:.1}}}",
                 task.task_id,
