@@ -19,6 +19,7 @@ pub mod store;
 pub mod tasks;
 pub mod telemetry;
 pub mod timestamps;
+pub mod vectors;
 
 use crate::aws::AwsClients;
 use crate::config::{Config, ConfigError};

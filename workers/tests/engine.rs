@@ -767,3 +767,469 @@ async fn listing_and_counting_filters_return_exactly_the_matching_tasks() {
     assert_eq!(not_yet.error_code(), 28018);
     stack.delete(&format!("/1/tasks/{pending}")).await;
 }
+
+// --- vector kinds --------------------------------------------------------------------
+
+/// Deterministic descriptors with cluster structure: object `i` is centre `i % centres`
+/// plus a little noise, so similarities inside a cluster are high and across are low.
+fn clustered_descriptors(n: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..centres)
+        .map(|_| (0..512).map(|_| next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            centres[i % centres.len()]
+                .iter()
+                .map(|c| c + 0.25 * next())
+                .collect()
+        })
+        .collect()
+}
+
+/// Creates faces with the given descriptors and user data; returns their ids in order.
+async fn faces_with(
+    stack: &Stack,
+    account: &str,
+    descriptors: &[Vec<f32>],
+    tag: &str,
+) -> Vec<String> {
+    let account_id = account.parse().unwrap();
+    let batch = descriptors
+        .iter()
+        .map(|d| NewFace {
+            account_id,
+            descriptor: Some(json!(d)),
+            descriptor_version: None,
+            external_id: None,
+            user_data: Some(tag.to_string()),
+            event_id: None,
+            avatar: None,
+            lists: None,
+        })
+        .collect();
+    let created = faces::create_batch(&stack.services, batch).await.unwrap();
+    created.into_iter().map(|id| id.to_string()).collect()
+}
+
+/// Cosine similarity clamped to [0, 1], in f64: the brute-force reference.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)).clamp(0.0, 1.0)
+    }
+}
+
+async fn match_subtask_count(stack: &Stack, task_id: u64) -> usize {
+    let answer = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == 1)
+        .count()
+}
+
+#[tokio::test]
+async fn cross_match_equals_brute_force_over_many_tiles() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let mut references = clustered_descriptors(40, 5, 1);
+    let candidates = clustered_descriptors(36, 5, 2);
+    // Two identical references, and a zero vector: ties and a similarity of 0.
+    references[1] = references[0].clone();
+    references[2] = vec![0.0; 512];
+    let reference_ids = faces_with(stack, &account, &references, "reference").await;
+    let mut candidate_ids = faces_with(stack, &account, &candidates, "candidate").await;
+    // A candidate duplicated: equal similarities are ordered by id.
+    let twin = faces_with(stack, &account, &candidates[..1], "candidate").await;
+    candidate_ids.extend(twin);
+    let mut all_candidates = candidates.clone();
+    all_candidates.push(candidates[0].clone());
+    let (limit, threshold) = (5, 0.3);
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "cross_match",
+        &account,
+        json!({
+            "references": {"objects_type": "faces", "filters": {"user_data": "reference"}},
+            "candidates": {"objects_type": "faces", "filters": {"user_data": "candidate"}},
+            "limit": limit, "threshold": threshold, "objects_per_block": 16
+        }),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    assert!(match_subtask_count(stack, task_id).await >= 4);
+    let result = result(stack, task_id).await;
+    assert_eq!(result["references_count"], 40);
+    assert_eq!(result["candidates_count"], 37);
+    let matches = result["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 40);
+    for entry in matches {
+        let reference = entry["reference_id"].as_str().unwrap();
+        let r = reference_ids.iter().position(|id| id == reference).unwrap();
+        let mut expected: Vec<(f64, &str)> = candidate_ids
+            .iter()
+            .zip(&all_candidates)
+            .map(|(id, d)| (cosine(&references[r], d), id.as_str()))
+            .filter(|(s, _)| *s >= threshold)
+            .collect();
+        expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        expected.truncate(limit);
+        let got: Vec<(f64, &str)> = entry["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["similarity"].as_f64().unwrap(),
+                    c["candidate_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len(), "reference {r}");
+        for ((gs, gid), (es, eid)) in got.iter().zip(&expected) {
+            assert_eq!(gid, eid, "reference {r}");
+            assert!((gs - es).abs() < 1e-5, "reference {r}: {gs} vs {es}");
+        }
+    }
+    // The zero vector matches nothing above the threshold.
+    let zero = matches
+        .iter()
+        .find(|m| m["reference_id"] == reference_ids[2].as_str())
+        .unwrap();
+    assert_eq!(zero["candidates"], json!([]));
+}
+
+#[tokio::test]
+async fn clustering_gives_the_connected_components_of_the_threshold_graph() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let descriptors = clustered_descriptors(60, 5, 3);
+    let ids = faces_with(stack, &account, &descriptors, "clustered").await;
+    // A face without a descriptor takes no part.
+    faces_of(stack, &account, 1).await;
+    let threshold = 0.75;
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "clustering",
+        &account,
+        json!({"objects_type": "faces", "filters": {}, "threshold": threshold, "objects_per_block": 16}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    assert!(match_subtask_count(stack, task_id).await >= 4);
+    // Brute force: breadth-first components over similarities >= threshold.
+    let n = ids.len();
+    let mut component = vec![usize::MAX; n];
+    let mut expected: Vec<Vec<&str>> = Vec::new();
+    for start in 0..n {
+        if component[start] != usize::MAX {
+            continue;
+        }
+        let mut members = vec![start];
+        component[start] = expected.len();
+        let mut at = 0;
+        while at < members.len() {
+            let i = members[at];
+            for j in 0..n {
+                if component[j] == usize::MAX
+                    && cosine(&descriptors[i], &descriptors[j]) >= threshold
+                {
+                    component[j] = expected.len();
+                    members.push(j);
+                }
+            }
+            at += 1;
+        }
+        let mut named: Vec<&str> = members.iter().map(|&i| ids[i].as_str()).collect();
+        named.sort();
+        expected.push(named);
+    }
+    let result = result(stack, task_id).await;
+    assert_eq!(result["total_objects"], 60);
+    assert_eq!(result["total_clusters"], expected.len());
+    let mut got: Vec<Vec<&str>> = result["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut members: Vec<&str> = c
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap())
+                .collect();
+            members.sort();
+            members
+        })
+        .collect();
+    let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] >= w[1]),
+        "largest first: {sizes:?}"
+    );
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(
+        expected.len() > 1 && expected.len() < n,
+        "the data must have real clusters"
+    );
+}
+
+#[tokio::test]
+async fn bad_vector_task_content_is_a_400_and_creates_nothing() {
+    let stack = stack();
+    let account = account();
+    let set = json!({"objects_type": "faces", "filters": {}});
+    let cases = [
+        ("cross_match", json!({"candidates": set})),
+        (
+            "cross_match",
+            json!({"references": {"objects_type": "faces"}, "candidates": set}),
+        ),
+        (
+            "cross_match",
+            json!({"references": set, "candidates": set, "threshold": 1.5}),
+        ),
+        (
+            "cross_match",
+            json!({"references": set, "candidates": set, "threshold": -0.1}),
+        ),
+        (
+            "cross_match",
+            json!({"references": set, "candidates": set, "limit": 0}),
+        ),
+        (
+            "cross_match",
+            json!({"references": set, "candidates": set, "limit": 1001}),
+        ),
+        (
+            "cross_match",
+            json!({"references": {"objects_type": "faces", "filters": {}, "descriptor_version": 59},
+                   "candidates": {"objects_type": "faces", "filters": {}, "descriptor_version": 60}}),
+        ),
+        (
+            "cross_match",
+            json!({"references": set, "candidates": set, "descriptor_version": 61}),
+        ),
+        ("clustering", json!({"objects_type": "faces"})),
+        (
+            "clustering",
+            json!({"objects_type": "faces", "filters": {}, "threshold": 2}),
+        ),
+        (
+            "clustering",
+            json!({"objects_type": "faces", "filters": {"nope": 1}}),
+        ),
+        (
+            "roc",
+            json!({"objects_type": "faces", "markup": [
+            {"object_id": account, "label": "a"}, {"object_id": "5f0c9d3e-0000-4000-8000-000000000001"}]}),
+        ),
+        (
+            "roc",
+            json!({"objects_type": "faces", "markup": [
+            {"object_id": account, "label": "a"}, {"object_id": "5f0c9d3e-0000-4000-8000-000000000001", "label": "b"}]}),
+        ),
+        (
+            "roc",
+            json!({"objects_type": "faces", "limit": 0, "markup": []}),
+        ),
+    ];
+    for (kind, content) in cases {
+        let answer = stack
+            .post(
+                &format!("/1/tasks/{kind}"),
+                &json!({"account_id": account, "content": content}),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{kind} {content}: {}", answer.text);
+        assert_eq!(answer.error_code(), 12027, "{kind} {content}");
+    }
+    let count = stack
+        .get(&format!("/1/tasks/count?account_id={account}"))
+        .await;
+    assert_eq!(count.json["count"], 0);
+}
+
+#[tokio::test]
+async fn roc_of_a_markup_equals_the_brute_force_curve() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    // 6 identities of 6 objects; noisy enough that identities overlap a little.
+    let descriptors: Vec<Vec<f32>> = clustered_descriptors(36, 6, 4)
+        .into_iter()
+        .zip(clustered_descriptors(36, 36, 5))
+        .map(|(own, noise)| own.iter().zip(&noise).map(|(a, b)| a + 0.6 * b).collect())
+        .collect();
+    let ids = faces_with(stack, &account, &descriptors, "markup").await;
+    let label = |i: usize| format!("person {}", i % 6);
+    let markup: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| json!({"object_id": id, "label": label(i)}))
+        .collect();
+    let limit = 4;
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "roc",
+        &account,
+        json!({"objects_type": "faces", "markup": markup, "limit": limit,
+               "key_FPRs": [0.01, 0.1], "objects_per_block": 10}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    assert!(match_subtask_count(stack, task_id).await >= 4);
+    let result = result(stack, task_id).await;
+
+    // Brute force: each object's top `limit` others, then the curve over all pairs.
+    let n = ids.len();
+    let mut pairs: Vec<(f64, bool)> = Vec::new();
+    let mut first_hit = vec![0usize; limit + 1];
+    for r in 0..n {
+        let mut group: Vec<(f64, &str, bool)> = (0..n)
+            .filter(|&c| c != r)
+            .map(|c| {
+                (
+                    cosine(&descriptors[r], &descriptors[c]),
+                    ids[c].as_str(),
+                    c % 6 == r % 6,
+                )
+            })
+            .collect();
+        group.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        group.truncate(limit);
+        if let Some(rank) = group.iter().position(|g| g.2) {
+            first_hit[rank + 1] += 1;
+        }
+        pairs.extend(group.iter().map(|g| (g.0, g.2)));
+    }
+    let positives = (n * 5) as f64;
+    let negatives = (n * (n - 1)) as f64 - positives;
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut auc, mut tp, mut fp, mut last) = (0.0, 0.0, 0.0, (0.0, 0.0));
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            if pairs[j].1 {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
+            j += 1;
+        }
+        let point = (fp / negatives, tp / positives);
+        auc += (point.0 - last.0) * (point.1 + last.1) / 2.0;
+        last = point;
+        i = j;
+    }
+    auc += (1.0 - last.0) * (1.0 + last.1) / 2.0;
+    assert_eq!(result["positive_pairs_count"], n * 5);
+    assert_eq!(result["objects_count"], n);
+    let got_auc = result["auc"].as_f64().unwrap();
+    assert!((got_auc - auc).abs() < 1e-6, "auc {got_auc} vs {auc}");
+    let eer = &result["eer"];
+    let (efpr, etpr) = (eer["fpr"].as_f64().unwrap(), eer["tpr"].as_f64().unwrap());
+    assert!((efpr - (1.0 - etpr)).abs() < 1e-6, "eer {eer}");
+    let hits = result["top_n_hit_probability"].as_array().unwrap();
+    assert_eq!(hits.len(), limit);
+    let top1 = first_hit[1] as f64 / n as f64;
+    assert!(
+        (hits[0].as_f64().unwrap() - top1).abs() < 1e-9,
+        "{hits:?} vs {top1}"
+    );
+    assert_eq!(result["key_points"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn clustering_with_track_info_joins_the_events_of_a_track() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    // Four unrelated descriptors (four centres, one object each): no two are similar.
+    let descriptors = clustered_descriptors(4, 4, 6);
+    let events: Vec<Value> = descriptors
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut event = json!({"descriptor": d, "source": "track test"});
+            if i < 3 {
+                event["track_id"] = json!("track-1");
+            }
+            event
+        })
+        .collect();
+    let created = stack
+        .post(
+            "/1/events",
+            &json!({"account_id": account, "events": events}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let ids: Vec<String> = created.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let _worker = Worker::start("work,control");
+    let mut sizes = Vec::new();
+    for use_track_info in [false, true] {
+        let task_id = create_task(
+            stack,
+            "clustering",
+            &account,
+            json!({"objects_type": "events", "filters": {"sources": ["track test"]},
+                   "threshold": 0.9, "use_track_info": use_track_info}),
+        )
+        .await;
+        wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+        let result = result(stack, task_id).await;
+        let clusters = result["clusters"].as_array().unwrap().clone();
+        sizes.push(
+            clusters
+                .iter()
+                .map(|c| c.as_array().unwrap().len())
+                .collect::<Vec<_>>(),
+        );
+        if use_track_info {
+            let mut tracked: Vec<&str> = clusters[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            tracked.sort();
+            let mut expected: Vec<&str> = ids[..3].iter().map(String::as_str).collect();
+            expected.sort();
+            assert_eq!(tracked, expected);
+        }
+    }
+    assert_eq!(sizes, vec![vec![1, 1, 1, 1], vec![3, 1]]);
+}

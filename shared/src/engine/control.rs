@@ -219,7 +219,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
         Err(err) if is_transient(&err) => return Err(err),
         Err(err) => return fail(svc, &task, &err, Some("merging results".into())).await,
     };
-    let body = serde_json::to_vec(&result).map_err(|e| ApiError::internal("result", e))?;
+    let body = result.into_bytes()?;
     let key = blobs::result_key(task_id);
     blobs::put(svc, &key, body, "application/json").await?;
     let now = timestamps::format(timestamps::now());

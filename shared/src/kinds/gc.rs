@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{SubtaskContext, TaskContext, TaskKind, event_filter, parse_content, to_json};
+use super::{Merged, SubtaskContext, TaskContext, TaskKind, event_filter, parse_content, to_json};
 use crate::Services;
 use crate::error::ApiError;
 use crate::objects::events;
@@ -216,7 +216,7 @@ impl TaskKind for Gc {
         to_json(&output)
     }
 
-    async fn merge(&self, task: &TaskContext<'_>) -> Result<Value, ApiError> {
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: GcContent = task.content()?;
         let outcomes = task.outcomes::<GcOutput, GcPart>(0).await?;
         let mut result = GcResult {
@@ -230,6 +230,6 @@ impl TaskKind for Gc {
             result.skipped_count += output.skipped;
         }
         result.failed_count = outcomes.failed.iter().map(|p| p.ids.len() as u64).sum();
-        to_json(&result)
+        Merged::json(&result)
     }
 }

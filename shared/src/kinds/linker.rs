@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content, to_json,
+    Merged, SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content,
+    to_json,
 };
 use crate::Services;
 use crate::engine::ID_NAMESPACE;
@@ -323,7 +324,7 @@ impl TaskKind for Linker {
         to_json(&output)
     }
 
-    async fn merge(&self, task: &TaskContext<'_>) -> Result<Value, ApiError> {
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: LinkerContent = task.content()?;
         let outcomes = task.outcomes::<LinkerOutput, LinkerPart>(0).await?;
         let mut result = LinkerResult {
@@ -348,6 +349,6 @@ impl TaskKind for Linker {
                 }));
         }
         result.failed_objects_count = result.failed.len() as u64;
-        to_json(&result)
+        Merged::json(&result)
     }
 }

@@ -2,8 +2,12 @@
 //! [`REGISTRY`] lists them. The engine and the API find a kind here by its path segment or
 //! its [`TaskType`] and never look at which kind it is.
 
+pub mod clustering;
+pub mod cross_match;
 pub mod gc;
 pub mod linker;
+pub mod roc;
+pub mod vectors;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,12 +59,45 @@ pub trait TaskKind: Send + Sync {
     /// code 1 or 28000 are retried; any other error fails the subtask for good.
     async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError>;
 
-    /// Builds the task result from the outputs of the last stage.
-    async fn merge(&self, task: &TaskContext<'_>) -> Result<Value, ApiError>;
+    /// Builds the task result from the outputs of its stages.
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError>;
+}
+
+/// A task result as its kind builds it.
+#[derive(Debug)]
+pub enum Merged {
+    /// A JSON value.
+    Json(Value),
+    /// JSON already written out, for results too large to hold as a [`Value`] (a
+    /// `Value` takes several times the memory of its text).
+    Encoded(Vec<u8>),
+}
+
+impl Merged {
+    /// The result as a JSON value of a kind's result type.
+    pub fn json<T: Serialize>(value: &T) -> Result<Merged, ApiError> {
+        to_json(value).map(Merged::Json)
+    }
+
+    /// The bytes stored as the task's result.
+    pub fn into_bytes(self) -> Result<Vec<u8>, ApiError> {
+        match self {
+            Merged::Json(value) => {
+                serde_json::to_vec(&value).map_err(|e| ApiError::internal("result", e))
+            }
+            Merged::Encoded(bytes) => Ok(bytes),
+        }
+    }
 }
 
 /// Every kind the service runs.
-pub static REGISTRY: &[&dyn TaskKind] = &[&linker::Linker, &gc::Gc];
+pub static REGISTRY: &[&dyn TaskKind] = &[
+    &linker::Linker,
+    &gc::Gc,
+    &clustering::Clustering,
+    &cross_match::CrossMatch,
+    &roc::Roc,
+];
 
 /// The kind created through `POST /1/tasks/<name>`.
 pub fn by_name(name: &str) -> Option<&'static dyn TaskKind> {
@@ -152,6 +189,12 @@ pub struct SubtaskContext<'a> {
 }
 
 impl SubtaskContext<'_> {
+    /// The task's content as the kind's own type.
+    pub fn task_content<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_value(self.task_content.clone())
+            .map_err(|e| ApiError::internal("stored task content", e))
+    }
+
     /// The subtask content as the kind's own type.
     pub fn content<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_json::from_value(self.content.clone())

@@ -718,23 +718,36 @@ pub async fn link_existing(
     Ok(outcome)
 }
 
+/// The stored faces of `account_id` among `face_ids` (missing ones are absent).
+pub async fn records(
+    svc: &Services,
+    account_id: Uuid,
+    face_ids: &[Uuid],
+) -> Result<Vec<FaceRecord>, ApiError> {
+    let keys: Vec<(String, String)> = face_ids
+        .iter()
+        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
+        .collect();
+    let mut found = Vec::with_capacity(face_ids.len());
+    for item in svc.table.batch_get(&keys).await? {
+        let face: FaceRecord = from_item(item)?;
+        if face.account_id == account_id {
+            found.push(face);
+        }
+    }
+    Ok(found)
+}
+
 async fn existing_faces(
     svc: &Services,
     account_id: Uuid,
     face_ids: &[Uuid],
 ) -> Result<HashSet<Uuid>, ApiError> {
-    let keys: Vec<(String, String)> = face_ids
-        .iter()
-        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
-        .collect();
-    let mut found = HashSet::new();
-    for item in svc.table.batch_get(&keys).await? {
-        let face: FaceRecord = from_item(item)?;
-        if face.account_id == account_id {
-            found.insert(face.face_id);
-        }
-    }
-    Ok(found)
+    Ok(records(svc, account_id, face_ids)
+        .await?
+        .into_iter()
+        .map(|face| face.face_id)
+        .collect())
 }
 
 /// Makes the face of an event: a face with id `face_id` carrying the event's descriptor

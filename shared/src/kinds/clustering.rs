@@ -1,0 +1,220 @@
+//! Clustering (task type 2): the connected components of the graph whose edges join
+//! objects with similarity ≥ `threshold`; with `use_track_info`, objects with the same
+//! `track_id` are joined as well. Only objects with a descriptor of the task's version
+//! take part.
+//!
+//! Stages: collect (blocks of the objects), then one match subtask per pair of blocks
+//! (i ≤ j, a block against itself included). A tile's edges can number up to the square
+//! of the block size, so the tile joins them itself and outputs only a spanning forest —
+//! at most one edge per object of the tile — which has the same components. The merge
+//! joins the forests with a union-find over every object and lists the components,
+//! largest first.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::linker::ObjectsType;
+use super::vectors::{
+    self, COLLECT, MATCH, OBJECTS_PER_BLOCK_DEFAULT, ObjectSet, Tile, match_subtasks, require_done,
+};
+use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
+use crate::Services;
+use crate::error::ApiError;
+use crate::tasks::model::TaskType;
+use crate::tasks::store as task_store;
+use crate::vectors::components::{DisjointSets, components};
+use crate::vectors::kernel;
+
+/// Similarity from which two objects are joined unless the content says otherwise.
+pub const DEFAULT_THRESHOLD: f32 = 0.75;
+
+/// The clustering kind.
+pub struct Clustering;
+
+/// Content of a clustering task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusteringContent {
+    /// Faces or events.
+    pub objects_type: ObjectsType,
+    /// Filters of the objects (those of the matching `GET` listing, without paging).
+    pub filters: Map<String, Value>,
+    /// Lowest similarity that joins two objects, in [0, 1].
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Join objects with the same `track_id` (events) whatever their similarity.
+    #[serde(default)]
+    pub use_track_info: bool,
+    /// Descriptor version compared (the configured default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_version: Option<u32>,
+    /// Objects per block, 1..=10000 (a Fanout extension; default 5000).
+    #[serde(default = "default_objects_per_block")]
+    pub objects_per_block: usize,
+}
+
+fn default_threshold() -> f32 {
+    DEFAULT_THRESHOLD
+}
+
+fn default_objects_per_block() -> usize {
+    OBJECTS_PER_BLOCK_DEFAULT
+}
+
+impl ClusteringContent {
+    fn objects(&self) -> ObjectSet {
+        ObjectSet {
+            objects_type: self.objects_type,
+            filters: self.filters.clone(),
+            descriptor_version: self.descriptor_version,
+        }
+    }
+}
+
+/// Output of one tile: a spanning forest of its edges, as indices among all objects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Forest {
+    edges: Vec<(u32, u32)>,
+}
+
+/// Result of a clustering task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusteringResult {
+    /// Clusters as object ids, largest first (equal sizes in the order objects were
+    /// listed); objects with no neighbour form clusters of one.
+    pub clusters: Vec<Vec<Uuid>>,
+    /// Objects clustered (those with a descriptor of the version).
+    pub total_objects: u64,
+    /// Clusters.
+    pub total_clusters: u64,
+    /// Similarity that joined objects.
+    pub threshold: f32,
+    /// Descriptor version compared.
+    pub descriptor_version: u32,
+}
+
+#[async_trait]
+impl TaskKind for Clustering {
+    fn name(&self) -> &'static str {
+        "clustering"
+    }
+
+    fn task_type(&self) -> TaskType {
+        TaskType::Clustering
+    }
+
+    async fn validate(
+        &self,
+        svc: &Services,
+        account_id: Uuid,
+        content: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
+        let mut content: ClusteringContent = parse_content(content)?;
+        super::cross_match::check_threshold(content.threshold)?;
+        vectors::check_objects_per_block(content.objects_per_block)?;
+        content.descriptor_version = Some(vectors::descriptor_version(
+            &svc.config,
+            content.descriptor_version,
+            &[],
+        )?);
+        let mut objects = content.objects();
+        objects.validate(account_id, now)?;
+        content.filters = objects.filters;
+        to_json(&content)
+    }
+
+    async fn plan(&self, task: &TaskContext<'_>, stage: u32) -> Result<Vec<Value>, ApiError> {
+        let content: ClusteringContent = task.content()?;
+        match stage {
+            COLLECT => {
+                let version = content
+                    .descriptor_version
+                    .unwrap_or(task.svc.config.default_descriptor_version);
+                vectors::plan_collect(
+                    task,
+                    &[&content.objects()],
+                    version,
+                    content.objects_per_block,
+                )
+                .await
+            }
+            MATCH => {
+                let sets = vectors::collected(task, 1).await?;
+                vectors::pair_tiles(&sets[0])
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
+        if subtask.subtask.subtask.stage == COLLECT {
+            return vectors::collect(subtask).await;
+        }
+        let content: ClusteringContent = subtask.task_content()?;
+        let tile: Tile = subtask.content()?;
+        let (a, b) = tile.load(subtask.svc, subtask.task.task_id).await?;
+        subtask.check_cancelled()?;
+        let same = b.is_none();
+        let b = b.as_ref().unwrap_or(&a);
+        // Edges stream into a union-find over the tile's objects (rows of `a`, then,
+        // unless the same block, rows of `b`); only those that join two parts are kept.
+        let shift = if same { 0 } else { a.len() };
+        let mut sets = DisjointSets::new(a.len() + if same { 0 } else { b.len() });
+        let mut forest = Vec::new();
+        kernel::for_each_edge(&a, b, content.threshold, same, |i, j| {
+            if sets.union(i as usize, shift + j as usize) {
+                forest.push((tile.a.offset + i, tile.b.offset + j));
+            }
+        });
+        to_json(&Forest { edges: forest })
+    }
+
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
+        let content: ClusteringContent = task.content()?;
+        let blocks = if task.task.stages_planned > COLLECT {
+            vectors::collected(task, 1).await?.remove(0)
+        } else {
+            Vec::new()
+        };
+        let ids: Vec<Uuid> = blocks.iter().flat_map(|c| c.ids.iter().copied()).collect();
+        let mut sets = DisjointSets::new(ids.len());
+        if task.task.stages_planned > MATCH {
+            for (record, _) in match_subtasks(task).await? {
+                require_done(&record, task.task.task_id)?;
+                let forest: Forest = task_store::subtask_output(task.svc, &record.subtask).await?;
+                for (i, j) in forest.edges {
+                    sets.union(i as usize, j as usize);
+                }
+            }
+        }
+        if content.use_track_info {
+            let mut first_of_track: HashMap<&str, usize> = HashMap::new();
+            let tracks = blocks.iter().flat_map(|c| c.tracks.iter());
+            for (index, track) in tracks.enumerate() {
+                if let Some(track) = track.as_deref() {
+                    let first = *first_of_track.entry(track).or_insert(index);
+                    sets.union(first, index);
+                }
+            }
+        }
+        let clusters: Vec<Vec<Uuid>> = components(&mut sets)
+            .into_iter()
+            .map(|members| members.into_iter().map(|i| ids[i as usize]).collect())
+            .collect();
+        Merged::json(&ClusteringResult {
+            total_objects: ids.len() as u64,
+            total_clusters: clusters.len() as u64,
+            clusters,
+            threshold: content.threshold,
+            descriptor_version: content
+                .descriptor_version
+                .unwrap_or(task.svc.config.default_descriptor_version),
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Cross match (task type 6): every reference against every candidate, by descriptor.
+//!
+//! Stages: collect (blocks of references, set 0, and of candidates, set 1), then one match
+//! subtask per (reference block × candidate block) tile, whose output is each reference's
+//! best `limit` candidates in that block with similarity ≥ `threshold`. The merge walks
+//! the reference blocks in order and, for each, merges the lists of its tiles — the full
+//! similarity matrix never exists, and the merge holds one reference block's lists at a
+//! time. Similarity is the cosine of the two descriptors clamped to [0, 1]; candidates are
+//! sorted by similarity, equal ones by candidate id. An object in both sets is matched
+//! with itself like any other candidate.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::vectors::{self, COLLECT, MATCH, OBJECTS_PER_BLOCK_DEFAULT, ObjectSet, match_subtasks};
+use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
+use crate::Services;
+use crate::error::ApiError;
+use crate::tasks::model::TaskType;
+
+/// Candidates per reference unless the content says otherwise.
+pub const DEFAULT_LIMIT: usize = 10;
+
+/// Most candidates per reference.
+pub const LIMIT_MAX: usize = 1000;
+
+/// Lowest similarity reported unless the content says otherwise: every candidate within
+/// the limit.
+pub const DEFAULT_THRESHOLD: f32 = 0.0;
+
+/// The cross-match kind.
+pub struct CrossMatch;
+
+/// Content of a cross-match task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossMatchContent {
+    /// The objects matched.
+    pub references: ObjectSet,
+    /// The objects they are matched against.
+    pub candidates: ObjectSet,
+    /// Candidates per reference, 1..=1000.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Lowest similarity reported, in [0, 1].
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Descriptor version compared (the configured default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor_version: Option<u32>,
+    /// Objects per block, 1..=10000 (a Fanout extension; default 5000).
+    #[serde(default = "default_objects_per_block")]
+    pub objects_per_block: usize,
+}
+
+fn default_limit() -> usize {
+    DEFAULT_LIMIT
+}
+
+fn default_threshold() -> f32 {
+    DEFAULT_THRESHOLD
+}
+
+fn default_objects_per_block() -> usize {
+    OBJECTS_PER_BLOCK_DEFAULT
+}
+
+/// One candidate as the result shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MatchedCandidate {
+    /// Face or event id.
+    pub candidate_id: Uuid,
+    /// Cosine similarity clamped to [0, 1].
+    pub similarity: f32,
+}
+
+/// One reference's matches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReferenceMatches {
+    /// Face or event id.
+    pub reference_id: Uuid,
+    /// Best first, at most `limit`, each ≥ `threshold`.
+    pub candidates: Vec<MatchedCandidate>,
+}
+
+/// Head of the result; `matches` follows it (written out block by block).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrossMatchSummary {
+    /// References with a descriptor of the version.
+    pub references_count: u64,
+    /// Candidates with a descriptor of the version.
+    pub candidates_count: u64,
+    /// Descriptor version compared.
+    pub descriptor_version: u32,
+    /// Candidates per reference.
+    pub limit: usize,
+    /// Lowest similarity reported.
+    pub threshold: f32,
+}
+
+/// Result of a cross-match task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrossMatchResult {
+    /// Counts and parameters.
+    #[serde(flatten)]
+    pub summary: CrossMatchSummary,
+    /// One entry per reference, in the order the references were listed.
+    pub matches: Vec<ReferenceMatches>,
+}
+
+#[async_trait]
+impl TaskKind for CrossMatch {
+    fn name(&self) -> &'static str {
+        "cross_match"
+    }
+
+    fn task_type(&self) -> TaskType {
+        TaskType::CrossMatch
+    }
+
+    async fn validate(
+        &self,
+        svc: &Services,
+        account_id: Uuid,
+        content: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
+        let mut content: CrossMatchContent = parse_content(content)?;
+        check_limit(content.limit)?;
+        check_threshold(content.threshold)?;
+        vectors::check_objects_per_block(content.objects_per_block)?;
+        let version = vectors::descriptor_version(
+            &svc.config,
+            content.descriptor_version,
+            &[&content.references, &content.candidates],
+        )?;
+        content.descriptor_version = Some(version);
+        content.references.validate(account_id, now)?;
+        content.candidates.validate(account_id, now)?;
+        to_json(&content)
+    }
+
+    async fn plan(&self, task: &TaskContext<'_>, stage: u32) -> Result<Vec<Value>, ApiError> {
+        let content: CrossMatchContent = task.content()?;
+        match stage {
+            COLLECT => {
+                vectors::plan_collect(
+                    task,
+                    &[&content.references, &content.candidates],
+                    version_of(&content, task)?,
+                    content.objects_per_block,
+                )
+                .await
+            }
+            MATCH => {
+                let sets = vectors::collected(task, 2).await?;
+                vectors::tiles(&sets[0], &sets[1])
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
+        if subtask.subtask.subtask.stage == COLLECT {
+            return vectors::collect(subtask).await;
+        }
+        let content: CrossMatchContent = subtask.task_content()?;
+        vectors::top_k_tile(subtask, content.limit, content.threshold, false).await
+    }
+
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
+        let content: CrossMatchContent = task.content()?;
+        let sets = if task.task.stages_planned > COLLECT {
+            vectors::collected(task, 2).await?
+        } else {
+            vec![Vec::new(), Vec::new()]
+        };
+        let count = |set: usize| sets[set].iter().map(|c| u64::from(c.block.count)).sum();
+        let summary = CrossMatchSummary {
+            references_count: count(0),
+            candidates_count: count(1),
+            descriptor_version: version_of(&content, task)?,
+            limit: content.limit,
+            threshold: content.threshold,
+        };
+        let tiles = if task.task.stages_planned > MATCH {
+            match_subtasks(task).await?
+        } else {
+            Vec::new()
+        };
+        // The summary's fields, then "matches" written one reference block at a time.
+        let mut out = serde_json::to_vec(&summary).map_err(|e| ApiError::internal("result", e))?;
+        out.pop();
+        out.extend_from_slice(b",\"matches\":[");
+        let mut first = true;
+        for references in &sets[0] {
+            let best = vectors::best_of_tiles(task, &tiles, references, content.limit).await?;
+            for (reference_id, row) in references.ids.iter().zip(best) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let entry = ReferenceMatches {
+                    reference_id: *reference_id,
+                    candidates: row
+                        .into_iter()
+                        .map(|n| MatchedCandidate {
+                            candidate_id: n.id,
+                            similarity: n.similarity,
+                        })
+                        .collect(),
+                };
+                serde_json::to_writer(&mut out, &entry)
+                    .map_err(|e| ApiError::internal("result", e))?;
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Ok(Merged::Encoded(out))
+    }
+}
+
+fn version_of(content: &CrossMatchContent, task: &TaskContext<'_>) -> Result<u32, ApiError> {
+    content.descriptor_version.ok_or_else(|| {
+        ApiError::internal(
+            "cross_match content",
+            format!("task {} has no descriptor_version", task.task.task_id),
+        )
+    })
+}
+
+/// Checks a candidates-per-reference limit.
+pub fn check_limit(limit: usize) -> Result<(), ApiError> {
+    if (1..=LIMIT_MAX).contains(&limit) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_json(format!(
+            "content: 'limit' must be in 1..={LIMIT_MAX}"
+        )))
+    }
+}
+
+/// Checks a similarity threshold.
+pub fn check_threshold(threshold: f32) -> Result<(), ApiError> {
+    if (0.0..=1.0).contains(&threshold) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_json("content: 'threshold' must be in [0, 1]"))
+    }
+}
