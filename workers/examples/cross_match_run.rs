@@ -1,0 +1,176 @@
+//! Distributed cross-match run (see BENCHMARKS.md): loads `REFS` reference faces and
+//! `CANDS` candidate faces with random clustered 512-float descriptors into a new account
+//! with the bulk loader, creates one cross_match task through the domain API, waits for it
+//! and prints the wall time, the subtask counts and a spot check of the result against
+//! brute force for a few references. Workers run as separate processes
+//! (bench/cross_match.sh starts them).
+//!
+//! `cargo run --release -p fanout-workers --example cross_match_run -- 100000 100000 5000`
+
+use std::time::{Duration, Instant};
+
+use fanout::Services;
+use fanout::kinds;
+use fanout::objects::faces::{self, NewFace};
+use fanout::store::blobs;
+use fanout::tasks::api::{self, NewTask};
+use fanout::tasks::model::TaskStatus;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Distinct identities the descriptors are drawn around.
+const CENTRES: usize = 1000;
+
+/// References whose result is checked against brute force.
+const SPOT_CHECKS: usize = 20;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers"))
+        .collect();
+    let refs = args.first().copied().unwrap_or(100_000);
+    let cands = args.get(1).copied().unwrap_or(100_000);
+    let per_block = args.get(2).copied().unwrap_or(5_000);
+    let svc = Services::from_env().await?;
+    let account_id = Uuid::new_v4();
+    let mut random = Lcg(7);
+    let centres: Vec<Vec<f32>> = (0..CENTRES)
+        .map(|_| (0..512).map(|_| random.next()).collect())
+        .collect();
+    let load_start = Instant::now();
+    let mut reference_sample = Vec::new();
+    let mut candidates_all: Vec<(Uuid, Vec<f32>)> = Vec::new();
+    for (tag, n) in [("reference", refs), ("candidate", cands)] {
+        let mut made = 0;
+        while made < n {
+            let size = (n - made).min(1000);
+            let descriptors: Vec<Vec<f32>> = (0..size)
+                .map(|i| {
+                    let centre = &centres[(made + i) % CENTRES];
+                    centre.iter().map(|c| c + 0.3 * random.next()).collect()
+                })
+                .collect();
+            let batch = descriptors
+                .iter()
+                .map(|d| NewFace {
+                    account_id,
+                    descriptor: Some(json!(d)),
+                    descriptor_version: None,
+                    external_id: None,
+                    user_data: Some(tag.to_string()),
+                    event_id: None,
+                    avatar: None,
+                    lists: None,
+                })
+                .collect();
+            let ids = faces::create_batch(&svc, batch).await?;
+            for (id, d) in ids.into_iter().zip(descriptors) {
+                if tag == "candidate" {
+                    candidates_all.push((id, d));
+                } else if reference_sample.len() < SPOT_CHECKS {
+                    reference_sample.push((id, d));
+                }
+            }
+            made += size;
+        }
+    }
+    let load_seconds = load_start.elapsed().as_secs_f64();
+    let kind = kinds::by_name("cross_match").expect("cross_match kind");
+    let limit = 10;
+    let start = Instant::now();
+    let created = api::create(
+        &svc,
+        kind,
+        NewTask {
+            account_id,
+            description: Some("distributed cross match".into()),
+            content: json!({
+                "references": {"objects_type": "faces", "filters": {"user_data": "reference"}},
+                "candidates": {"objects_type": "faces", "filters": {"user_data": "candidate"}},
+                "limit": limit, "objects_per_block": per_block
+            }),
+        },
+    )
+    .await?;
+    let task = loop {
+        let task = api::get(&svc, None, created.task_id).await?;
+        if task.task_status.is_final() {
+            break task;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(task.task_status, TaskStatus::Done, "{task:?}");
+    let result: Value = serde_json::from_slice(
+        &blobs::get(&svc, &blobs::result_key(task.task_id))
+            .await?
+            .expect("result stored"),
+    )?;
+    let matches = result["matches"].as_array().expect("matches");
+    assert_eq!(matches.len(), refs);
+    // Spot check: the first references' lists equal brute force over every candidate.
+    let mut checked = 0;
+    for (reference, descriptor) in &reference_sample {
+        let entry = matches
+            .iter()
+            .find(|m| m["reference_id"] == reference.to_string())
+            .expect("reference in result");
+        let mut expected: Vec<(f64, Uuid)> = candidates_all
+            .iter()
+            .map(|(id, d)| (cosine(descriptor, d), *id))
+            .collect();
+        expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        expected.truncate(limit);
+        let got: Vec<Uuid> = entry["candidates"]
+            .as_array()
+            .expect("candidates")
+            .iter()
+            .map(|c| {
+                c["candidate_id"]
+                    .as_str()
+                    .expect("id")
+                    .parse()
+                    .expect("uuid")
+            })
+            .collect();
+        let want: Vec<Uuid> = expected.iter().map(|e| e.1).collect();
+        assert_eq!(got, want, "reference {reference}");
+        checked += 1;
+    }
+    println!(
+        "{{\"references\":{refs},\"candidates\":{cands},\"objects_per_block\":{per_block},\"load_seconds\":{load_seconds:.1},\"task_id\":{},\"subtasks\":{},\"done\":{},\"task_seconds\":{seconds:.1},\"spot_checked\":{checked}}}",
+        task.task_id, task.count_task_parts_all, task.count_task_parts_done,
+    );
+    Ok(())
+}
+
+/// Cosine similarity clamped to [0, 1], in f64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)).clamp(0.0, 1.0)
+    }
+}
+
+/// A small deterministic generator: uniform values in [-0.5, 0.5).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
+    }
+}
