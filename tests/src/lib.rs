@@ -210,3 +210,77 @@ pub fn descriptor(seed: u32) -> Vec<f32> {
         .map(|i| ((seed as f32 + 1.0) * (i as f32 + 1.0)).sin())
         .collect()
 }
+
+/// Cosine similarity of two descriptors clamped to [0, 1] (0 for a zero vector), in f64:
+/// the brute-force reference the vector kinds' results are checked against.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)).clamp(0.0, 1.0)
+    }
+}
+
+/// Deterministic values in [-0.5, 0.5) (a linear congruential generator), so test and
+/// benchmark data are the same on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value.
+    pub fn next_value(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
+    }
+
+    /// Descriptors with cluster structure: object `i` is centre `i % centres` plus noise
+    /// of amplitude `noise`, so similarities inside a cluster are high and across low.
+    pub fn clustered(&mut self, n: usize, centres: usize, noise: f32) -> Vec<Vec<f32>> {
+        let centres: Vec<Vec<f32>> = (0..centres)
+            .map(|_| (0..512).map(|_| self.next_value()).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                centres[i % centres.len()]
+                    .iter()
+                    .map(|c| c + noise * self.next_value())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Faces of `account_id` with the given descriptors and `user_data`, through the bulk
+/// loader; their ids in order.
+pub async fn faces_with_descriptors(
+    svc: &Services,
+    account_id: Uuid,
+    descriptors: &[Vec<f32>],
+    user_data: &str,
+) -> Vec<Uuid> {
+    let batch = descriptors
+        .iter()
+        .map(|d| fanout::objects::faces::NewFace {
+            account_id,
+            descriptor: Some(serde_json::json!(d)),
+            descriptor_version: None,
+            external_id: None,
+            user_data: Some(user_data.to_string()),
+            event_id: None,
+            avatar: None,
+            lists: None,
+        })
+        .collect();
+    fanout::objects::faces::create_batch(svc, batch)
+        .await
+        .expect("bulk load faces")
+}

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use fanout::Services;
 use fanout::kinds;
-use fanout::objects::faces::{self, NewFace};
 use fanout::store::blobs;
 use fanout::tasks::api::{self, NewTask};
 use fanout::tasks::model::TaskStatus;
+use fanout_e2e::{Lcg, cosine, faces_with_descriptors};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let account_id = Uuid::new_v4();
     let mut random = Lcg(7);
     let centres: Vec<Vec<f32>> = (0..CENTRES)
-        .map(|_| (0..512).map(|_| random.next()).collect())
+        .map(|_| (0..512).map(|_| random.next_value()).collect())
         .collect();
     let load_start = Instant::now();
     let mut reference_sample = Vec::new();
@@ -49,23 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let descriptors: Vec<Vec<f32>> = (0..size)
                 .map(|i| {
                     let centre = &centres[(made + i) % CENTRES];
-                    centre.iter().map(|c| c + 0.3 * random.next()).collect()
+                    centre
+                        .iter()
+                        .map(|c| c + 0.3 * random.next_value())
+                        .collect()
                 })
                 .collect();
-            let batch = descriptors
-                .iter()
-                .map(|d| NewFace {
-                    account_id,
-                    descriptor: Some(json!(d)),
-                    descriptor_version: None,
-                    external_id: None,
-                    user_data: Some(tag.to_string()),
-                    event_id: None,
-                    avatar: None,
-                    lists: None,
-                })
-                .collect();
-            let ids = faces::create_batch(&svc, batch).await?;
+            let ids = faces_with_descriptors(&svc, account_id, &descriptors, tag).await;
             for (id, d) in ids.into_iter().zip(descriptors) {
                 if tag == "candidate" {
                     candidates_all.push((id, d));
@@ -144,33 +134,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         task.task_id, task.count_task_parts_all, task.count_task_parts_done,
     );
     Ok(())
-}
-
-/// Cosine similarity clamped to [0, 1], in f64.
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        (dot / (na * nb)).clamp(0.0, 1.0)
-    }
-}
-
-/// A small deterministic generator: uniform values in [-0.5, 0.5).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
-    }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use fanout::engine::messages::WorkMessage;
 use fanout::objects::faces::{self, NewFace};
 use fanout::store::blobs;
-use fanout_e2e::{Stack, account, stack};
+use fanout_e2e::{Lcg, Stack, account, cosine, faces_with_descriptors, stack};
 
 static ENGINE: Mutex<()> = Mutex::const_new(());
 
@@ -770,70 +770,23 @@ async fn listing_and_counting_filters_return_exactly_the_matching_tasks() {
 
 // --- vector kinds --------------------------------------------------------------------
 
-/// Deterministic descriptors with cluster structure: object `i` is centre `i % centres`
-/// plus a little noise, so similarities inside a cluster are high and across are low.
+/// Descriptors of `n` objects around `centres` identities (seeded: the same every run).
 fn clustered_descriptors(n: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
-    };
-    let centres: Vec<Vec<f32>> = (0..centres)
-        .map(|_| (0..512).map(|_| next()).collect())
-        .collect();
-    (0..n)
-        .map(|i| {
-            centres[i % centres.len()]
-                .iter()
-                .map(|c| c + 0.25 * next())
-                .collect()
-        })
-        .collect()
+    Lcg(seed).clustered(n, centres, 0.25)
 }
 
-/// Creates faces with the given descriptors and user data; returns their ids in order.
+/// Faces with the given descriptors and user data; their ids in order, as strings.
 async fn faces_with(
     stack: &Stack,
     account: &str,
     descriptors: &[Vec<f32>],
     tag: &str,
 ) -> Vec<String> {
-    let account_id = account.parse().unwrap();
-    let batch = descriptors
-        .iter()
-        .map(|d| NewFace {
-            account_id,
-            descriptor: Some(json!(d)),
-            descriptor_version: None,
-            external_id: None,
-            user_data: Some(tag.to_string()),
-            event_id: None,
-            avatar: None,
-            lists: None,
-        })
-        .collect();
-    let created = faces::create_batch(&stack.services, batch).await.unwrap();
-    created.into_iter().map(|id| id.to_string()).collect()
-}
-
-/// Cosine similarity clamped to [0, 1], in f64: the brute-force reference.
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        (dot / (na * nb)).clamp(0.0, 1.0)
-    }
+    faces_with_descriptors(&stack.services, account.parse().unwrap(), descriptors, tag)
+        .await
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect()
 }
 
 async fn match_subtask_count(stack: &Stack, task_id: u64) -> usize {
