@@ -11,6 +11,8 @@
 //! block at a time. A failed collect subtask fails the task: a result without some of its
 //! objects would look complete and be wrong.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -274,19 +276,27 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
             tracks.push(track);
         }
     };
+    // Blocks keep the planned order: batch reads answer in any order.
+    let order: HashMap<Uuid, usize> = part
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    let position = |id: Uuid| order.get(&id).copied().unwrap_or(usize::MAX);
     for chunk in part.ids.chunks(1000) {
         subtask.check_cancelled()?;
         match part.objects_type {
             ObjectsType::Faces => {
                 let mut found = faces::records(svc, account_id, chunk).await?;
-                found.sort_by_key(|f| position(chunk, f.face_id));
+                found.sort_by_key(|f| position(f.face_id));
                 for face in found {
                     keep(face.face_id, face.descriptor(), None);
                 }
             }
             ObjectsType::Events => {
                 let mut found = events::records(svc, account_id, chunk).await?;
-                found.sort_by_key(|e| position(chunk, e.event.event_id));
+                found.sort_by_key(|e| position(e.event.event_id));
                 for event in found {
                     let track = event.event.track_id.clone();
                     keep(event.event.event_id, event.descriptor(), track);
@@ -310,10 +320,6 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
         ids: block.ids().to_vec(),
         tracks,
     })
-}
-
-fn position(ids: &[Uuid], id: Uuid) -> usize {
-    ids.iter().position(|&x| x == id).unwrap_or(usize::MAX)
 }
 
 /// The blocks the collect stage wrote, per set, in block order, with offsets recomputed
