@@ -133,9 +133,7 @@ impl TaskKind for Clustering {
         let content: ClusteringContent = task.content()?;
         match stage {
             COLLECT => {
-                let version = content
-                    .descriptor_version
-                    .unwrap_or(task.svc.config.default_descriptor_version);
+                let version = vectors::stored_version(&task.svc.config, content.descriptor_version);
                 vectors::plan_collect(
                     task,
                     &[&content.objects()],
@@ -177,20 +175,14 @@ impl TaskKind for Clustering {
 
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: ClusteringContent = task.content()?;
-        let blocks = if task.task.stages_planned > COLLECT {
-            vectors::collected(task, 1).await?.remove(0)
-        } else {
-            Vec::new()
-        };
+        let blocks = vectors::collected(task, 1).await?.remove(0);
         let ids: Vec<Uuid> = blocks.iter().flat_map(|c| c.ids.iter().copied()).collect();
         let mut sets = DisjointSets::new(ids.len());
-        if task.task.stages_planned > MATCH {
-            for (record, _) in match_subtasks(task).await? {
-                require_done(&record, task.task.task_id)?;
-                let forest: Forest = task_store::subtask_output(task.svc, &record.subtask).await?;
-                for (i, j) in forest.edges {
-                    sets.union(i as usize, j as usize);
-                }
+        for (record, _) in match_subtasks(task).await? {
+            require_done(&record, task.task.task_id)?;
+            let forest: Forest = task_store::subtask_output(task.svc, &record.subtask).await?;
+            for (i, j) in forest.edges {
+                sets.union(i as usize, j as usize);
             }
         }
         if content.use_track_info {
@@ -212,9 +204,10 @@ impl TaskKind for Clustering {
             total_clusters: clusters.len() as u64,
             clusters,
             threshold: content.threshold,
-            descriptor_version: content
-                .descriptor_version
-                .unwrap_or(task.svc.config.default_descriptor_version),
+            descriptor_version: vectors::stored_version(
+                &task.svc.config,
+                content.descriptor_version,
+            ),
         })
     }
 }

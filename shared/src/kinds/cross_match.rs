@@ -150,7 +150,7 @@ impl TaskKind for CrossMatch {
                 vectors::plan_collect(
                     task,
                     &[&content.references, &content.candidates],
-                    version_of(&content, task)?,
+                    vectors::stored_version(&task.svc.config, content.descriptor_version),
                     content.objects_per_block,
                 )
                 .await
@@ -173,24 +173,19 @@ impl TaskKind for CrossMatch {
 
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: CrossMatchContent = task.content()?;
-        let sets = if task.task.stages_planned > COLLECT {
-            vectors::collected(task, 2).await?
-        } else {
-            vec![Vec::new(), Vec::new()]
-        };
+        let sets = vectors::collected(task, 2).await?;
         let count = |set: usize| sets[set].iter().map(|c| u64::from(c.block.count)).sum();
         let summary = CrossMatchSummary {
             references_count: count(0),
             candidates_count: count(1),
-            descriptor_version: version_of(&content, task)?,
+            descriptor_version: vectors::stored_version(
+                &task.svc.config,
+                content.descriptor_version,
+            ),
             limit: content.limit,
             threshold: content.threshold,
         };
-        let tiles = if task.task.stages_planned > MATCH {
-            match_subtasks(task).await?
-        } else {
-            Vec::new()
-        };
+        let tiles = match_subtasks(task).await?;
         // The summary's fields, then "matches" written one reference block at a time.
         let mut out = serde_json::to_vec(&summary).map_err(|e| ApiError::internal("result", e))?;
         out.pop();
@@ -220,15 +215,6 @@ impl TaskKind for CrossMatch {
         out.extend_from_slice(b"]}");
         Ok(Merged::Encoded(out))
     }
-}
-
-fn version_of(content: &CrossMatchContent, task: &TaskContext<'_>) -> Result<u32, ApiError> {
-    content.descriptor_version.ok_or_else(|| {
-        ApiError::internal(
-            "cross_match content",
-            format!("task {} has no descriptor_version", task.task.task_id),
-        )
-    })
 }
 
 /// Checks a candidates-per-reference limit.

@@ -188,7 +188,7 @@ impl TaskKind for Roc {
                     0,
                     content.objects_type,
                     &ids,
-                    version_of(&content, task.svc),
+                    vectors::stored_version(&task.svc.config, content.descriptor_version),
                     content.objects_per_block,
                 )
             }
@@ -210,11 +210,7 @@ impl TaskKind for Roc {
 
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: RocContent = task.content()?;
-        let blocks = if task.task.stages_planned > COLLECT {
-            vectors::collected(task, 1).await?.remove(0)
-        } else {
-            Vec::new()
-        };
+        let blocks = vectors::collected(task, 1).await?.remove(0);
         let labels: HashMap<Uuid, &str> = content
             .markup
             .iter()
@@ -234,11 +230,7 @@ impl TaskKind for Roc {
                  and {negatives} negative pairs; both must be present"
             )));
         }
-        let tiles = if task.task.stages_planned > MATCH {
-            match_subtasks(task).await?
-        } else {
-            Vec::new()
-        };
+        let tiles = match_subtasks(task).await?;
         let mut pairs = Vec::new();
         let mut groups = Vec::new();
         for references in &blocks {
@@ -279,10 +271,4 @@ impl TaskKind for Roc {
             .map(Merged::Encoded)
             .map_err(|e| ApiError::internal("result", e))
     }
-}
-
-fn version_of(content: &RocContent, svc: &Services) -> u32 {
-    content
-        .descriptor_version
-        .unwrap_or(svc.config.default_descriptor_version)
 }

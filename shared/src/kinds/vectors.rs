@@ -131,6 +131,12 @@ pub fn descriptor_version(
     Ok(version)
 }
 
+/// The version a validated content stored (validation fills it in; the configured default
+/// stands in for contents stored before it did).
+pub fn stored_version(config: &Config, stored: Option<u32>) -> u32 {
+    stored.unwrap_or(config.default_descriptor_version)
+}
+
 /// Checks `objects_per_block` (a Fanout extension: smaller blocks, more tiles).
 pub fn check_objects_per_block(n: usize) -> Result<(), ApiError> {
     if (1..=OBJECTS_PER_BLOCK_MAX).contains(&n) {
@@ -323,7 +329,8 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
 }
 
 /// The blocks the collect stage wrote, per set, in block order, with offsets recomputed
-/// from what each block really holds. Fails the task if any collect subtask failed.
+/// from what each block really holds (none when nothing was selected). Fails the task if
+/// any collect subtask failed.
 pub async fn collected(
     task: &TaskContext<'_>,
     sets: usize,
@@ -404,7 +411,8 @@ pub fn pair_tiles(blocks: &[Collected]) -> Result<Vec<Value>, ApiError> {
         .collect()
 }
 
-/// The match subtasks of a task, with their tiles, in subtask order.
+/// The match subtasks of a task, with their tiles, in subtask order (none when the stage
+/// was never planned).
 pub async fn match_subtasks(
     task: &TaskContext<'_>,
 ) -> Result<Vec<(SubtaskRecord, Tile)>, ApiError> {
