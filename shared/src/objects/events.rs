@@ -511,7 +511,7 @@ pub async fn count(svc: &Services, filter: &EventFilter) -> Result<Count, ApiErr
 pub async fn visit_matching(
     svc: &Services,
     filter: &EventFilter,
-    mut visit: impl FnMut(EventRecord) -> ControlFlow<()>,
+    visit: impl FnMut(EventRecord) -> ControlFlow<()>,
 ) -> Result<(), ApiError> {
     let query = TableQuery {
         index: Some(keys::GSI1),
@@ -520,12 +520,6 @@ pub async fn visit_matching(
         descending: true,
     };
     svc.table
-        .for_each_record(&query, |record: EventRecord| {
-            if filter.matches(&record.event) {
-                visit(record)
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .for_each_matching(&query, |r: &EventRecord| filter.matches(&r.event), visit)
         .await
 }

@@ -530,13 +530,7 @@ pub async fn visit_matching(
         };
         return svc
             .table
-            .for_each_record(&query, |face: FaceRecord| {
-                if filter.matches(&face) {
-                    visit(face)
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
+            .for_each_matching(&query, |r: &FaceRecord| filter.matches(r), &mut visit)
             .await;
     };
     let members: Option<HashSet<Uuid>> = match (filter.list_id, &filter.face_ids) {

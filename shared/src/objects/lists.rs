@@ -264,13 +264,11 @@ pub async fn list(svc: &Services, filter: &ListFilter, page: Page) -> Result<Lis
     };
     let mut buffer = PageBuffer::new(page);
     svc.table
-        .for_each_record(&query, |list: ListRecord| {
-            if filter.matches(&list) {
-                buffer.offer(list)
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .for_each_matching(
+            &query,
+            |r: &ListRecord| filter.matches(r),
+            |list| buffer.offer(list),
+        )
         .await?;
     let records = buffer.into_items();
     let lists = try_join_all(records.into_iter().map(|r| view(svc, r))).await?;

@@ -210,6 +210,24 @@ impl Table {
         failure.map_or(Ok(()), Err)
     }
 
+    /// Like [`Table::for_each_record`], handing on only the records `keep` accepts: how
+    /// every listing applies the filters its key condition cannot express.
+    pub async fn for_each_matching<T: DeserializeOwned>(
+        &self,
+        query: &TableQuery,
+        keep: impl Fn(&T) -> bool,
+        mut visit: impl FnMut(T) -> ControlFlow<()>,
+    ) -> Result<(), ApiError> {
+        self.for_each_record(query, |record: T| {
+            if keep(&record) {
+                visit(record)
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+    }
+
     /// Reads many items by `(pk, sk)`; missing ones are simply absent from the answer.
     pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, ApiError> {
         let mut found = Vec::with_capacity(keys.len());

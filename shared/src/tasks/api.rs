@@ -398,13 +398,7 @@ async fn visit_tasks(
     }
     let query = newest_first(filter.account_id, "TASK", keys::ALL_TASKS);
     svc.table
-        .for_each_record(&query, |task: TaskRecord| {
-            if filter.matches(&task) {
-                visit(task)
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .for_each_matching(&query, |r: &TaskRecord| filter.matches(r), visit)
         .await
 }
 
@@ -569,13 +563,7 @@ async fn visit_errors(
     }
     let query = newest_first(filter.account_id, "ERROR", keys::ALL_ERRORS);
     svc.table
-        .for_each_record(&query, |error: TaskErrorRecord| {
-            if filter.matches(&error) {
-                visit(error)
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .for_each_matching(&query, |r: &TaskErrorRecord| filter.matches(r), visit)
         .await
 }
 
