@@ -62,6 +62,7 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory lint-infra
+	$(VENV)/bin/python localstack/check_moto_serve.py
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \
