@@ -187,6 +187,7 @@ impl TaskKind for Roc {
                 vectors::collect_parts(
                     0,
                     content.objects_type,
+                    None,
                     &ids,
                     vectors::stored_version(&task.svc.config, content.descriptor_version),
                     content.objects_per_block,

@@ -12,6 +12,7 @@
 //! objects would look complete and be wrong.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,9 @@ use crate::Services;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::objects::{events, faces};
-use crate::store::blobs;
+use crate::query::TimeRange;
+use crate::store::dynamo::TableQuery;
+use crate::store::{blobs, keys};
 use crate::tasks::model::SubtaskRecord;
 use crate::timestamps;
 use crate::vectors::block::Block;
@@ -67,7 +70,10 @@ impl ObjectSet {
         }
     }
 
-    /// Ids of the set's objects that have a descriptor of `version`, in listing order.
+    /// Ids of the set's objects that may be selected and have a descriptor of `version`,
+    /// newest first. A set chosen by ids (`face_ids`, `list_id`) is read and filtered here;
+    /// any other set is listed through the descriptor index, keys only, and the collect
+    /// subtasks apply the rest of the filters to the records they read anyway.
     async fn ids_with_descriptors(
         &self,
         svc: &Services,
@@ -76,31 +82,88 @@ impl ObjectSet {
         version: u32,
     ) -> Result<Vec<Uuid>, ApiError> {
         let mut raw = self.filters.clone();
-        let mut ids = Vec::new();
         match self.objects_type {
             ObjectsType::Faces => {
                 let filter = face_filter(&mut raw, account_id, now)?;
+                if filter.face_ids.is_none() && filter.list_id.is_none() {
+                    return indexed_ids(svc, account_id, "FACE", version, &filter.create_time)
+                        .await;
+                }
+                let mut ids = Vec::new();
                 faces::visit_matching(svc, &filter, |face| {
                     if face.descriptor_version == Some(version) && face.descriptor.is_some() {
                         ids.push(face.face_id);
                     }
-                    std::ops::ControlFlow::Continue(())
+                    ControlFlow::Continue(())
                 })
                 .await?;
+                Ok(ids)
             }
             ObjectsType::Events => {
                 let filter = event_filter(&mut raw, account_id, now)?;
-                events::visit_matching(svc, &filter, |event| {
-                    if event.event.descriptor_version == Some(version) && event.descriptor.is_some()
-                    {
-                        ids.push(event.event.event_id);
-                    }
-                    std::ops::ControlFlow::Continue(())
-                })
-                .await?;
+                indexed_ids(svc, account_id, "EVENT", version, &filter.create_time).await
             }
         }
-        Ok(ids)
+    }
+
+    /// The set's filter as it was at task creation, to apply to the records of a block.
+    fn filter(&self, account_id: Uuid, created: DateTime<Utc>) -> Result<SetFilter, ApiError> {
+        let mut raw = self.filters.clone();
+        Ok(match self.objects_type {
+            ObjectsType::Faces => SetFilter::Faces(face_filter(&mut raw, account_id, created)?),
+            ObjectsType::Events => SetFilter::Events(event_filter(&mut raw, account_id, created)?),
+        })
+    }
+}
+
+/// The parsed filter of a set.
+enum SetFilter {
+    Faces(faces::FaceFilter),
+    Events(events::EventFilter),
+}
+
+/// The ids in the descriptor index of one kind of object of an account, descriptor
+/// version and creation-time range, newest first.
+async fn indexed_ids(
+    svc: &Services,
+    account_id: Uuid,
+    kind: &str,
+    version: u32,
+    created: &TimeRange,
+) -> Result<Vec<Uuid>, ApiError> {
+    /// What the keys-only index gives back that names the object.
+    #[derive(Deserialize)]
+    struct Indexed {
+        gsi3sk: String,
+    }
+    let query = TableQuery {
+        index: Some(keys::GSI3),
+        partition: keys::descriptor_partition(account_id, kind, version),
+        range: faces::time_range_keys(created),
+        descending: true,
+    };
+    let mut ids = Vec::new();
+    let mut garbled = None;
+    svc.table
+        .for_each_record(&query, |entry: Indexed| {
+            match entry.gsi3sk.rsplit('#').next().map(Uuid::parse_str) {
+                Some(Ok(id)) => {
+                    ids.push(id);
+                    ControlFlow::Continue(())
+                }
+                _ => {
+                    garbled = Some(entry.gsi3sk);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .await?;
+    match garbled {
+        Some(key) => Err(ApiError::internal(
+            "descriptor index",
+            format!("sort key {key:?} does not end with an object id"),
+        )),
+        None => Ok(ids),
     }
 }
 
@@ -189,6 +252,10 @@ pub struct CollectPart {
     pub block: BlockRef,
     /// Faces or events.
     pub objects_type: ObjectsType,
+    /// The set's filters (`create_time__lt` frozen), checked against each record read;
+    /// `None` when the ids are the selection (ROC markup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Map<String, Value>>,
     /// Descriptor version to read.
     pub descriptor_version: u32,
     /// The objects of the block.
@@ -223,6 +290,7 @@ pub async fn plan_collect(
         parts.extend(collect_parts(
             set as u8,
             objects.objects_type,
+            Some(&objects.filters),
             &ids,
             version,
             per_block,
@@ -232,10 +300,11 @@ pub async fn plan_collect(
 }
 
 /// The collect subtasks of one set of objects given by id (objects without a descriptor
-/// of `version` are left out when their block is written).
+/// of `version`, or not matching `filters`, are left out when their block is written).
 pub fn collect_parts(
     set: u8,
     objects_type: ObjectsType,
+    filters: Option<&Map<String, Value>>,
     ids: &[Uuid],
     version: u32,
     per_block: usize,
@@ -251,6 +320,7 @@ pub fn collect_parts(
                     offset: (block * per_block) as u32,
                 },
                 objects_type,
+                filters: filters.cloned(),
                 descriptor_version: version,
                 ids: chunk.to_vec(),
             })
@@ -272,6 +342,19 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
                 format!("unknown descriptor_version {}", part.descriptor_version),
             )
         })?;
+    let created = timestamps::parse(&subtask.task.create_time).unwrap_or_else(timestamps::now);
+    let filter = part
+        .filters
+        .clone()
+        .map(|filters| {
+            ObjectSet {
+                objects_type: part.objects_type,
+                filters,
+                descriptor_version: None,
+            }
+            .filter(account_id, created)
+        })
+        .transpose()?;
     let mut block = Block::new(dim);
     let mut tracks = Vec::new();
     let mut keep = |id: Uuid, descriptor: Option<crate::descriptor::Descriptor>, track| {
@@ -297,6 +380,11 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
                 let mut found = faces::records(svc, account_id, chunk).await?;
                 found.sort_by_key(|f| position(f.face_id));
                 for face in found {
+                    if let Some(SetFilter::Faces(f)) = &filter
+                        && !f.matches(&face)
+                    {
+                        continue;
+                    }
                     keep(face.face_id, face.descriptor(), None);
                 }
             }
@@ -304,6 +392,11 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
                 let mut found = events::records(svc, account_id, chunk).await?;
                 found.sort_by_key(|e| position(e.event.event_id));
                 for event in found {
+                    if let Some(SetFilter::Events(f)) = &filter
+                        && !f.matches(&event.event)
+                    {
+                        continue;
+                    }
                     let track = event.event.track_id.clone();
                     keep(event.event.event_id, event.descriptor(), track);
                 }

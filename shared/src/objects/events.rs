@@ -184,6 +184,10 @@ pub struct EventRecord {
     sk: String,
     gsi1pk: String,
     gsi1sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3sk: Option<String>,
     /// The event as shown.
     #[serde(flatten)]
     pub event: Event,
@@ -414,11 +418,16 @@ fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventReco
         return Err(ApiError::bad_json("'end_time' is before 'create_time'"));
     }
     let event_id = Uuid::new_v4();
+    let gsi1sk = keys::time_sort_key(&create_time, event_id);
+    let version = descriptor.as_ref().map(|d| d.version);
+    let (gsi3pk, gsi3sk) = keys::descriptor_index(account_id, "EVENT", version, &gsi1sk);
     Ok(EventRecord {
         pk: keys::event_pk(event_id),
         sk: keys::EVENT_SK.into(),
         gsi1pk: keys::account_partition(account_id, "EVENT"),
-        gsi1sk: keys::time_sort_key(&create_time, event_id),
+        gsi1sk,
+        gsi3pk,
+        gsi3sk,
         event: Event {
             event_id,
             account_id,
@@ -436,7 +445,7 @@ fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventReco
             emotion: new.emotion,
             location: new.location,
             face_id: new.face_id,
-            descriptor_version: descriptor.as_ref().map(|d| d.version),
+            descriptor_version: version,
         },
         descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
     })

@@ -118,6 +118,10 @@ pub struct FaceRecord {
     sk: String,
     gsi1pk: String,
     gsi1sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3sk: Option<String>,
     /// Face id.
     pub face_id: Uuid,
     /// Owner.
@@ -250,7 +254,7 @@ impl FaceFilter {
         })
     }
 
-    fn matches(&self, face: &FaceRecord) -> bool {
+    pub(crate) fn matches(&self, face: &FaceRecord) -> bool {
         let created = timestamps::parse(&face.create_time);
         face.account_id == self.account_id
             && self
@@ -349,11 +353,16 @@ fn new_record(svc: &Services, new: NewFace) -> Result<FaceRecord, ApiError> {
         .transpose()?;
     let face_id = Uuid::new_v4();
     let now = timestamps::format(timestamps::now());
+    let gsi1sk = keys::time_sort_key(&now, face_id);
+    let version = descriptor.as_ref().map(|d| d.version);
+    let (gsi3pk, gsi3sk) = keys::descriptor_index(new.account_id, "FACE", version, &gsi1sk);
     Ok(FaceRecord {
         pk: keys::face_pk(face_id),
         sk: keys::FACE_SK.into(),
         gsi1pk: keys::account_partition(new.account_id, "FACE"),
-        gsi1sk: keys::time_sort_key(&now, face_id),
+        gsi1sk,
+        gsi3pk,
+        gsi3sk,
         face_id,
         account_id: new.account_id,
         event_id: new.event_id,
@@ -753,11 +762,16 @@ pub async fn ensure_from_event(
 ) -> Result<(), ApiError> {
     let now = timestamps::format(timestamps::now());
     let shown = &event.event;
+    let gsi1sk = keys::time_sort_key(&now, face_id);
+    let version = event.descriptor.as_ref().and(shown.descriptor_version);
+    let (gsi3pk, gsi3sk) = keys::descriptor_index(shown.account_id, "FACE", version, &gsi1sk);
     let record = FaceRecord {
         pk: keys::face_pk(face_id),
         sk: keys::FACE_SK.into(),
         gsi1pk: keys::account_partition(shown.account_id, "FACE"),
-        gsi1sk: keys::time_sort_key(&now, face_id),
+        gsi1sk,
+        gsi3pk,
+        gsi3sk,
         face_id,
         account_id: shown.account_id,
         event_id: Some(shown.event_id),
@@ -766,7 +780,7 @@ pub async fn ensure_from_event(
         avatar: String::new(),
         create_time: now.clone(),
         last_update_time: now,
-        descriptor_version: event.descriptor.as_ref().and(shown.descriptor_version),
+        descriptor_version: version,
         descriptor: event.descriptor.clone(),
     };
     svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())
@@ -787,7 +801,9 @@ pub async fn remove_descriptor(
         .table_name(svc.table.name())
         .key("pk", s(&keys::face_pk(face_id)))
         .key("sk", s(keys::FACE_SK))
-        .update_expression("REMOVE #descriptor, descriptor_version SET last_update_time = :now")
+        .update_expression(
+            "REMOVE #descriptor, descriptor_version, gsi3pk, gsi3sk SET last_update_time = :now",
+        )
         .condition_expression("account_id = :account AND descriptor_version = :version")
         .expression_attribute_names("#descriptor", "descriptor")
         .expression_attribute_values(":account", s(&account_id.to_string()))
