@@ -10,6 +10,10 @@
 //! vectors_bench cluster DIR               components of DIR/cluster.f32 at a threshold
 //! vectors_bench roc DIR                   ROC of DIR/roc_sims.f32 with DIR/roc_labels.u8
 //! ```
+//!
+//! `VECTORS_BENCH_CLUSTER=f32` makes `cluster` run the kernel's f32 path
+//! ([`for_each_edge_f32`]) instead of the default one, to time the int8 prefilter against it:
+//! `VECTORS_BENCH_CLUSTER=f32 bash bench/vectors.sh --only cluster`.
 
 use std::fs;
 use std::hint::black_box;
@@ -18,7 +22,9 @@ use std::time::Instant;
 
 use fanout::vectors::block::Block;
 use fanout::vectors::components::{DisjointSets, components};
-use fanout::vectors::kernel::{TILE_CANDIDATES, TILE_REFS, for_each_edge, top_k, top_k_tiled};
+use fanout::vectors::kernel::{
+    TILE_CANDIDATES, TILE_REFS, for_each_edge, for_each_edge_f32, top_k, top_k_tiled,
+};
 use fanout::vectors::roc::{ScoredPair, roc};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -154,13 +160,19 @@ fn cluster(dir: &Path) -> Value {
     let dim = number(&meta, "dim") as usize;
     let threshold = number(&meta, "threshold") as f32;
     let block = load_block(&dir.join("cluster.f32"), dim);
+    let path = std::env::var("VECTORS_BENCH_CLUSTER").unwrap_or_default();
     let start = Instant::now();
     let mut sets = DisjointSets::new(block.len());
     let mut edges = 0u64;
-    for_each_edge(&block, &block, threshold, true, |i, j| {
+    let edge = |i: u32, j: u32| {
         edges += 1;
         sets.union(i as usize, j as usize);
-    });
+    };
+    match path.as_str() {
+        "f32" => for_each_edge_f32(&block, &block, threshold, true, edge),
+        "" => for_each_edge(&block, &block, threshold, true, edge),
+        other => panic!("VECTORS_BENCH_CLUSTER is f32 or unset, not {other:?}"),
+    }
     let lists = components(&mut sets);
     let seconds = start.elapsed().as_secs_f64();
     let mut labels = vec![0u32; block.len()];
@@ -178,6 +190,7 @@ fn cluster(dir: &Path) -> Value {
         "components": lists.len(),
         "largest": lists.first().map_or(0, Vec::len),
         "pairs_per_s": pairs / seconds,
+        "path": if path.is_empty() { "default" } else { "f32" },
     })
 }
 

@@ -6,7 +6,8 @@
 //! (unit-normalised once, so cosine similarity is a dot product) and stores their bytes.
 //! Each match subtask takes one pair of blocks and calls [`kernel::top_k`] (cross match,
 //! roc) or [`kernel::edges`] (clustering); the kernel multiplies in fixed-size tiles and
-//! filters each tile as it is produced, so its memory does not grow with the blocks. The
+//! filters each tile as it is produced, so its memory does not grow with the blocks
+//! (beyond the threshold pass's int8 copies of them, a quarter of their size). The
 //! per-block results combine afterwards: [`kernel::merge_top_k`] keeps the best of each
 //! reference across candidate blocks, [`components::DisjointSets`] joins the edges into
 //! clusters, and [`roc::roc`] and [`roc::hit_top`] turn the scored pairs into curves.
@@ -15,5 +16,7 @@
 
 pub mod block;
 pub mod components;
+#[cfg(target_arch = "x86_64")]
+mod int8;
 pub mod kernel;
 pub mod roc;
