@@ -10,6 +10,8 @@ workers=${1:-2} refs=${2:-100000} cands=${3:-100000} per=${4:-5000}
 cargo build --release -p fanout-workers --bin worker --example cross_match_run
 set -a; . .fanout/local.env; set +a
 pids=()
+# The workers go whatever happens: left running, they would take the next run's messages.
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' EXIT
 for _ in $(seq 1 "$workers"); do
     RUST_LOG=warn target/release/worker &
     pids+=($!)
@@ -17,6 +19,4 @@ done
 target/release/examples/cross_match_run "$refs" "$cands" "$per"
 for pid in "${pids[@]}"; do
     echo "worker $pid: $(grep VmHWM /proc/"$pid"/status)"
-    kill -TERM "$pid"
 done
-wait

@@ -1,6 +1,9 @@
 //! Distributed cross-match run (see BENCHMARKS.md): loads `REFS` reference faces and
 //! `CANDS` candidate faces with random clustered 512-float descriptors into a new account
-//! with the bulk loader, creates one cross_match task through the domain API, waits for it
+//! with the bulk loader (references first; each set is selected by its `user_data` and
+//! its side of the creation time between the two loads, so the planner lists each set
+//! through the descriptor index's time range), creates one cross_match task through the
+//! domain API, waits for it
 //! and prints the wall time, the subtask counts and a spot check of the result against
 //! brute force for a few references. Workers run as separate processes
 //! (bench/cross_match.sh starts them).
@@ -14,6 +17,7 @@ use fanout::kinds;
 use fanout::store::blobs;
 use fanout::tasks::api::{self, NewTask};
 use fanout::tasks::model::TaskStatus;
+use fanout::timestamps;
 use fanout_e2e::{Lcg, cosine, faces_with_descriptors};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -42,7 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_start = Instant::now();
     let mut reference_sample = Vec::new();
     let mut candidates_all: Vec<(Uuid, Vec<f32>)> = Vec::new();
+    let mut boundary = String::new();
     for (tag, n) in [("reference", refs), ("candidate", cands)] {
+        if tag == "candidate" {
+            boundary = timestamps::format(timestamps::now());
+        }
         let mut made = 0;
         while made < n {
             let size = (n - made).min(1000);
@@ -77,8 +85,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             account_id,
             description: Some("distributed cross match".into()),
             content: json!({
-                "references": {"objects_type": "faces", "filters": {"user_data": "reference"}},
-                "candidates": {"objects_type": "faces", "filters": {"user_data": "candidate"}},
+                "references": {"objects_type": "faces",
+                    "filters": {"user_data": "reference", "create_time__lt": boundary}},
+                "candidates": {"objects_type": "faces",
+                    "filters": {"user_data": "candidate", "create_time__gte": boundary}},
                 "limit": limit, "objects_per_block": per_block
             }),
         },
