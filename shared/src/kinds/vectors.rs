@@ -81,10 +81,8 @@ impl ObjectSet {
         now: DateTime<Utc>,
         version: u32,
     ) -> Result<Vec<Uuid>, ApiError> {
-        let mut raw = self.filters.clone();
-        match self.objects_type {
-            ObjectsType::Faces => {
-                let filter = face_filter(&mut raw, account_id, now)?;
+        match self.filter(account_id, now)? {
+            SetFilter::Faces(filter) => {
                 if filter.face_ids.is_none() && filter.list_id.is_none() {
                     return indexed_ids(svc, account_id, "FACE", version, &filter.create_time)
                         .await;
@@ -99,14 +97,14 @@ impl ObjectSet {
                 .await?;
                 Ok(ids)
             }
-            ObjectsType::Events => {
-                let filter = event_filter(&mut raw, account_id, now)?;
+            SetFilter::Events(filter) => {
                 indexed_ids(svc, account_id, "EVENT", version, &filter.create_time).await
             }
         }
     }
 
-    /// The set's filter as it was at task creation, to apply to the records of a block.
+    /// The set's filter as it was at task creation (`create_time__lt` frozen then), read by
+    /// the planner and again by each collect subtask for the records of its block.
     fn filter(&self, account_id: Uuid, created: DateTime<Utc>) -> Result<SetFilter, ApiError> {
         let mut raw = self.filters.clone();
         Ok(match self.objects_type {
