@@ -62,6 +62,16 @@ pub enum ErrorCode {
     TaskNotCancellable,
     /// A subtask kept failing until its attempts ran out (a Fanout code).
     SubtaskAttemptsExhausted,
+    /// A report was asked of a clustering task that has not ended in done.
+    ReportStatusUnsupported,
+    /// A report was asked of a clustering task that has no result.
+    ReportWithoutResult,
+    /// An uploaded image is larger than the service stores (a Fanout code).
+    ImageTooLarge,
+    /// An uploaded image is neither JPEG nor PNG (a Fanout code).
+    ImageUnsupported,
+    /// The object has no stored image (a Fanout code).
+    ImageNotFound,
 }
 
 impl ErrorCode {
@@ -91,6 +101,11 @@ impl ErrorCode {
             ErrorCode::TaskCancelled => 28025,
             ErrorCode::TaskNotCancellable => 40002,
             ErrorCode::SubtaskAttemptsExhausted => 40003,
+            ErrorCode::ReportStatusUnsupported => 28015,
+            ErrorCode::ReportWithoutResult => 28016,
+            ErrorCode::ImageTooLarge => 40004,
+            ErrorCode::ImageUnsupported => 40005,
+            ErrorCode::ImageNotFound => 40006,
         }
     }
 
@@ -110,7 +125,10 @@ impl ErrorCode {
             | ErrorCode::TaskResultNotFound
             | ErrorCode::TaskResultNotReady
             | ErrorCode::TaskResultImpossible
-            | ErrorCode::TaskCancelled => 404,
+            | ErrorCode::TaskCancelled
+            | ErrorCode::ImageNotFound => 404,
+            ErrorCode::ImageTooLarge => 413,
+            ErrorCode::ImageUnsupported => 415,
             ErrorCode::BadQuery
             | ErrorCode::RequiredParamsNotFound
             | ErrorCode::UnsupportedParam
@@ -118,7 +136,9 @@ impl ErrorCode {
             | ErrorCode::EmptyJson
             | ErrorCode::NoData
             | ErrorCode::BadRequestId
-            | ErrorCode::TaskNotCancellable => 400,
+            | ErrorCode::TaskNotCancellable
+            | ErrorCode::ReportStatusUnsupported
+            | ErrorCode::ReportWithoutResult => 400,
         }
     }
 
@@ -148,11 +168,16 @@ impl ErrorCode {
             ErrorCode::TaskCancelled => "Task has been cancelled",
             ErrorCode::TaskNotCancellable => "Bad/incomplete input data",
             ErrorCode::SubtaskAttemptsExhausted => "Subtask failed",
+            ErrorCode::ReportStatusUnsupported => "Bad/incomplete input data",
+            ErrorCode::ReportWithoutResult => "Bad/incomplete input data",
+            ErrorCode::ImageTooLarge => "Image is too large",
+            ErrorCode::ImageUnsupported => "Unsupported image format",
+            ErrorCode::ImageNotFound => "Object not found",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -176,6 +201,11 @@ impl ErrorCode {
         ErrorCode::TaskCancelled,
         ErrorCode::TaskNotCancellable,
         ErrorCode::SubtaskAttemptsExhausted,
+        ErrorCode::ReportStatusUnsupported,
+        ErrorCode::ReportWithoutResult,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::ImageUnsupported,
+        ErrorCode::ImageNotFound,
     ];
 }
 
