@@ -13,9 +13,11 @@
 //!
 //! Filters beyond the key condition are applied to the items of that one partition.
 
+pub mod archive;
 pub mod blobs;
 pub mod dynamo;
 pub mod keys;
+pub mod multipart;
 pub mod queues;
 
 pub use dynamo::{Item, KeyRange, Table, TableQuery};
