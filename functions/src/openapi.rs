@@ -9,8 +9,8 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
-    RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
+    ComponentsBuilder, Content, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder,
+    Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
 };
 
 use fanout::error::{ApiError, ErrorBody};
@@ -65,37 +65,27 @@ pub fn spec() -> OpenApi {
             );
         }
         if let Some(body) = route.doc.body {
-            let name = remember(body());
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .required(Some(Required::True))
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name(name)))
-                            .build(),
-                    )
-                    .build(),
-            ));
+            let named = body();
+            let media_types = named.media_types;
+            let name = remember(named);
+            let mut request = RequestBodyBuilder::new().required(Some(Required::True));
+            for media_type in media_types {
+                request = request.content(*media_type, content_of(&name));
+            }
+            op = op.request_body(Some(request.build()));
         }
         let mut ok = ResponseBuilder::new().description("success");
         if let Some(response) = route.doc.response {
-            let name = remember(response());
-            ok = ok.content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(name)))
-                    .build(),
-            );
+            let named = response();
+            let media_types = named.media_types;
+            let name = remember(named);
+            for media_type in media_types {
+                ok = ok.content(*media_type, content_of(&name));
+            }
         }
         let error = ResponseBuilder::new()
             .description("error: `error_code`, `desc`, `detail`, `link`")
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(error_schema.clone())))
-                    .build(),
-            )
+            .content("application/json", content_of(&error_schema))
             .build();
         let responses = ResponsesBuilder::new()
             .response(route.doc.status.to_string(), ok.build())
@@ -155,6 +145,13 @@ pub fn html() -> String {
         env!("CARGO_PKG_VERSION"),
         escape(&json)
     )
+}
+
+/// A body of the named component schema.
+fn content_of(schema_name: &str) -> Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema_name)))
+        .build()
 }
 
 fn escape(text: &str) -> String {
@@ -218,6 +215,25 @@ mod tests {
             .map(|r| (r.method.to_string(), r.path.to_string(), r.name.to_string()))
             .collect();
         assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn image_routes_send_and_answer_image_bytes() {
+        let spec = spec();
+        let avatar = &spec.paths.paths["/1/faces/{face_id}/avatar"];
+        let upload = avatar.put.as_ref().unwrap().request_body.as_ref().unwrap();
+        let types: BTreeSet<_> = upload.content.keys().cloned().collect();
+        assert_eq!(
+            types,
+            BTreeSet::from(["image/jpeg".into(), "image/png".into()])
+        );
+        let RefOr::T(ok) = &avatar.get.as_ref().unwrap().responses.responses["200"] else {
+            panic!("200 is a reference");
+        };
+        assert!(ok.content.contains_key("image/png"));
+        assert!(!ok.content.contains_key("application/json"));
+        let yaml = yaml().unwrap();
+        assert!(yaml.contains("format: binary"));
     }
 
     #[test]

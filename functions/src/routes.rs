@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use http::Method;
 use lambda_http::{Body, Request, Response};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, Schema};
 
 use fanout::Services;
@@ -14,14 +15,15 @@ use fanout::health::Health;
 use fanout::objects::Count;
 use fanout::objects::events::{self, Event, EventPage, EventsCreated, NewEvents};
 use fanout::objects::faces::{self, Face, FaceCreated, FacePage, FacePatch, NewFace};
+use fanout::objects::images;
 use fanout::objects::lists::{self, List, ListCreated, ListPage, ListPatch, NewList};
 
 use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
 
 use crate::handlers::{
-    events as event_handlers, faces as face_handlers, lists as list_handlers, system,
-    tasks as task_handlers,
+    events as event_handlers, faces as face_handlers, images as image_handlers,
+    lists as list_handlers, system, tasks as task_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -39,6 +41,8 @@ pub struct NamedSchema {
     pub schema: RefOr<Schema>,
     /// Schemas it refers to, by name.
     pub nested: Vec<(String, RefOr<Schema>)>,
+    /// Media types the body travels as: JSON, or the image types for raw image bytes.
+    pub media_types: &'static [&'static str],
 }
 
 /// Produces the schema of one request or response type.
@@ -64,11 +68,11 @@ pub struct RouteDoc {
     pub summary: &'static str,
     /// Query parameters the route accepts.
     pub query: &'static [&'static str],
-    /// JSON body schema.
+    /// Request body schema.
     pub body: Option<SchemaFn>,
     /// Success status.
     pub status: u16,
-    /// Success body schema (none for 204 or non-JSON answers).
+    /// Success body schema (none for 204 or answers of varying type).
     pub response: Option<SchemaFn>,
 }
 
@@ -80,6 +84,24 @@ pub fn schema_of<T: utoipa::ToSchema>() -> NamedSchema {
         name: T::name().into_owned(),
         schema: T::schema(),
         nested,
+        media_types: &["application/json"],
+    }
+}
+
+/// Schema of a raw image body: JPEG or PNG bytes, sent and answered as such.
+pub fn image_schema() -> NamedSchema {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .description(Some(format!(
+            "JPEG or PNG bytes, at most {} bytes (4 MiB)",
+            images::IMAGE_MAX_BYTES
+        )));
+    NamedSchema {
+        name: "ImageBytes".into(),
+        schema: schema.into(),
+        nested: Vec::new(),
+        media_types: images::CONTENT_TYPES,
     }
 }
 
@@ -127,7 +149,17 @@ pub static ROUTES: &[Route] = &[
     route!("patch_face", PATCH, "/1/faces/{face_id}", face_handlers::patch,
         "Change a face's attributes", query: ACCOUNT, body: Some(schema_of::<FacePatch>), 204 => None),
     route!("delete_face", DELETE, "/1/faces/{face_id}", face_handlers::delete,
-        "Delete a face and its list memberships", query: ACCOUNT, body: None, 204 => None),
+        "Delete a face, its list memberships and its avatar image", query: ACCOUNT, body: None,
+        204 => None),
+    route!("put_face_avatar", PUT, "/1/faces/{face_id}/avatar", image_handlers::put_face_avatar,
+        "Upload a face's avatar: raw JPEG or PNG bytes up to 4 MiB (413 above, 415 other formats); the face's avatar becomes this path",
+        query: ACCOUNT, body: Some(image_schema), 204 => None),
+    route!("get_face_avatar", GET, "/1/faces/{face_id}/avatar", image_handlers::get_face_avatar,
+        "A face's avatar image with its content type (40006 when it has none)", query: ACCOUNT,
+        body: None, 200 => Some(image_schema)),
+    route!("delete_face_avatar", DELETE, "/1/faces/{face_id}/avatar",
+        image_handlers::delete_face_avatar, "Delete a face's avatar image (the face stays)",
+        query: ACCOUNT, body: None, 204 => None),
     route!("create_list", POST, "/1/lists", list_handlers::create,
         "Create a list", query: NONE, body: Some(schema_of::<NewList>), 201 => Some(schema_of::<ListCreated>)),
     route!("list_lists", GET, "/1/lists", list_handlers::list,
@@ -145,6 +177,12 @@ pub static ROUTES: &[Route] = &[
         "Events matching filters, newest first", query: events::LIST_PARAMS, body: None, 200 => Some(schema_of::<EventPage>)),
     route!("get_event", GET, "/1/events/{event_id}", event_handlers::get,
         "One event", query: ACCOUNT, body: None, 200 => Some(schema_of::<Event>)),
+    route!("put_event_sample", PUT, "/1/events/{event_id}/sample", image_handlers::put_event_sample,
+        "Upload an event's sample image: raw JPEG or PNG bytes up to 4 MiB (413 above, 415 other formats)",
+        query: ACCOUNT, body: Some(image_schema), 204 => None),
+    route!("get_event_sample", GET, "/1/events/{event_id}/sample", image_handlers::get_event_sample,
+        "An event's sample image with its content type (40006 when it has none)", query: ACCOUNT,
+        body: None, 200 => Some(image_schema)),
     route!("create_linker_task", POST, "/1/tasks/linker", task_handlers::create,
         "Create a linker task: link faces or events selected by filters to a list",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
@@ -159,6 +197,12 @@ pub static ROUTES: &[Route] = &[
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
     route!("create_clustering_task", POST, "/1/tasks/clustering", task_handlers::create,
         "Create a clustering task: connected components of objects joined by similarity >= threshold",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("create_exporter_task", POST, "/1/tasks/exporter", task_handlers::create,
+        "Create an exporter task: a zip of one CSV row per face or event matching filters, with their images on request",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("create_reporter_task", POST, "/1/tasks/reporter", task_handlers::create,
+        "Create a reporter task: a zip with a CSV of a done clustering task's clusters and the chosen columns of their objects",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
     route!("list_tasks", GET, "/1/tasks", task_handlers::list,
         "Tasks matching filters, newest first", query: tasks::TASK_LIST_PARAMS, body: None,
@@ -277,6 +321,23 @@ mod tests {
         };
         assert_eq!(route.name, "get_face");
         assert_eq!(params, vec![("face_id".to_string(), "abc".to_string())]);
+    }
+
+    #[test]
+    fn image_routes_take_the_object_id() {
+        let Match::Found(route, params) = find(&Method::PUT, "/1/faces/abc/avatar") else {
+            panic!("no match");
+        };
+        assert_eq!(route.name, "put_face_avatar");
+        assert_eq!(params, vec![("face_id".to_string(), "abc".to_string())]);
+        let Match::Found(route, _) = find(&Method::GET, "/1/events/abc/sample") else {
+            panic!("no match");
+        };
+        assert_eq!(route.name, "get_event_sample");
+        assert!(matches!(
+            find(&Method::POST, "/1/faces/abc/avatar"),
+            Match::MethodNotAllowed
+        ));
     }
 
     #[test]

@@ -2,20 +2,33 @@
 //! turned into requests exactly as the runtime does, then dispatched through the route
 //! the template binds to them. Needs the local stack's environment (`make test`).
 
+use std::collections::HashMap;
+
 use fanout::Services;
 use fanout_functions::dispatch::dispatch;
 use fanout_functions::routes;
-use lambda_http::{Body, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-async fn invoke(route: &str, fixture: &str) -> Response<Body> {
+/// The account the fixtures name.
+const FIXTURE_ACCOUNT: &str = "346a5645-ec89-4806-820a-dbcb6e0dc381";
+
+/// A fixture turned into a request, as the runtime does.
+fn event(fixture: &str) -> Request {
     let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
     let event = std::fs::read_to_string(&path).expect("fixture");
-    let request = lambda_http::request::from_str(&event).expect("an API Gateway v2 event");
-    let services = Services::from_env()
+    lambda_http::request::from_str(&event).expect("an API Gateway v2 event")
+}
+
+async fn services() -> Services {
+    Services::from_env()
         .await
-        .expect("local stack environment: run `make test`");
-    dispatch(&services, routes::by_name(route).expect("route"), request).await
+        .expect("local stack environment: run `make test`")
+}
+
+async fn invoke(route: &str, fixture: &str) -> Response<Body> {
+    let route = routes::by_name(route).expect("route");
+    dispatch(&services().await, route, event(fixture)).await
 }
 
 fn json(response: &Response<Body>) -> Value {
@@ -54,9 +67,57 @@ async fn create_list_event_with_base64_body_writes_to_dynamodb() {
         .parse()
         .unwrap();
     let services = Services::from_env().await.unwrap();
-    let account = "346a5645-ec89-4806-820a-dbcb6e0dc381".parse().unwrap();
+    let account = FIXTURE_ACCOUNT.parse().unwrap();
     let list = fanout::objects::lists::get(&services, account, list_id)
         .await
         .expect("stored");
     assert_eq!(list.user_data, "from a lambda event");
+}
+
+/// The JPEG whose base64 is the body of `put_face_avatar.json`.
+const FIXTURE_JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
+    0x00, 0x01, 0x00, 0x00, 0xFF, 0xD9,
+];
+
+#[tokio::test]
+async fn put_avatar_event_with_base64_body_stores_the_decoded_bytes() {
+    let services = services().await;
+    let account = FIXTURE_ACCOUNT.parse().unwrap();
+    let new = fanout::objects::faces::NewFace {
+        account_id: account,
+        descriptor: None,
+        descriptor_version: None,
+        external_id: None,
+        user_data: None,
+        event_id: None,
+        avatar: None,
+        lists: None,
+    };
+    let face_id = fanout::objects::faces::create(&services, new)
+        .await
+        .unwrap()
+        .face_id;
+    // The fixture names a face that does not exist: point it at the new one.
+    let params = HashMap::from([("face_id".to_string(), face_id.to_string())]);
+    let request = event("put_face_avatar.json").with_path_parameters(params);
+    let route = routes::by_name("put_face_avatar").unwrap();
+    let response = dispatch(&services, route, request).await;
+    assert_eq!(response.status(), 204, "{:?}", response.body());
+    let image = fanout::objects::images::get_face_avatar(&services, account, face_id)
+        .await
+        .expect("stored");
+    assert_eq!(image.bytes, FIXTURE_JPEG);
+    assert_eq!(image.content_type, "image/jpeg");
+    fanout::objects::faces::delete(&services, account, face_id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn put_avatar_event_for_an_unknown_face_is_a_face_not_found() {
+    // Decoded, the body passes validation (else 415), so the face lookup decides.
+    let response = invoke("put_face_avatar", "put_face_avatar.json").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(json(&response)["error_code"], 22002);
 }

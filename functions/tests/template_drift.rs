@@ -123,6 +123,38 @@ fn every_route_binary_exists() {
     }
 }
 
+/// Names of the `[[bin]]` targets of functions/Cargo.toml (`autobins = false`: a binary
+/// not declared there is never built, so never deployed).
+fn declared_binaries() -> BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let text = std::fs::read_to_string(path).expect("functions/Cargo.toml");
+    let mut names = BTreeSet::new();
+    let mut in_bin = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(value) = line.strip_prefix("name = ") {
+            names.insert(value.trim_matches('"').to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn every_route_and_scheduled_binary_is_declared_for_the_build() {
+    let declared = declared_binaries();
+    let wanted = ROUTES
+        .iter()
+        .map(|r| r.name)
+        .chain(SCHEDULED_BINARIES.iter().copied());
+    for name in wanted {
+        assert!(
+            declared.contains(name),
+            "functions/Cargo.toml declares no [[bin]] named {name}"
+        );
+    }
+}
+
 #[test]
 fn every_scheduled_binary_exists() {
     let bin_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");

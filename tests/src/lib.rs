@@ -284,3 +284,97 @@ pub async fn faces_with_descriptors(
         .await
         .expect("bulk load faces")
 }
+
+/// An HTTP answer whose body is kept as bytes (images).
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as sent.
+    pub bytes: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The LUNA `error_code` of an error answer.
+    pub fn error_code(&self) -> u64 {
+        let json: Value = serde_json::from_slice(&self.bytes).unwrap_or(Value::Null);
+        json["error_code"].as_u64().unwrap_or_else(|| {
+            panic!(
+                "not an error body: {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
+    }
+
+    /// The `content-type` header ("" when absent).
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Stack {
+    /// Sends raw bytes (an image upload), with a Content-Type when given.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = client()
+            .request(method, format!("{}{path}", self.url))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
+    /// `GET path`, keeping the body's bytes.
+    pub async fn get_bytes(&self, path: &str) -> RawAnswer {
+        let response = client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request");
+        RawAnswer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            bytes: response.bytes().await.expect("body").to_vec(),
+        }
+    }
+
+    /// Keys of the S3 objects under `prefix`, read straight from the bucket.
+    pub async fn stored_objects(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .services
+                .aws
+                .s3
+                .list_objects_v2()
+                .bucket(&self.services.config.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .expect("s3 list_objects_v2");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match page.next_continuation_token {
+                Some(next) if page.is_truncated == Some(true) => token = Some(next),
+                _ => return keys,
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod faces;
+pub mod images;
 pub mod lists;
 pub mod system;
 pub mod tasks;

@@ -187,11 +187,10 @@ impl TaskKind for Gc {
         let output = match part.target {
             GcTarget::Events => {
                 let present = events::records(svc, account_id, &part.ids).await?;
-                let ids: Vec<Uuid> = present.iter().map(|e| e.event.event_id).collect();
-                events::delete_many(svc, &ids).await?;
+                events::delete_records(svc, &present).await?;
                 GcOutput {
-                    removed: ids.len() as u64,
-                    skipped: (part.ids.len() - ids.len()) as u64,
+                    removed: present.len() as u64,
+                    skipped: (part.ids.len() - present.len()) as u64,
                 }
             }
             GcTarget::FaceDescriptors => {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::images::{self, StoredImage};
 use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
 use crate::Services;
 use crate::descriptor::Descriptor;
@@ -194,6 +195,9 @@ pub struct EventRecord {
     /// Descriptor as little-endian f32 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub descriptor: Option<Vec<u8>>,
+    /// The uploaded sample, whose bytes are in S3 at [`images::event_sample_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<StoredImage>,
 }
 
 impl EventRecord {
@@ -448,6 +452,7 @@ fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventReco
             descriptor_version: version,
         },
         descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
+        image: None,
     })
 }
 
@@ -471,18 +476,49 @@ pub async fn records(
     Ok(found)
 }
 
-/// Deletes events by id; ids that are gone already are fine. The caller has checked
-/// that they belong to the account.
+/// Deletes events by id, with their samples; ids that are gone already are fine. The
+/// caller has checked that they belong to the account.
+///
+/// The events are read first because a sample's key names the event's account; see
+/// [`delete_records`] for the order of the deletes.
 pub async fn delete_many(svc: &Services, event_ids: &[Uuid]) -> Result<(), ApiError> {
-    let doomed = event_ids
+    let keys: Vec<(String, String)> = event_ids
         .iter()
         .map(|&id| (keys::event_pk(id), keys::EVENT_SK.to_string()))
         .collect();
-    svc.table.batch_write(Vec::new(), doomed).await
+    let records = svc
+        .table
+        .batch_get(&keys)
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect::<Result<Vec<EventRecord>, _>>()?;
+    delete_records(svc, &records).await
 }
 
-/// One event of `account_id`.
-pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Event, ApiError> {
+/// Deletes events already read, then their sample objects (`DeleteObjects` in batches,
+/// whether or not the records had a sample, so an upload racing the delete is removed
+/// too). A crash between the two leaves orphan objects under the account's prefix that
+/// no record refers to; a retry no longer finds those events and leaves them.
+pub async fn delete_records(svc: &Services, records: &[EventRecord]) -> Result<(), ApiError> {
+    let doomed = records
+        .iter()
+        .map(|r| (r.pk.clone(), r.sk.clone()))
+        .collect();
+    svc.table.batch_write(Vec::new(), doomed).await?;
+    let samples: Vec<String> = records
+        .iter()
+        .map(|r| images::event_sample_key(r.event.account_id, r.event.event_id))
+        .collect();
+    images::delete_objects(svc, &samples).await
+}
+
+/// The stored event if it belongs to `account_id`.
+pub async fn record(
+    svc: &Services,
+    account_id: Uuid,
+    event_id: Uuid,
+) -> Result<EventRecord, ApiError> {
     let item = svc
         .table
         .get(&keys::event_pk(event_id), keys::EVENT_SK)
@@ -492,7 +528,12 @@ pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Eve
     if record.event.account_id != account_id {
         return Err(ApiError::event_not_found(event_id));
     }
-    Ok(record.event)
+    Ok(record)
+}
+
+/// One event of `account_id`.
+pub async fn get(svc: &Services, account_id: Uuid, event_id: Uuid) -> Result<Event, ApiError> {
+    Ok(record(svc, account_id, event_id).await?.event)
 }
 
 /// One page of the events matching `filter`, newest first.

@@ -16,6 +16,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::images::{self, StoredImage};
 use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
 use crate::Services;
 use crate::descriptor::Descriptor;
@@ -25,7 +26,7 @@ use crate::store::dynamo::{
     TRANSACTION_MAX, TransactError, from_item, put_new_op, put_op, s, to_item,
     unless_condition_failed,
 };
-use crate::store::{KeyRange, TableQuery, keys};
+use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
 /// Most lists a face can be put in when it is created.
@@ -148,6 +149,9 @@ pub struct FaceRecord {
     /// Descriptor as little-endian f32 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub descriptor: Option<Vec<u8>>,
+    /// The uploaded avatar, whose bytes are in S3 at [`images::face_avatar_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<StoredImage>,
 }
 
 impl FaceRecord {
@@ -373,6 +377,7 @@ fn new_record(svc: &Services, new: NewFace) -> Result<FaceRecord, ApiError> {
         last_update_time: now,
         descriptor_version: descriptor.as_ref().map(|d| d.version),
         descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
+        image: None,
     })
 }
 
@@ -454,7 +459,12 @@ pub async fn patch(
         .ok_or_else(|| ApiError::face_not_found(face_id))
 }
 
-/// Deletes a face and its memberships.
+/// Deletes a face, its memberships, then its avatar object.
+///
+/// The object goes last and whether or not the read record had an image, so an upload
+/// racing the delete is removed too (its own conditional update fails once the item is
+/// gone, and it deletes what it wrote). A crash between the item delete and the object
+/// delete leaves an orphan object under the account's prefix that nothing refers to.
 pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(), ApiError> {
     record(svc, account_id, face_id).await?;
     let lists = lists_of(svc, face_id).await?;
@@ -479,9 +489,10 @@ pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(
         .transact(vec![TransactWriteItem::builder().delete(delete).build()])
         .await
     {
-        Ok(()) | Err(TransactError::ConditionFailed) => Ok(()),
-        Err(TransactError::Api(err)) => Err(err),
+        Ok(()) | Err(TransactError::ConditionFailed) => {}
+        Err(TransactError::Api(err)) => return Err(err),
     }
+    blobs::delete(svc, &images::face_avatar_key(account_id, face_id)).await
 }
 
 /// One page of the faces matching `filter`.
@@ -782,6 +793,7 @@ pub async fn ensure_from_event(
         last_update_time: now,
         descriptor_version: version,
         descriptor: event.descriptor.clone(),
+        image: None,
     };
     svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())
 }

@@ -1,9 +1,10 @@
 //! The objects LUNA-style tasks work on: faces (with descriptors), lists of faces, and
-//! events. Every record carries its `account_id`; a record of another account is
-//! answered exactly like a missing one.
+//! events, and the images of faces and events (kept in S3). Every record carries its
+//! `account_id`; a record of another account is answered exactly like a missing one.
 
 pub mod events;
 pub mod faces;
+pub mod images;
 pub mod lists;
 
 use serde::{Deserialize, Serialize};
