@@ -92,6 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "filters": {"user_data": "candidate", "create_time__gte": boundary}},
                 "limit": limit, "objects_per_block": per_block
             }),
+            result_storage_policy: None,
         },
     )
     .await?;

@@ -52,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             account_id,
             description: Some("engine benchmark".into()),
             content: json!({"objects_type": "faces", "create_list": 1, "objects_per_subtask": per_subtask}),
+            result_storage_policy: None,
         },
     )
     .await?;

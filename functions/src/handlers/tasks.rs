@@ -87,15 +87,25 @@ pub async fn delete(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
     Ok(no_content())
 }
 
-/// `GET /1/tasks/{task_id}/result`: the JSON result, or a redirect to S3 when large.
+/// `GET /1/tasks/{task_id}/result`: the JSON result or the zip archive (as an attachment
+/// named `task_<id>.zip`), or a redirect to S3 when large or when a `Range` is asked.
 pub async fn result(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
     let account_id = query_of(&req, ACCOUNT_PARAM)?.uuid("account_id")?;
     let task_id = task_id(&req)?;
-    let response = match api::result(svc, account_id, task_id).await? {
-        TaskResult::Body(bytes) => Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(Body::Binary(bytes)),
+    let ranged = req.headers().contains_key(http::header::RANGE);
+    let response = match api::result(svc, account_id, task_id, ranged).await? {
+        TaskResult::Body {
+            bytes,
+            content_type,
+        } => {
+            let mut builder = Response::builder()
+                .status(200)
+                .header("content-type", &content_type);
+            if content_type == api::ZIP {
+                builder = builder.header("content-disposition", TaskResult::attachment(task_id));
+            }
+            builder.body(Body::Binary(bytes))
+        }
         TaskResult::Redirect(url) => Response::builder()
             .status(302)
             .header("location", url)

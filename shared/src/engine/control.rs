@@ -219,28 +219,53 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
         Err(err) if is_transient(&err) => return Err(err),
         Err(err) => return fail(svc, &task, &err, Some("merging results".into())).await,
     };
-    let body = result.into_bytes()?;
     let key = blobs::result_key(task_id);
-    blobs::put(svc, &key, body, "application/json").await?;
-    let now = timestamps::format(timestamps::now());
-    let values = HashMap::from([
+    if let Some(body) = result.into_bytes()? {
+        blobs::put(svc, &key, body, "application/json").await?;
+    }
+    let now = timestamps::now();
+    let now_text = timestamps::format(now);
+    let mut values = HashMap::from([
         (":done".to_string(), n(TaskStatus::Done as u8)),
         (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
         (":result".to_string(), s(&result_id(task_id).to_string())),
-        (":now".to_string(), s(&now)),
+        (":now".to_string(), s(&now_text)),
     ]);
-    let finished = update_task(
-        svc,
-        task_id,
-        "SET task_status = :done, result_id = :result, end_time = :now, last_update_time = :now",
-        "task_status = :collect",
-        values,
-    )
-    .await?;
+    let mut update =
+        "SET task_status = :done, result_id = :result, end_time = :now, last_update_time = :now"
+            .to_string();
+    // The expiry marker goes first: a crash after it leaves a marker the reconciler
+    // handles like any other, never a result nobody will expire.
+    let expiry = match task.result_storage_policy {
+        Some(policy) => {
+            let expire_time =
+                timestamps::format(now + chrono::Duration::days(i64::from(policy.ttl)));
+            let marker = HashMap::from([
+                ("pk".to_string(), s(keys::RESULT_EXPIRY)),
+                ("sk".to_string(), s(&keys::expiry_sk(&expire_time, task_id))),
+                ("task_id".to_string(), n(task_id)),
+            ]);
+            svc.table.batch_write(vec![marker], Vec::new()).await?;
+            values.insert(":expire".to_string(), s(&expire_time));
+            update.push_str(", result_expire_time = :expire");
+            Some(expire_time)
+        }
+        None => None,
+    };
+    let finished = update_task(svc, task_id, &update, "task_status = :collect", values).await?;
     if finished {
         task_store::forget_active(svc, task_id).await?;
+        // The merge read them; a crash before this leaves them until the task is deleted.
+        blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;
     } else {
         blobs::delete(svc, &key).await?;
+        if let Some(expire_time) = expiry {
+            let marker = (
+                keys::RESULT_EXPIRY.to_string(),
+                keys::expiry_sk(&expire_time, task_id),
+            );
+            svc.table.batch_write(Vec::new(), vec![marker]).await?;
+        }
     }
     Ok(())
 }

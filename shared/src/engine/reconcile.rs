@@ -6,6 +6,7 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::control::{self, enqueue};
@@ -14,7 +15,7 @@ use super::work;
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::dynamo::aws_error;
-use crate::store::{KeyRange, TableQuery, keys};
+use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::tasks::model::{SubtaskStatus, TaskStatus};
 use crate::tasks::store as task_store;
 use crate::timestamps;
@@ -35,6 +36,8 @@ pub struct Report {
     pub dead_steps: usize,
     /// Markers of ended tasks removed.
     pub forgotten: usize,
+    /// Task results removed because their TTL ran out.
+    pub expired: usize,
 }
 
 /// One reconciliation pass. A task counts as stuck when nothing (no step, no subtask
@@ -77,6 +80,7 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
     )
     .await
     .map(|n| report.dead_steps = n)?;
+    report.expired = expire_results(svc, timestamps::now()).await?;
 
     let mut active = Vec::new();
     let query = TableQuery {
@@ -151,6 +155,55 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
         }
     }
     Ok(report)
+}
+
+/// Removes every task result whose TTL (`result_storage_policy`) ran out by `now`: the
+/// S3 object, then the task's `result_id`, then the expiry marker, so a crash part-way
+/// leaves the marker for the next pass. The API answers 28017 from the expiry time on,
+/// whether or not this pass has run yet. Returns how many results were removed.
+pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let mut due = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::RESULT_EXPIRY.into(),
+        range: KeyRange::Between {
+            gte: None,
+            lt: Some(timestamps::format(now)),
+        },
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned();
+            let task_id = item
+                .get("task_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let (Some(sk), Some(task_id)) = (sk, task_id) {
+                due.push((sk, task_id));
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    for (sk, task_id) in &due {
+        blobs::delete(svc, &blobs::result_key(*task_id)).await?;
+        task_store::update_task(
+            svc,
+            *task_id,
+            "REMOVE result_id",
+            "attribute_exists(result_id)",
+            Default::default(),
+        )
+        .await?;
+        svc.table
+            .batch_write(
+                Vec::new(),
+                vec![(keys::RESULT_EXPIRY.to_string(), sk.clone())],
+            )
+            .await?;
+        tracing::info!(task_id, "expired task result removed");
+    }
+    Ok(due.len())
 }
 
 /// Receives every message of a dead-letter queue (up to a bound) and hands each body with

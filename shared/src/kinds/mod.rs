@@ -71,6 +71,9 @@ pub enum Merged {
     /// JSON already written out, for results too large to hold as a [`Value`] (a
     /// `Value` takes several times the memory of its text).
     Encoded(Vec<u8>),
+    /// The kind wrote the result object itself, at [`crate::store::blobs::result_key`] with its content
+    /// type (archives streamed to S3 part by part).
+    Stored,
 }
 
 impl Merged {
@@ -79,13 +82,14 @@ impl Merged {
         to_json(value).map(Merged::Json)
     }
 
-    /// The bytes stored as the task's result.
-    pub fn into_bytes(self) -> Result<Vec<u8>, ApiError> {
+    /// The JSON bytes to store as the task's result; none when the kind stored it.
+    pub fn into_bytes(self) -> Result<Option<Vec<u8>>, ApiError> {
         match self {
-            Merged::Json(value) => {
-                serde_json::to_vec(&value).map_err(|e| ApiError::internal("result", e))
-            }
-            Merged::Encoded(bytes) => Ok(bytes),
+            Merged::Json(value) => serde_json::to_vec(&value)
+                .map(Some)
+                .map_err(|e| ApiError::internal("result", e)),
+            Merged::Encoded(bytes) => Ok(Some(bytes)),
+            Merged::Stored => Ok(None),
         }
     }
 }

@@ -43,9 +43,21 @@ pub fn subtask_output_key(task_id: u64, subtask_id: u32) -> String {
     )
 }
 
-/// The merged result of a task.
+/// The merged result of a task (JSON or a zip archive: its content type says which).
 pub fn result_key(task_id: u64) -> String {
-    format!("{}result.json", task_prefix(task_id))
+    format!("{}result", task_prefix(task_id))
+}
+
+/// Prefix of the scratch objects of a task: what subtasks leave for the merge (CSV parts,
+/// image packs). Removed once the task is done; under the task's prefix, so delete
+/// removes them too.
+pub fn task_scratch_prefix(task_id: u64) -> String {
+    format!("{}scratch/", task_prefix(task_id))
+}
+
+/// One scratch object of a task.
+pub fn task_scratch_key(task_id: u64, name: &str) -> String {
+    format!("{}{name}", task_scratch_prefix(task_id))
 }
 
 /// Writes an object.
@@ -91,8 +103,17 @@ pub async fn get(svc: &Services, key: &str) -> Result<Option<Vec<u8>>, ApiError>
     Ok(Some(bytes.to_vec()))
 }
 
-/// Size of an object in bytes; `None` when it does not exist.
-pub async fn size(svc: &Services, key: &str) -> Result<Option<u64>, ApiError> {
+/// What `HeadObject` tells of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size in bytes.
+    pub size: u64,
+    /// Content type it was stored with.
+    pub content_type: String,
+}
+
+/// Size and content type of an object; `None` when it does not exist.
+pub async fn head(svc: &Services, key: &str) -> Result<Option<ObjectHead>, ApiError> {
     let out = svc
         .aws
         .s3
@@ -102,7 +123,12 @@ pub async fn size(svc: &Services, key: &str) -> Result<Option<u64>, ApiError> {
         .send()
         .await;
     match out {
-        Ok(out) => Ok(Some(out.content_length.unwrap_or(0).max(0) as u64)),
+        Ok(out) => Ok(Some(ObjectHead {
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+            content_type: out
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
+        })),
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
         Err(err) => Err(ApiError::internal("s3 head_object", aws_error(&err))),
     }
@@ -207,6 +233,7 @@ mod tests {
             subtask_content_key(42, 7),
             subtask_output_key(42, 7),
             result_key(42),
+            task_scratch_key(42, "part-1.csv"),
         ] {
             assert!(key.starts_with(&prefix), "{key}");
         }

@@ -85,6 +85,8 @@ pub const ALL_ERRORS: &str = "ERRORS";
 pub const ACTIVE_TASKS: &str = "ACTIVE";
 /// Partition of the id counters.
 pub const COUNTERS: &str = "COUNTER";
+/// Partition of the expiry markers of task results with a TTL (read by the reconciler).
+pub const RESULT_EXPIRY: &str = "EXPIRY";
 
 /// A task or error id, zero-padded so that string order is number order.
 pub fn padded_id(id: u64) -> String {
@@ -109,6 +111,12 @@ pub fn error_sk(error_id: u64) -> String {
 /// Sort key of a task's marker in the active-task partition.
 pub fn active_sk(task_id: u64) -> String {
     format!("TASK#{}", padded_id(task_id))
+}
+
+/// Sort key of a result's expiry marker: the expiry time first, so that the markers due
+/// by a time are one key range.
+pub fn expiry_sk(expire_time: &str, task_id: u64) -> String {
+    format!("{expire_time}#{}", padded_id(task_id))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::{
-    Subtask, SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskErrorRecord, TaskPage,
-    TaskRecord, TaskStatus, TaskType,
+    ResultStoragePolicy, Subtask, SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage,
+    TaskErrorRecord, TaskPage, TaskRecord, TaskStatus, TaskType,
 };
 use super::store::{self as task_store, n};
 use crate::Services;
@@ -25,8 +25,14 @@ use crate::store::dynamo::{from_item, put_new_op, s, to_item};
 use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
-/// Results larger than this are answered with a redirect to S3 (Lambda answers ≤ 6 MB).
+/// JSON results larger than this are answered with a redirect to S3 (a Lambda answer is
+/// at most 6 MB).
 pub const INLINE_RESULT_MAX: u64 = 5 * 1024 * 1024;
+/// Archives larger than this are answered with a redirect: a binary answer travels
+/// base64-encoded, 4/3 of its size.
+pub const INLINE_ARCHIVE_MAX: u64 = 4 * 1024 * 1024;
+/// Content type of archive results.
+pub const ZIP: &str = "application/zip";
 /// Lifetime of a presigned result URL.
 pub const RESULT_URL_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -41,6 +47,8 @@ pub struct NewTask {
     /// What to do; its shape depends on the kind.
     #[schema(value_type = Object)]
     pub content: Value,
+    /// How long the result is kept (`{"ttl": days}`); kept until deleted without it.
+    pub result_storage_policy: Option<ResultStoragePolicy>,
 }
 
 /// Validates and stores a task of `kind` as pending, and asks a worker to plan it.
@@ -50,6 +58,15 @@ pub async fn create(
     new: NewTask,
 ) -> Result<TaskCreated, ApiError> {
     check_text("description", new.description.as_deref(), USER_DATA_MAX)?;
+    if let Some(policy) = new.result_storage_policy
+        && !(1..=ResultStoragePolicy::TTL_MAX_DAYS).contains(&policy.ttl)
+    {
+        return Err(ApiError::bad_json(format!(
+            "result_storage_policy: 'ttl' must be 1 to {} days, not {}",
+            ResultStoragePolicy::TTL_MAX_DAYS,
+            policy.ttl
+        )));
+    }
     let now = timestamps::now();
     let content = kind.validate(svc, new.account_id, new.content, now).await?;
     let task_id = task_store::next_id(svc, "TASK").await?;
@@ -61,6 +78,7 @@ pub async fn create(
         new.description.unwrap_or_default(),
         &now_text,
     );
+    record.result_storage_policy = new.result_storage_policy;
     (record.content, record.content_key) =
         task_store::place_content(svc, &content, blobs::task_content_key(task_id)).await?;
     let marker = HashMap::from([
@@ -185,6 +203,13 @@ pub async fn delete(
         doomed.into_iter().partition(|(_, sk)| sk == keys::TASK_SK);
     svc.table.batch_write(Vec::new(), others).await?;
     blobs::delete_prefix(svc, &blobs::task_prefix(task_id)).await?;
+    if let Some(expire_time) = &task.result_expire_time {
+        let marker = (
+            keys::RESULT_EXPIRY.to_string(),
+            keys::expiry_sk(expire_time, task_id),
+        );
+        svc.table.batch_write(Vec::new(), vec![marker]).await?;
+    }
     svc.table.batch_write(Vec::new(), task_item).await?;
     task_store::forget_active(svc, task_id).await
 }
@@ -192,17 +217,33 @@ pub async fn delete(
 /// A task result as the API answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskResult {
-    /// The result itself (JSON).
-    Body(Vec<u8>),
-    /// Too large to answer directly: a presigned S3 URL.
+    /// The result itself, with its content type (JSON, or a zip archive).
+    Body {
+        /// The stored bytes.
+        bytes: Vec<u8>,
+        /// `application/json` or `application/zip`.
+        content_type: String,
+    },
+    /// Too large to answer directly, or a range was asked: a presigned S3 URL (which
+    /// answers range requests itself).
     Redirect(String),
 }
 
-/// The result of a done task, or the documented error for any other status.
+impl TaskResult {
+    /// The `Content-Disposition` of an archive result: `attachment; filename=task_<id>.zip`.
+    pub fn attachment(task_id: u64) -> String {
+        format!("attachment; filename=task_{task_id}.zip")
+    }
+}
+
+/// The result of a done task of `account_id`: inline when small enough for a Lambda
+/// answer, otherwise (or when `ranged`, the client asking for part of it) a redirect to a
+/// presigned URL. An expired result, or one removed, is 28017.
 pub async fn result(
     svc: &Services,
     account_id: Option<Uuid>,
     task_id: u64,
+    ranged: bool,
 ) -> Result<TaskResult, ApiError> {
     let task = record(svc, account_id, task_id).await?;
     match task.task_status {
@@ -235,14 +276,32 @@ pub async fn result(
             format!("Result of the task '{task_id}' not found"),
         )
     };
+    let expired = task
+        .result_expire_time
+        .as_deref()
+        .and_then(timestamps::parse)
+        .is_some_and(|t| t <= timestamps::now());
+    if task.result_id.is_none() || expired {
+        return Err(not_found());
+    }
     let key = blobs::result_key(task_id);
-    let size = blobs::size(svc, &key).await?.ok_or_else(not_found)?;
-    if size > INLINE_RESULT_MAX {
-        let url = blobs::presigned_get(svc, &key, RESULT_URL_LIFETIME, None).await?;
+    let head = blobs::head(svc, &key).await?.ok_or_else(not_found)?;
+    let archive = head.content_type == ZIP;
+    let limit = if archive {
+        INLINE_ARCHIVE_MAX
+    } else {
+        INLINE_RESULT_MAX
+    };
+    if ranged || head.size > limit {
+        let disposition = archive.then(|| TaskResult::attachment(task_id));
+        let url = blobs::presigned_get(svc, &key, RESULT_URL_LIFETIME, disposition).await?;
         return Ok(TaskResult::Redirect(url));
     }
-    let body = blobs::get(svc, &key).await?.ok_or_else(not_found)?;
-    Ok(TaskResult::Body(body))
+    let bytes = blobs::get(svc, &key).await?.ok_or_else(not_found)?;
+    Ok(TaskResult::Body {
+        bytes,
+        content_type: head.content_type,
+    })
 }
 
 /// The subtasks of a task, in id order.

@@ -204,6 +204,26 @@ pub struct TaskRecord {
     /// Last heartbeat of a worker running one of its subtasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_time: Option<String>,
+    /// How long the result is kept, as asked at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_storage_policy: Option<ResultStoragePolicy>,
+    /// When the result expires (end time + TTL), once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_expire_time: Option<String>,
+}
+
+/// `result_storage_policy` of a task creation: how long its result is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultStoragePolicy {
+    /// Days the result is kept after the task ends, 1 to 3650; without a policy the
+    /// result is kept until the task is deleted.
+    pub ttl: u32,
+}
+
+impl ResultStoragePolicy {
+    /// Longest TTL accepted, in days (ten years).
+    pub const TTL_MAX_DAYS: u32 = 3650;
 }
 
 impl TaskRecord {
@@ -242,6 +262,8 @@ impl TaskRecord {
             stage_parts_failed: 0,
             stage_first_subtask: 1,
             heartbeat_time: None,
+            result_storage_policy: None,
+            result_expire_time: None,
         }
     }
 
@@ -265,6 +287,8 @@ impl TaskRecord {
             result_id: self.result_id,
             count_task_parts_done: self.count_task_parts_done,
             count_task_parts_all: self.count_task_parts_all,
+            result_storage_policy: self.result_storage_policy,
+            result_expire_time: self.result_expire_time.clone(),
         }
     }
 }
@@ -297,6 +321,12 @@ pub struct Task {
     pub count_task_parts_done: u64,
     /// Subtasks planned.
     pub count_task_parts_all: u64,
+    /// How long the result is kept, when the task was created with a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_storage_policy: Option<ResultStoragePolicy>,
+    /// When the result expires, once the task is done with a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_expire_time: Option<String>,
 }
 
 /// Answer to `GET /1/tasks`.
