@@ -2,106 +2,20 @@
 //! processes (the `worker` binary), the emulator behind both. Tests that start workers
 //! hold one lock, so each scenario owns the queues while it runs.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, MutexGuard};
 
 use fanout::engine::messages::WorkMessage;
-use fanout::objects::faces::{self, NewFace};
-use fanout::store::blobs;
 use fanout_e2e::{Lcg, Stack, account, cosine, faces_with_descriptors, stack};
 
-static ENGINE: Mutex<()> = Mutex::const_new(());
+use common::{
+    Worker, create_task, exclusive, faces_of, objects_of, result, status_is, task, wait_task,
+};
 
-/// Holds the queues for one scenario.
-async fn exclusive() -> MutexGuard<'static, ()> {
-    ENGINE.lock().await
-}
-
-/// A worker process; killed when dropped.
-struct Worker(Child);
-
-impl Worker {
-    /// Starts a worker on `queues` ("work", "control" or "work,control") with a short
-    /// lease, so a message of a killed worker comes back within seconds.
-    fn start(queues: &str) -> Worker {
-        stack();
-        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .args([
-                "--queues",
-                queues,
-                "--lease-seconds",
-                "6",
-                "--wait-seconds",
-                "1",
-                "--concurrency",
-                "4",
-                "--drain-seconds",
-                "10",
-            ])
-            .env(
-                "RUST_LOG",
-                std::env::var("FANOUT_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start worker");
-        Worker(child)
-    }
-
-    /// SIGKILL: no chance to finish or release anything.
-    fn kill(mut self) {
-        self.0.kill().expect("kill worker");
-        self.0.wait().expect("reap worker");
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Creates `n` faces of `account` through the bulk loader.
-async fn faces_of(stack: &Stack, account: &str, n: usize) -> Vec<String> {
-    let account_id = account.parse().unwrap();
-    let mut ids = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let batch = chunk
-            .iter()
-            .map(|i| NewFace {
-                account_id,
-                descriptor: None,
-                descriptor_version: None,
-                external_id: None,
-                user_data: Some(format!("face {i}")),
-                event_id: None,
-                avatar: None,
-                lists: None,
-            })
-            .collect();
-        let created = faces::create_batch(&stack.services, batch).await.unwrap();
-        ids.extend(created.into_iter().map(|id| id.to_string()));
-    }
-    ids
-}
-
-async fn create_task(stack: &Stack, kind: &str, account: &str, content: Value) -> u64 {
-    let answer = stack
-        .post(
-            &format!("/1/tasks/{kind}"),
-            &json!({"account_id": account, "description": "engine test", "content": content}),
-        )
-        .await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    answer.json["task_id"].as_u64().unwrap()
-}
-
-/// A linker task over every face of `account`, to `list_id` or to a new list.
 async fn faces_linker(stack: &Stack, account: &str, list_id: Option<&str>, per: usize) -> u64 {
     let mut content = json!({"objects_type": "faces", "objects_per_subtask": per});
     match list_id {
@@ -120,40 +34,6 @@ async fn new_list(stack: &Stack, account: &str) -> String {
     list.json["list_id"].as_str().unwrap().to_string()
 }
 
-async fn task(stack: &Stack, task_id: u64) -> Value {
-    let answer = stack.get(&format!("/1/tasks/{task_id}")).await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.json
-}
-
-/// Polls the task until `done` holds (or fails the test after `limit`).
-async fn wait_task(
-    stack: &Stack,
-    task_id: u64,
-    limit: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let current = task(stack, task_id).await;
-        if done(&current) {
-            return current;
-        }
-        assert!(start.elapsed() < limit, "task {task_id} stuck: {current}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn status_is(status: u64) -> impl Fn(&Value) -> bool {
-    move |t| t["task_status"] == status
-}
-
-async fn result(stack: &Stack, task_id: u64) -> Value {
-    let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.json
-}
-
 async fn list_size(stack: &Stack, account: &str, list_id: &str) -> u64 {
     let answer = stack
         .get(&format!("/1/lists/{list_id}?account_id={account}"))
@@ -170,24 +50,6 @@ async fn subtask_statuses(stack: &Stack, task_id: u64) -> Vec<u64> {
         .unwrap()
         .iter()
         .map(|s| s["status"].as_u64().unwrap())
-        .collect()
-}
-
-/// Objects stored under the task's S3 prefix.
-async fn objects_of(stack: &Stack, task_id: u64) -> Vec<String> {
-    let out = stack
-        .services
-        .aws
-        .s3
-        .list_objects_v2()
-        .bucket(&stack.services.config.bucket)
-        .prefix(blobs::task_prefix(task_id))
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
         .collect()
 }
 
@@ -367,7 +229,7 @@ async fn a_cancelled_task_writes_no_result_and_its_subtasks_do_no_work() {
         objects_of(stack, task_id)
             .await
             .iter()
-            .all(|k| !k.ends_with("result.json"))
+            .all(|k| !k.ends_with("/result"))
     );
     // Cancelling again is accepted; it stays cancelled.
     let again = stack

@@ -4,9 +4,12 @@
 
 pub mod clustering;
 pub mod cross_match;
+pub mod exporter;
 pub mod gc;
 pub mod linker;
+pub mod reporter;
 pub mod roc;
+pub mod rows;
 pub mod vectors;
 
 use std::sync::Arc;
@@ -101,6 +104,8 @@ pub static REGISTRY: &[&dyn TaskKind] = &[
     &clustering::Clustering,
     &cross_match::CrossMatch,
     &roc::Roc,
+    &exporter::Exporter,
+    &reporter::Reporter,
 ];
 
 /// The kind created through `POST /1/tasks/<name>`.

@@ -1,0 +1,133 @@
+//! Exporter (task type 8): one CSV row per face or event matching filters, in a zip
+//! archive with their stored images on request.
+//!
+//! The planner lists the matching ids (newest first, like `GET /1/faces` and
+//! `GET /1/events`) and splits them into parts; each subtask writes the rows of its part
+//! to S3; the merge streams the parts into the archive (see [`super::rows`]). The set is
+//! frozen at creation: `create_time__lt` defaults to the creation time.
+
+use std::ops::ControlFlow;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::linker::ObjectsType;
+use super::rows::{self, Layout, RowsPart};
+use super::{
+    Merged, SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content,
+    to_json,
+};
+use crate::Services;
+use crate::error::ApiError;
+use crate::objects::{events, faces};
+use crate::tasks::model::TaskType;
+use crate::timestamps;
+
+/// The exporter kind.
+pub struct Exporter;
+
+/// Content of an exporter task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterContent {
+    /// Faces or events.
+    pub objects_type: ObjectsType,
+    /// Filters of the objects (those of `GET /1/faces` or `GET /1/events`, without paging).
+    #[serde(default)]
+    pub filters: Map<String, Value>,
+    /// Columns of the CSV, in order; every column of the objects type when absent.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Put each object's stored image (face avatar, event sample) under `images/`.
+    #[serde(default)]
+    pub images: bool,
+}
+
+impl ExporterContent {
+    fn layout(&self) -> Result<Layout, ApiError> {
+        Ok(Layout {
+            objects_type: self.objects_type,
+            columns: rows::choose_columns(self.objects_type, self.columns.clone(), &[])?,
+            images: self.images,
+            clustered: false,
+        })
+    }
+
+    /// Name of the CSV file in the archive.
+    fn csv_name(&self) -> &'static str {
+        match self.objects_type {
+            ObjectsType::Faces => "faces.csv",
+            ObjectsType::Events => "events.csv",
+        }
+    }
+}
+
+#[async_trait]
+impl TaskKind for Exporter {
+    fn name(&self) -> &'static str {
+        "exporter"
+    }
+
+    fn task_type(&self) -> TaskType {
+        TaskType::Exporter
+    }
+
+    async fn validate(
+        &self,
+        _svc: &Services,
+        account_id: Uuid,
+        content: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
+        let mut content: ExporterContent = parse_content(content)?;
+        match content.objects_type {
+            ObjectsType::Faces => drop(face_filter(&mut content.filters, account_id, now)?),
+            ObjectsType::Events => drop(event_filter(&mut content.filters, account_id, now)?),
+        }
+        content.columns = Some(content.layout()?.columns);
+        to_json(&content)
+    }
+
+    async fn plan(&self, task: &TaskContext<'_>, stage: u32) -> Result<Vec<Value>, ApiError> {
+        if stage > 0 {
+            return Ok(Vec::new());
+        }
+        let mut content: ExporterContent = task.content()?;
+        let account_id = task.task.account_id;
+        let created = timestamps::parse(&task.task.create_time).unwrap_or_else(timestamps::now);
+        let mut ids = Vec::new();
+        match content.objects_type {
+            ObjectsType::Faces => {
+                let filter = face_filter(&mut content.filters, account_id, created)?;
+                faces::visit_matching(task.svc, &filter, |face| {
+                    ids.push(face.face_id);
+                    ControlFlow::Continue(())
+                })
+                .await?;
+            }
+            ObjectsType::Events => {
+                let filter = event_filter(&mut content.filters, account_id, created)?;
+                events::visit_matching(task.svc, &filter, |event| {
+                    ids.push(event.event.event_id);
+                    ControlFlow::Continue(())
+                })
+                .await?;
+            }
+        }
+        rows::parts(&ids, None).iter().map(to_json).collect()
+    }
+
+    async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
+        let content: ExporterContent = subtask.task_content()?;
+        let part: RowsPart = subtask.content()?;
+        to_json(&rows::write_part(subtask, &content.layout()?, &part).await?)
+    }
+
+    async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
+        let content: ExporterContent = task.content()?;
+        rows::merge_archive(task, &content.layout()?, content.csv_name()).await
+    }
+}

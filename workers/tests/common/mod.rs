@@ -1,0 +1,154 @@
+//! What the test binaries that run workers share: worker processes, task creation and
+//! polling through the gateway, and a look at a task's S3 objects.
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, MutexGuard};
+
+use fanout::objects::faces::{self, NewFace};
+use fanout::store::blobs;
+use fanout_e2e::{Stack, stack};
+
+static ENGINE: Mutex<()> = Mutex::const_new(());
+
+/// Holds the queues for one scenario.
+pub async fn exclusive() -> MutexGuard<'static, ()> {
+    ENGINE.lock().await
+}
+
+/// A worker process; killed when dropped.
+pub struct Worker(Child);
+
+impl Worker {
+    /// Starts a worker on `queues` ("work", "control" or "work,control") with a short
+    /// lease, so a message of a killed worker comes back within seconds.
+    pub fn start(queues: &str) -> Worker {
+        stack();
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args([
+                "--queues",
+                queues,
+                "--lease-seconds",
+                "6",
+                "--wait-seconds",
+                "1",
+                "--concurrency",
+                "4",
+                "--drain-seconds",
+                "10",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("FANOUT_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start worker");
+        Worker(child)
+    }
+
+    /// SIGKILL: no chance to finish or release anything.
+    pub fn kill(mut self) {
+        self.0.kill().expect("kill worker");
+        self.0.wait().expect("reap worker");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Creates `n` faces of `account` through the bulk loader.
+pub async fn faces_of(stack: &Stack, account: &str, n: usize) -> Vec<String> {
+    let account_id = account.parse().unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|i| NewFace {
+                account_id,
+                descriptor: None,
+                descriptor_version: None,
+                external_id: None,
+                user_data: Some(format!("face {i}")),
+                event_id: None,
+                avatar: None,
+                lists: None,
+            })
+            .collect();
+        let created = faces::create_batch(&stack.services, batch).await.unwrap();
+        ids.extend(created.into_iter().map(|id| id.to_string()));
+    }
+    ids
+}
+
+pub async fn create_task(stack: &Stack, kind: &str, account: &str, content: Value) -> u64 {
+    let answer = stack
+        .post(
+            &format!("/1/tasks/{kind}"),
+            &json!({"account_id": account, "description": "engine test", "content": content}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json["task_id"].as_u64().unwrap()
+}
+
+/// A linker task over every face of `account`, to `list_id` or to a new list.
+pub async fn task(stack: &Stack, task_id: u64) -> Value {
+    let answer = stack.get(&format!("/1/tasks/{task_id}")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json
+}
+
+/// Polls the task until `done` holds (or fails the test after `limit`).
+pub async fn wait_task(
+    stack: &Stack,
+    task_id: u64,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let current = task(stack, task_id).await;
+        if done(&current) {
+            return current;
+        }
+        assert!(start.elapsed() < limit, "task {task_id} stuck: {current}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn status_is(status: u64) -> impl Fn(&Value) -> bool {
+    move |t| t["task_status"] == status
+}
+
+pub async fn result(stack: &Stack, task_id: u64) -> Value {
+    let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json
+}
+
+/// Objects stored under the task's S3 prefix.
+pub async fn objects_of(stack: &Stack, task_id: u64) -> Vec<String> {
+    let out = stack
+        .services
+        .aws
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.services.config.bucket)
+        .prefix(blobs::task_prefix(task_id))
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
