@@ -13,12 +13,14 @@ use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use fanout::Services;
 use fanout::kinds::{self, rows};
 use fanout::objects::events::{self, Location, NewEvent, NewEvents};
 use fanout::store::blobs;
 use fanout::tasks::api::{self, NewTask};
 use fanout::tasks::model::TaskStatus;
+use fanout::timestamps;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -66,25 +68,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
-    // Stage times, seen by polling: planned once subtasks exist, merging from status 4.
-    let (mut planned, mut merging) = (None, None);
     let task = loop {
         let task = api::get(&svc, None, created.task_id).await?;
-        if planned.is_none() && task.count_task_parts_all > 0 {
-            planned = Some(start.elapsed());
-        }
-        if merging.is_none() && task.task_status == TaskStatus::CollectResults {
-            merging = Some(start.elapsed());
-        }
         if task.task_status.is_final() {
             break task;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let seconds = start.elapsed();
+    let seconds = start.elapsed().as_secs_f64();
     assert_eq!(task.task_status, TaskStatus::Done, "{task:?}");
-    let planned = planned.unwrap_or(seconds);
-    let merging = merging.unwrap_or(seconds);
+    // Stage times from the records: planning until the first subtask was stored, subtasks
+    // until the last one ended, the merge until the task ended.
+    let subtasks = api::subtasks(&svc, None, task.task_id).await?.subtasks;
+    let time = |t: &str| timestamps::parse(t).expect("a stored time");
+    let created_at = time(&task.create_time);
+    let planned = subtasks.iter().map(|s| time(&s.create_time)).min();
+    let ended = subtasks
+        .iter()
+        .filter_map(|s| s.end_time.as_deref().map(time))
+        .max();
+    let finished = time(
+        task.end_time
+            .as_deref()
+            .expect("a done task has an end time"),
+    );
+    let span = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds() as f64 / 1e3;
+    let planning = span(created_at, planned.unwrap_or(finished));
+    let running = span(planned.unwrap_or(finished), ended.unwrap_or(finished));
+    let merging = span(ended.unwrap_or(finished), finished);
 
     // Read the archive back from S3 into a temporary file, then check every row.
     let mut file = tempfile()?;
@@ -122,12 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(loaded.is_empty(), "{} events missing", loaded.len());
     println!(
         "{{\"events\":{n},\"load_seconds\":{load_seconds:.1},\"task_id\":{},\"subtasks\":{},\"task_seconds\":{:.1},\"planning_seconds\":{:.1},\"subtasks_seconds\":{:.1},\"merge_seconds\":{:.1},\"rows\":{rows_seen},\"csv_bytes\":{csv_bytes},\"archive_bytes\":{archive_bytes}}}",
-        task.task_id,
-        task.count_task_parts_all,
-        seconds.as_secs_f64(),
-        planned.as_secs_f64(),
-        (merging - planned).as_secs_f64(),
-        (seconds - merging).as_secs_f64(),
+        task.task_id, task.count_task_parts_all, seconds, planning, running, merging,
     );
     Ok(())
 }
