@@ -219,7 +219,7 @@ pub static ROUTES: &[Route] = &[
         "Delete a task, its subtasks, errors and stored objects", query: ACCOUNT, body: None,
         204 => None),
     route!("get_task_result", GET, "/1/tasks/{task_id}/result", task_handlers::result,
-        "Result of a done task (JSON), or 302 to a presigned S3 URL when over 5 MB",
+        "Result of a done task: JSON, or a zip attachment task_<id>.zip; 302 to a presigned S3 URL above 5 MB of JSON or 4 MiB of zip, or for a Range",
         query: ACCOUNT, body: None, 200 => None),
     route!("list_subtasks", GET, "/1/tasks/{task_id}/subtasks", task_handlers::subtasks,
         "Subtasks of a task", query: ACCOUNT, body: None, 200 => Some(schema_of::<SubtaskPage>)),

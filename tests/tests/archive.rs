@@ -65,19 +65,7 @@ fn entry(archive: &mut ZipArchive<Cursor<Vec<u8>>>, index: usize) -> (String, Ve
 
 /// Size of object `key`; `None` when there is none.
 async fn object_size(svc: &Services, key: &str) -> Option<u64> {
-    let out = svc
-        .aws
-        .s3
-        .head_object()
-        .bucket(&svc.config.bucket)
-        .key(key)
-        .send()
-        .await;
-    match out {
-        Ok(out) => out.content_length.map(|len| len as u64),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => None,
-        Err(err) => panic!("head_object {key}: {err:?}"),
-    }
+    blobs::head(svc, key).await.unwrap().map(|h| h.size)
 }
 
 /// How many uploads of `key` are pending.

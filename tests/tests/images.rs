@@ -3,6 +3,7 @@
 
 use fanout::objects::images::{self, IMAGE_MAX_BYTES, StoredImage};
 use fanout::objects::{events, faces};
+use fanout::store::blobs;
 use fanout_e2e::{account, stack};
 use reqwest::Method;
 use serde_json::json;
@@ -64,21 +65,11 @@ async fn objects_of(acc: &str) -> Vec<String> {
 }
 
 /// Size of one S3 object (`HeadObject`); `None` when it does not exist.
-async fn head_object(key: &str) -> Option<i64> {
-    let svc = &stack().services;
-    let out = svc
-        .aws
-        .s3
-        .head_object()
-        .bucket(&svc.config.bucket)
-        .key(key)
-        .send()
-        .await;
-    match out {
-        Ok(head) => head.content_length,
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => None,
-        Err(err) => panic!("s3 head_object: {err:?}"),
-    }
+async fn head_object(key: &str) -> Option<u64> {
+    blobs::head(&stack().services, key)
+        .await
+        .unwrap()
+        .map(|h| h.size)
 }
 
 async fn face_image(acc: &str, face: &str) -> Option<StoredImage> {

@@ -15,7 +15,7 @@ use crate::descriptor::Descriptor;
 use crate::error::ApiError;
 use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{from_item, to_item};
-use crate::store::{TableQuery, keys};
+use crate::store::{TableQuery, blobs, keys};
 use crate::timestamps;
 
 /// Most events in one `POST /1/events`.
@@ -510,7 +510,7 @@ pub async fn delete_records(svc: &Services, records: &[EventRecord]) -> Result<(
         .iter()
         .map(|r| images::event_sample_key(r.event.account_id, r.event.event_id))
         .collect();
-    images::delete_objects(svc, &samples).await
+    blobs::delete_many(svc, &samples).await
 }
 
 /// The stored event if it belongs to `account_id`.

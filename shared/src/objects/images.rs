@@ -17,14 +17,13 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::blobs;
-use crate::store::dynamo::{aws_error, s, unless_condition_failed};
+use crate::store::dynamo::{s, unless_condition_failed};
 use crate::store::keys;
 use crate::timestamps;
 
@@ -43,8 +42,6 @@ pub const CONTENT_TYPES: &[&str] = &[JPEG, PNG];
 const JPEG_MAGIC: &[u8] = &[0xFF, 0xD8, 0xFF];
 /// The PNG file signature.
 const PNG_MAGIC: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-/// Most keys one `DeleteObjects` call takes.
-const DELETE_MAX: usize = 1000;
 
 /// The image of a face or event, as its DynamoDB item records it (the bytes are in S3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,38 +220,6 @@ pub async fn delete_face_avatar(
         return Err(owner.not_found());
     }
     blobs::delete(svc, &owner.object_key(account_id)).await
-}
-
-/// Deletes objects by key, in `DeleteObjects` calls of up to 1000; absent keys are fine.
-pub async fn delete_objects(svc: &Services, keys: &[String]) -> Result<(), ApiError> {
-    for chunk in keys.chunks(DELETE_MAX) {
-        let objects = chunk
-            .iter()
-            .map(|key| ObjectIdentifier::builder().key(key).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::internal("s3 object identifier", e))?;
-        let delete = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .map_err(|e| ApiError::internal("s3 delete request", e))?;
-        let out = svc
-            .aws
-            .s3
-            .delete_objects()
-            .bucket(&svc.config.bucket)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(|e| ApiError::internal("s3 delete_objects", aws_error(&e)))?;
-        if let Some(failure) = out.errors().first() {
-            return Err(ApiError::internal(
-                "s3 delete_objects",
-                format!("{:?}: {:?}", failure.key(), failure.message()),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The object an image belongs to.

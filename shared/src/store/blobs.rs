@@ -147,6 +147,38 @@ pub async fn delete(svc: &Services, key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Deletes objects by key, in `DeleteObjects` calls of up to 1000; absent keys are fine.
+pub async fn delete_many(svc: &Services, keys: &[String]) -> Result<(), ApiError> {
+    for chunk in keys.chunks(DELETE_MAX) {
+        let objects = chunk
+            .iter()
+            .map(|key| ObjectIdentifier::builder().key(key).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::internal("s3 object identifier", e))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| ApiError::internal("s3 delete request", e))?;
+        let out = svc
+            .aws
+            .s3
+            .delete_objects()
+            .bucket(&svc.config.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("s3 delete_objects", aws_error(&e)))?;
+        if let Some(failure) = out.errors().first() {
+            return Err(ApiError::internal(
+                "s3 delete_objects",
+                format!("{:?}: {:?}", failure.key(), failure.message()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Deletes every object under `prefix`; returns how many there were.
 pub async fn delete_prefix(svc: &Services, prefix: &str) -> Result<usize, ApiError> {
     let mut deleted = 0;
@@ -162,36 +194,13 @@ pub async fn delete_prefix(svc: &Services, prefix: &str) -> Result<usize, ApiErr
             .send()
             .await
             .map_err(|e| ApiError::internal("s3 list_objects_v2", aws_error(&e)))?;
-        let keys: Vec<ObjectIdentifier> = page
+        let keys: Vec<String> = page
             .contents()
             .iter()
-            .filter_map(|object| object.key())
-            .map(|key| ObjectIdentifier::builder().key(key).build())
-            .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::internal("s3 object identifier", e))?;
-        for chunk in keys.chunks(DELETE_MAX) {
-            let delete = Delete::builder()
-                .set_objects(Some(chunk.to_vec()))
-                .quiet(true)
-                .build()
-                .map_err(|e| ApiError::internal("s3 delete request", e))?;
-            let out = svc
-                .aws
-                .s3
-                .delete_objects()
-                .bucket(&svc.config.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| ApiError::internal("s3 delete_objects", aws_error(&e)))?;
-            if let Some(failure) = out.errors().first() {
-                return Err(ApiError::internal(
-                    "s3 delete_objects",
-                    format!("{:?}: {:?}", failure.key(), failure.message()),
-                ));
-            }
-            deleted += chunk.len();
-        }
+            .filter_map(|object| object.key().map(str::to_string))
+            .collect();
+        delete_many(svc, &keys).await?;
+        deleted += keys.len();
         match page.next_continuation_token {
             Some(next) if page.is_truncated == Some(true) => token = Some(next),
             _ => return Ok(deleted),
