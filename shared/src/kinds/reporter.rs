@@ -85,13 +85,7 @@ async fn reportable(
             ),
         ));
     }
-    let expired = task
-        .result_expire_time
-        .as_deref()
-        .and_then(timestamps::parse)
-        .is_some_and(|t| t <= timestamps::now());
-    let stored = task.result_id.is_some()
-        && !expired
+    let stored = task.result_kept(timestamps::now())
         && blobs::head(svc, &blobs::result_key(task_id))
             .await?
             .is_some();

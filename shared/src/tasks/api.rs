@@ -276,12 +276,7 @@ pub async fn result(
             format!("Result of the task '{task_id}' not found"),
         )
     };
-    let expired = task
-        .result_expire_time
-        .as_deref()
-        .and_then(timestamps::parse)
-        .is_some_and(|t| t <= timestamps::now());
-    if task.result_id.is_none() || expired {
+    if !task.result_kept(timestamps::now()) {
         return Err(not_found());
     }
     let key = blobs::result_key(task_id);

@@ -267,6 +267,17 @@ impl TaskRecord {
         }
     }
 
+    /// Whether the task has a result to serve: a result id, and a TTL (if any) that has
+    /// not run out by `now`. The result object itself may still have been removed.
+    pub fn result_kept(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let expired = self
+            .result_expire_time
+            .as_deref()
+            .and_then(crate::timestamps::parse)
+            .is_some_and(|t| t <= now);
+        self.result_id.is_some() && !expired
+    }
+
     /// The current stage, once one is planned.
     pub fn current_stage(&self) -> Option<u32> {
         self.stages_planned.checked_sub(1)
@@ -487,6 +498,18 @@ pub struct TaskErrorPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_is_kept_until_its_expiry_time() {
+        let now = crate::timestamps::now();
+        let mut task = TaskRecord::new(7, TaskType::Exporter, Uuid::new_v4(), String::new(), "");
+        assert!(!task.result_kept(now), "no result yet");
+        task.result_id = Some(Uuid::new_v4());
+        assert!(task.result_kept(now), "no policy: kept");
+        task.result_expire_time = Some(crate::timestamps::format(now));
+        assert!(!task.result_kept(now), "expired at its expiry time");
+        assert!(task.result_kept(now - chrono::Duration::seconds(1)));
+    }
 
     #[test]
     fn statuses_and_types_keep_the_luna_numbers() {
