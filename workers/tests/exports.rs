@@ -9,6 +9,7 @@ use std::io::{Cursor, Read};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use fanout::engine::reconcile;
@@ -96,17 +97,11 @@ async fn upload_avatar(stack: &Stack, account: &str, face_id: &str, len: usize) 
     let mut lcg = Lcg(face_id.bytes().map(u64::from).sum());
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.extend((4..len).map(|_| (lcg.next_value() * 127.0 + 128.0) as u8));
-    let answer = raw_client()
-        .put(format!(
-            "{}/1/faces/{face_id}/avatar?account_id={account}",
-            stack.url
-        ))
-        .header("content-type", "image/jpeg")
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 204, "{}", answer.text().await.unwrap());
+    let path = format!("/1/faces/{face_id}/avatar?account_id={account}");
+    let answer = stack
+        .send_bytes(Method::PUT, &path, Some("image/jpeg"), bytes.clone())
+        .await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
     bytes
 }
 

@@ -240,12 +240,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
         Some(policy) => {
             let expire_time =
                 timestamps::format(now + chrono::Duration::days(i64::from(policy.ttl)));
-            let marker = HashMap::from([
-                ("pk".to_string(), s(keys::RESULT_EXPIRY)),
-                ("sk".to_string(), s(&keys::expiry_sk(&expire_time, task_id))),
-                ("task_id".to_string(), n(task_id)),
-            ]);
-            svc.table.batch_write(vec![marker], Vec::new()).await?;
+            task_store::remember_expiry(svc, task_id, &expire_time).await?;
             values.insert(":expire".to_string(), s(&expire_time));
             update.push_str(", result_expire_time = :expire");
             Some(expire_time)
@@ -260,11 +255,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     } else {
         blobs::delete(svc, &key).await?;
         if let Some(expire_time) = expiry {
-            let marker = (
-                keys::RESULT_EXPIRY.to_string(),
-                keys::expiry_sk(&expire_time, task_id),
-            );
-            svc.table.batch_write(Vec::new(), vec![marker]).await?;
+            task_store::forget_expiry(svc, task_id, &expire_time).await?;
         }
     }
     Ok(())

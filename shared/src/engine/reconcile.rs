@@ -174,18 +174,18 @@ pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize,
     };
     svc.table
         .for_each(&query, |item| {
-            let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned();
+            let expire_time = item.get("expire_time").and_then(|v| v.as_s().ok()).cloned();
             let task_id = item
                 .get("task_id")
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse::<u64>().ok());
-            if let (Some(sk), Some(task_id)) = (sk, task_id) {
-                due.push((sk, task_id));
+            if let (Some(expire_time), Some(task_id)) = (expire_time, task_id) {
+                due.push((expire_time, task_id));
             }
             ControlFlow::Continue(())
         })
         .await?;
-    for (sk, task_id) in &due {
+    for (expire_time, task_id) in &due {
         blobs::delete(svc, &blobs::result_key(*task_id)).await?;
         task_store::update_task(
             svc,
@@ -195,12 +195,7 @@ pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize,
             Default::default(),
         )
         .await?;
-        svc.table
-            .batch_write(
-                Vec::new(),
-                vec![(keys::RESULT_EXPIRY.to_string(), sk.clone())],
-            )
-            .await?;
+        task_store::forget_expiry(svc, *task_id, expire_time).await?;
         tracing::info!(task_id, "expired task result removed");
     }
     Ok(due.len())

@@ -204,11 +204,7 @@ pub async fn delete(
     svc.table.batch_write(Vec::new(), others).await?;
     blobs::delete_prefix(svc, &blobs::task_prefix(task_id)).await?;
     if let Some(expire_time) = &task.result_expire_time {
-        let marker = (
-            keys::RESULT_EXPIRY.to_string(),
-            keys::expiry_sk(expire_time, task_id),
-        );
-        svc.table.batch_write(Vec::new(), vec![marker]).await?;
+        task_store::forget_expiry(svc, task_id, expire_time).await?;
     }
     svc.table.batch_write(Vec::new(), task_item).await?;
     task_store::forget_active(svc, task_id).await

@@ -186,6 +186,35 @@ pub async fn update_task(
     Ok(unless_condition_failed(result, "dynamodb update_item task")?.is_some())
 }
 
+/// Records that the result of `task_id` expires at `expire_time`: a marker in the
+/// result-expiry partition, which the reconciler reads by time (idempotent).
+pub async fn remember_expiry(
+    svc: &Services,
+    task_id: u64,
+    expire_time: &str,
+) -> Result<(), ApiError> {
+    let marker = HashMap::from([
+        ("pk".to_string(), s(keys::RESULT_EXPIRY)),
+        ("sk".to_string(), s(&keys::expiry_sk(expire_time, task_id))),
+        ("task_id".to_string(), n(task_id)),
+        ("expire_time".to_string(), s(expire_time)),
+    ]);
+    svc.table.batch_write(vec![marker], Vec::new()).await
+}
+
+/// Deletes the result-expiry marker of `task_id` (idempotent).
+pub async fn forget_expiry(
+    svc: &Services,
+    task_id: u64,
+    expire_time: &str,
+) -> Result<(), ApiError> {
+    let marker = (
+        keys::RESULT_EXPIRY.to_string(),
+        keys::expiry_sk(expire_time, task_id),
+    );
+    svc.table.batch_write(Vec::new(), vec![marker]).await
+}
+
 /// Deletes the task's marker in the active-task partition (idempotent).
 pub async fn forget_active(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     svc.table

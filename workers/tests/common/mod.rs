@@ -137,18 +137,5 @@ pub async fn result(stack: &Stack, task_id: u64) -> Value {
 
 /// Objects stored under the task's S3 prefix.
 pub async fn objects_of(stack: &Stack, task_id: u64) -> Vec<String> {
-    let out = stack
-        .services
-        .aws
-        .s3
-        .list_objects_v2()
-        .bucket(&stack.services.config.bucket)
-        .prefix(blobs::task_prefix(task_id))
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
+    stack.stored_objects(&blobs::task_prefix(task_id)).await
 }
