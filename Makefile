@@ -3,9 +3,11 @@
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
 #   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test
 #
-# The emulator listens on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): LocalStack
-# when a Docker engine answers, moto_server from .venv otherwise. localstack/deploy.sh
-# writes .fanout/local.env, which run and test export into the Rust processes.
+# The emulator is LocalStack on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): its
+# Docker image when a Docker engine answers, host mode otherwise (LocalStack's runtime on
+# Python >= 3.13, installed on first use by localstack/host_install.sh).
+# localstack/deploy.sh writes .fanout/local.env, which run and test export into the Rust
+# processes.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -62,7 +64,6 @@ test:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory lint-infra
-	$(VENV)/bin/python localstack/check_moto_serve.py
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \

@@ -8,8 +8,9 @@ policies) plus whatever they reference (other resources, Parameters, Conditions,
 Mappings) and the Outputs that only need those, and deploys that subset through
 the emulator's CloudFormation API as stack `fanout-local`.
 
-The Lambda functions, the HTTP API and the ECS worker service are left out: moto
-cannot run them without Docker, and the Rust gateway/workers run them locally.
+The Lambda functions, the HTTP API and the ECS worker service are left out: LocalStack's
+community edition has no HTTP API and runs Lambda only in Docker, and the Rust
+gateway/workers run them locally.
 
 Steps:
   1. build the subset (DeletionPolicy/UpdateReplacePolicy forced to Delete: local
@@ -18,10 +19,10 @@ Steps:
      different template or a failed stack -> empty its buckets, delete, create;
   3. compare every data resource with its template properties, through the
      service APIs (describe_table, get_queue_attributes, get_bucket_*). Where the
-     emulator's CloudFormation ignored a property (moto 5.2.5: DynamoDB TTL and
-     point-in-time recovery, SQS RedriveAllowPolicy, S3 lifecycle rules, public
-     access block, ownership controls) it is applied through the service API,
-     and reported. Anything still different afterwards fails the deploy;
+     emulator's CloudFormation ignored a property (LocalStack 2026.3.0: S3 lifecycle
+     rules and bucket-key encryption, DynamoDB point-in-time recovery) it is applied
+     through the service API, and reported. Anything still different afterwards
+     fails the deploy;
   4. write .fanout/local.env: AWS_* settings for the emulator plus every variable
      of Globals.Function.Environment.Variables, resolved to local values.
 
@@ -313,8 +314,8 @@ def wait_settled(aws: Aws, stack: str, timeout: float = 300) -> dict[str, Any] |
 
 
 def stack_resources(aws: Aws, stack: str) -> dict[str, dict[str, Any]]:
-    """Logical id -> stack resource (entries without a logical id, which moto returns
-    for resource types it does not implement, are dropped)."""
+    """Logical id -> stack resource (entries without a logical id, which some emulators
+    return for resource types they do not implement, are dropped)."""
     out = {}
     for r in aws.cfn.describe_stack_resources(StackName=stack)["StackResources"]:
         if r.get("LogicalResourceId"):
@@ -382,8 +383,8 @@ def delete_stack(aws: Aws, stack: str) -> None:
     try:
         aws.cfn.delete_stack(StackName=stack)
     except (botocore.exceptions.ClientError, botocore.parsers.ResponseParserError) as e:
-        # moto answers DeleteStack with the error of a resource that was already removed
-        # by hand (e.g. a deleted table), after dropping the stack record.
+        # An emulator may answer DeleteStack with the error of a resource that was already
+        # removed by hand (e.g. a deleted table), after dropping the stack record.
         print(f"deploy: warning: the emulator's DeleteStack failed ({str(e).splitlines()[0][:200]})")
     deadline = time.monotonic() + 300
     while True:
@@ -721,8 +722,8 @@ def check_table(aws: Aws, rv: Resolver, name: str, props: dict[str, Any], report
         if status in ("ENABLED", "ENABLING"):
             report.ok.append(f"{name} server-side encryption")
         else:
-            # moto keeps no SSEDescription for SSEEnabled without a KMS key type; DynamoDB
-            # encrypts every table at rest anyway, so there is nothing to apply locally.
+            # An emulator may keep no SSEDescription for SSEEnabled without a KMS key type;
+            # DynamoDB encrypts every table at rest anyway: nothing to apply locally.
             report.notes.append(f"{name} SSESpecification: emulator reports no SSEDescription (not checkable locally)")
 
 
@@ -795,8 +796,8 @@ def check_queue(aws: Aws, rv: Resolver, name: str, props: dict[str, Any], report
         what = f"{name} redrive-allow policy {want.get('redrivePermission')}"
         if allow() is None:
             # Not reported at all: either the emulator's CloudFormation dropped it, or the
-            # emulator never returns it (moto 5.2.5 stores it on SetQueueAttributes but
-            # leaves it out of GetQueueAttributes). Apply it; accept silence afterwards.
+            # emulator never returns it from GetQueueAttributes. Apply it; accept silence
+            # afterwards.
             aws.sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": json.dumps(want)})
             if allow() is None:
                 report.notes.append(f"{what}: applied through the API, but the emulator does not report it back")
@@ -1004,8 +1005,7 @@ def _verify(aws: Aws, rv: Resolver, subset: dict[str, Any], report: Report) -> N
             check_bucket(aws, rv, name, props, report)
         elif rtype in ("AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"):
             # Resource policies are not applied by hand: the emulator speaks plain HTTP
-            # and enforces no resource policies, and moto 5.2.5's CloudFormation does
-            # not implement these two types (it records an empty placeholder).
+            # and enforces no resource policies.
             report.notes.append(f"{name} ({rtype}): deployed as part of the stack, not enforced by the emulator")
 
 

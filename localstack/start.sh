@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Start the local AWS emulator on 127.0.0.1:${FANOUT_EMULATOR_PORT:-4566}.
+# Start LocalStack on 127.0.0.1:${FANOUT_EMULATOR_PORT:-4566}.
 #
-#   * Docker engine answers (`docker info`) -> LocalStack via localstack/docker-compose.yml
-#   * otherwise                             -> moto_server from .venv (no Docker needed)
+#   * a Docker engine answers (`docker info`) -> the LocalStack image (docker-compose.yml)
+#   * otherwise -> host mode: LocalStack's own runtime from a venv on Python >= 3.13
+#     (installed by host_install.sh on first use), DynamoDB Local as its Java child.
 #
-# Idempotent: an emulator this script started that still answers is left alone.
-# State lives in .fanout/ (gitignored): emulator.kind, emulator.pid, moto.log.
-# Stop it with localstack/stop.sh.
+# Idempotent: a LocalStack this script started that still answers is left alone, and a
+# second start reuses what host_install.sh installed. Prints which emulator runs and how
+# long setup (install) and start took. State lives in .fanout/ (gitignored):
+# emulator.kind, emulator.pid, localstack.log. Stop it with localstack/stop.sh.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,68 +18,90 @@ PORT="${FANOUT_EMULATOR_PORT:-4566}"
 STATE="$ROOT/.fanout"
 KIND_FILE="$STATE/emulator.kind"
 PID_FILE="$STATE/emulator.pid"
-LOG_FILE="$STATE/moto.log"
+LOG_FILE="$STATE/localstack.log"
 COMPOSE_FILE="$ROOT/localstack/docker-compose.yml"
-MOTO_WAIT_SECONDS=30
-LOCALSTACK_WAIT_SECONDS=120
+HOST_HOME="${FANOUT_LOCALSTACK_HOME:-$STATE/localstack-host}"
+WAIT_SECONDS=120
+# The services the stack uses. kms: a table with SSESpecification makes LocalStack's
+# DynamoDB create a key, and without kms the stack's create fails.
+SERVICES=dynamodb,sqs,s3,cloudformation,kms,sts,iam
 mkdir -p "$STATE"
 
-# probe PATH: exit 0 when http://127.0.0.1:$PORT$PATH gives any HTTP answer within 2 s.
-probe() {
-    python3 - "$PORT" "$1" <<'PY'
-import sys, urllib.request, urllib.error
-port, path = sys.argv[1], sys.argv[2]
-try:
-    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read()
-except urllib.error.HTTPError:
-    pass  # an HTTP error status still means the server answers
-except Exception:
-    sys.exit(1)
-PY
-}
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
-# localstack_ready: exit 0 once LocalStack reports the services we use as available/running.
-localstack_ready() {
+# ready: exit 0 once /_localstack/health reports our services as available or running
+# and DynamoDB answers a ListTables (DynamoDB Local, a Java process, starts last).
+ready() {
     python3 - "$PORT" <<'PY'
 import json, sys, urllib.request
+port = sys.argv[1]
+base = f"http://127.0.0.1:{port}"
 try:
-    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_localstack/health", timeout=2) as r:
+    with urllib.request.urlopen(f"{base}/_localstack/health", timeout=2) as r:
         services = json.load(r).get("services", {})
+    if not all(services.get(s) in ("available", "running") for s in ("dynamodb", "sqs", "s3", "cloudformation")):
+        sys.exit(1)
+    req = urllib.request.Request(
+        base + "/",
+        data=b"{}",
+        headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+            # LocalStack reads the account and region from the credential scope.
+            "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        sys.exit(0 if r.status == 200 else 1)
 except Exception:
     sys.exit(1)
-needed = ("dynamodb", "sqs", "s3", "cloudformation")
-sys.exit(0 if all(services.get(s) in ("available", "running") for s in needed) else 1)
 PY
 }
 
-pid_alive() {
-    [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null
+# answers: exit 0 when anything gives an HTTP answer on the port within 2 s.
+answers() {
+    python3 - "$PORT" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=2).read()
+except urllib.error.HTTPError:
+    pass
+except Exception:
+    sys.exit(1)
+PY
 }
+
+pid_alive() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
 # --- already running? -----------------------------------------------------------------
 kind="$(cat "$KIND_FILE" 2>/dev/null || true)"
-if [ "$kind" = moto ] && pid_alive && probe /moto-api/; then
-    echo "start.sh: moto_server already running on http://127.0.0.1:$PORT (pid $(cat "$PID_FILE"))"
+if [ -n "$kind" ] && ready; then
+    echo "start.sh: LocalStack ($kind) already running on http://127.0.0.1:$PORT"
     exit 0
 fi
-if [ "$kind" = localstack ] && localstack_ready; then
-    echo "start.sh: LocalStack already running on http://127.0.0.1:$PORT"
-    exit 0
-fi
-# Stale state from a crashed or killed emulator.
 if [ -n "$kind" ]; then
-    if [ "$kind" = moto ] && pid_alive; then
-        kill "$(cat "$PID_FILE")" 2>/dev/null || true
-    fi
-    rm -f "$KIND_FILE" "$PID_FILE"
+    echo "start.sh: clearing state of a LocalStack ($kind) that no longer answers"
+    bash "$ROOT/localstack/stop.sh" >/dev/null 2>&1 || true
 fi
-if probe /; then
+if answers; then
     echo "start.sh: something that is not ours already listens on 127.0.0.1:$PORT;" \
          "stop it or set FANOUT_EMULATOR_PORT" >&2
     exit 1
 fi
 
-# compose ARGS...: `docker compose` (v2 plugin) or `docker-compose` (v1), whichever exists.
+wait_ready() {  # wait_ready STARTED_AT: poll until ready, the process dies or time runs out
+    local tries=$((WAIT_SECONDS * 5))
+    for _ in $(seq "$tries"); do
+        if ready; then return 0; fi
+        if [ "$kind" = host ] && ! pid_alive; then return 1; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# --- Docker engine: the LocalStack image ------------------------------------------------
 compose() {
     if docker compose version >/dev/null 2>&1; then
         docker compose -f "$COMPOSE_FILE" "$@"
@@ -85,62 +109,56 @@ compose() {
         docker-compose -f "$COMPOSE_FILE" "$@"
     fi
 }
-have_compose() {
-    docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1
-}
-
-# --- LocalStack when a Docker engine answers -----------------------------------------
-docker_ok=false
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-    if have_compose; then
-        docker_ok=true
-    else
-        echo "start.sh: Docker engine found but no docker compose; falling back to moto_server"
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 \
+    && { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; }; then
+    kind=docker
+    t0="$(now)"
+    echo "start.sh: Docker engine found; starting the LocalStack image"
+    FANOUT_EMULATOR_PORT="$PORT" LOCALSTACK_SERVICES="$SERVICES" compose up -d
+    echo docker > "$KIND_FILE"
+    if wait_ready; then
+        echo "start.sh: LocalStack (docker) serving $SERVICES on http://127.0.0.1:$PORT; start $(since "$t0") s"
+        exit 0
     fi
-fi
-if $docker_ok; then
-    echo "start.sh: Docker engine found; starting LocalStack"
-    FANOUT_EMULATOR_PORT="$PORT" compose up -d
-    echo localstack > "$KIND_FILE"
-    for _ in $(seq "$LOCALSTACK_WAIT_SECONDS"); do
-        if localstack_ready; then
-            echo "start.sh: started LocalStack on http://127.0.0.1:$PORT"
-            exit 0
-        fi
-        sleep 1
-    done
-    echo "start.sh: LocalStack did not become healthy within ${LOCALSTACK_WAIT_SECONDS}s" >&2
+    echo "start.sh: LocalStack did not become ready within ${WAIT_SECONDS}s" >&2
     compose logs --tail 50 >&2 || true
     exit 1
 fi
 
-# --- moto_server otherwise ------------------------------------------------------------
-if [ ! -x "$ROOT/.venv/bin/moto_server" ]; then
-    bash "$ROOT/localstack/venv.sh"
-fi
-echo "start.sh: no Docker engine; starting moto_server"
-# setsid + nohup: the server outlives this shell and is not hit by a terminal's Ctrl-C
-# aimed at make; stop.sh ends it by pid. moto_serve.py is moto_server with DynamoDB
-# requests serialized, as DynamoDB applies writes to an item (see the file).
+# --- host mode ----------------------------------------------------------------------------
+kind=host
+t0="$(now)"
+warm=warm
+[ -f "$HOST_HOME/.installed" ] || warm=cold
+FANOUT_LOCALSTACK_HOME="$HOST_HOME" bash "$ROOT/localstack/host_install.sh"
+setup="$(since "$t0")"
+
+t1="$(now)"
 : > "$LOG_FILE"
-setsid nohup "$ROOT/.venv/bin/python" "$ROOT/localstack/moto_serve.py" -H 127.0.0.1 -p "$PORT" \
+mkdir -p "$HOST_HOME/home"
+# A clean environment: LocalStack reads many variables (AWS_*, DEBUG, …) and the caller's
+# must not leak in. setsid + nohup: it outlives this shell and a Ctrl-C aimed at make;
+# stop.sh ends its process group (the Python runtime and its DynamoDB Local child).
+setsid nohup env -i \
+    PATH="$HOST_HOME/venv/bin:/usr/local/bin:/usr/bin:/bin" \
+    HOME="$HOST_HOME/home" LANG=C.UTF-8 \
+    OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$HOST_HOME/root" \
+    GATEWAY_LISTEN="127.0.0.1:$PORT" LOCALSTACK_HOST="127.0.0.1:$PORT" \
+    SQS_ENDPOINT_STRATEGY=path SERVICES="$SERVICES" EAGER_SERVICE_LOADING=1 \
+    DYNAMODB_IN_MEMORY=1 DYNAMODB_HEAP_SIZE=1g DNS_ADDRESS=0 DISABLE_EVENTS=1 \
+    SKIP_SSL_CERT_DOWNLOAD=1 AWS_DEFAULT_REGION=us-east-1 \
+    "$HOST_HOME/venv/bin/python" -m localstack.runtime.main \
     >>"$LOG_FILE" 2>&1 < /dev/null &
 echo $! > "$PID_FILE"
-echo moto > "$KIND_FILE"
+echo host > "$KIND_FILE"
 
-tries=$((MOTO_WAIT_SECONDS * 5))
-for _ in $(seq "$tries"); do
-    if probe /moto-api/; then
-        echo "start.sh: started moto_server on http://127.0.0.1:$PORT (pid $(cat "$PID_FILE"), log .fanout/moto.log)"
-        exit 0
-    fi
-    if ! pid_alive; then
-        break
-    fi
-    sleep 0.2
-done
-echo "start.sh: moto_server did not answer on port $PORT within ${MOTO_WAIT_SECONDS}s; log:" >&2
-tail -n 30 "$LOG_FILE" >&2 || true
-kill "$(cat "$PID_FILE")" 2>/dev/null || true
-rm -f "$PID_FILE" "$KIND_FILE"
+if wait_ready; then
+    version="$("$HOST_HOME/venv/bin/python" -c 'from importlib.metadata import version; print(version("localstack-core"))')"
+    echo "start.sh: LocalStack $version (host mode, pid $(cat "$PID_FILE")) serving $SERVICES" \
+         "on http://127.0.0.1:$PORT; setup $setup s ($warm), start $(since "$t1") s; log .fanout/localstack.log"
+    exit 0
+fi
+echo "start.sh: LocalStack (host mode) did not become ready within ${WAIT_SECONDS}s; log:" >&2
+tail -n 40 "$LOG_FILE" >&2 || true
+bash "$ROOT/localstack/stop.sh" >&2 || true
 exit 1

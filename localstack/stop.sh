@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stop the emulator that localstack/start.sh started (and only that one).
-# Idempotent: with nothing running it just says so.
+# Stop the LocalStack that localstack/start.sh started (and only that one): the compose
+# project with a Docker engine, or in host mode the process group of the Python runtime,
+# which includes its DynamoDB Local (Java) child. Idempotent.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,35 +14,58 @@ COMPOSE_FILE="$ROOT/localstack/docker-compose.yml"
 
 kind="$(cat "$KIND_FILE" 2>/dev/null || true)"
 
+# group_alive PGID: any process left in the group?
+group_alive() { pgrep -g "$1" >/dev/null 2>&1; }
+# descendants PID: every process below PID. DynamoDB Local runs in a session of its own
+# (LocalStack starts it with setsid), so the group signal does not reach it.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
 case "$kind" in
-localstack)
+docker)
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
         if docker compose version >/dev/null 2>&1; then
             docker compose -f "$COMPOSE_FILE" down
         else
             docker-compose -f "$COMPOSE_FILE" down
         fi
-        echo "stop.sh: LocalStack stopped"
+        echo "stop.sh: LocalStack (docker) stopped"
     else
-        echo "stop.sh: LocalStack was started but the Docker engine no longer answers; nothing to stop"
+        echo "stop.sh: LocalStack was started in Docker but the engine no longer answers; nothing to stop"
     fi
     ;;
-moto | "")
+host | "")
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    # Only a live process that really is our moto_server is signalled (pids get reused).
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_serve; then
-        kill -TERM "$pid"
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
+    # start.sh ran LocalStack under setsid, so its pid is its process group id. Only a
+    # group whose leader is still our LocalStack, or that still has members, is signalled.
+    if [ -n "$pid" ] && { tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q localstack.runtime.main \
+        || group_alive "$pid"; }; then
+        children="$(descendants "$pid")"
+        # LocalStack stops its DynamoDB Local on SIGTERM; whatever is left after 15 s is killed.
+        kill -TERM -- "-$pid" 2>/dev/null || true
+        left() {
+            group_alive "$pid" && return 0
+            local c
+            for c in $children; do kill -0 "$c" 2>/dev/null && return 0; done
+            return 1
+        }
+        for _ in $(seq 75); do
+            left || break
             sleep 0.2
         done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
+        if left; then
+            kill -KILL -- "-$pid" 2>/dev/null || true
+            for c in $children; do kill -KILL "$c" 2>/dev/null || true; done
+            echo "stop.sh: LocalStack did not stop within 15 s of SIGTERM; killed"
         fi
-        echo "stop.sh: moto_server stopped (pid $pid)"
+        echo "stop.sh: LocalStack (host mode) stopped (process group $pid)"
     else
-        echo "stop.sh: no emulator started by start.sh is running"
+        echo "stop.sh: no LocalStack started by start.sh is running"
     fi
     ;;
 *)

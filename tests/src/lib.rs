@@ -12,12 +12,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use fanout::Services;
+use fanout::aws::AwsClients;
+use fanout::config::Config;
 
 /// A running gateway over the local emulator.
 pub struct Stack {
     /// Base URL of the gateway, e.g. `http://127.0.0.1:41234`.
     pub url: String,
-    /// Services for checking the store directly through the SDK.
+    /// Services for checking the store directly through the SDK, from any test's runtime
+    /// (see [`on_runtime`]).
     pub services: Arc<Services>,
 }
 
@@ -45,6 +48,75 @@ impl Answer {
 
 static STACK: OnceLock<Stack> = OnceLock::new();
 
+/// SDK clients whose requests all run on the stack's long-lived runtime.
+///
+/// Each `#[tokio::test]` has a runtime of its own that ends with the test. A connection the
+/// SDK opens lives on the runtime that opened it and goes back to the client's pool; once
+/// that test's runtime is gone, the next test that draws the connection from the pool gets
+/// "runtime dropped the dispatch task" (seen with LocalStack, which keeps connections
+/// alive). Running every request on the stack's runtime keeps the pool's connections alive
+/// for all tests; the futures are awaited from any runtime through a `JoinHandle`.
+pub mod on_runtime {
+    use aws_config::BehaviorVersion;
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+        SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use fanout::aws::AwsClients;
+    use tokio::runtime::Handle;
+
+    /// The service's three clients, over the default HTTP client moved onto `handle`.
+    pub async fn clients(handle: Handle) -> AwsClients {
+        let http = OnRuntime {
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            handle,
+        };
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(SharedHttpClient::new(http))
+            .load()
+            .await;
+        AwsClients::from_sdk_config(&sdk)
+    }
+
+    #[derive(Debug)]
+    struct OnRuntime {
+        inner: SharedHttpClient,
+        handle: Handle,
+    }
+
+    impl HttpClient for OnRuntime {
+        fn http_connector(
+            &self,
+            settings: &HttpConnectorSettings,
+            components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(OnRuntimeConnector {
+                inner: self.inner.http_connector(settings, components),
+                handle: self.handle.clone(),
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct OnRuntimeConnector {
+        inner: SharedHttpConnector,
+        handle: Handle,
+    }
+
+    impl HttpConnector for OnRuntimeConnector {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let sent = self.handle.spawn(self.inner.call(request));
+            HttpConnectorFuture::new(async move {
+                sent.await
+                    .map_err(|e| ConnectorError::other(Box::new(e), None))?
+            })
+        }
+    }
+}
+
 /// The shared stack, started on first use.
 pub fn stack() -> &'static Stack {
     STACK.get_or_init(start)
@@ -57,15 +129,19 @@ fn start() -> Stack {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async move {
-            let services = Arc::new(Services::from_env().await.expect(
-                "configuration: run the tests with `make test`, which starts the emulator",
+            let config = Config::from_env()
+                .expect("configuration: run the tests with `make test`, which starts the emulator");
+            let gateway = Arc::new(Services::new(config.clone(), AwsClients::from_env().await));
+            let checks = Arc::new(Services::new(
+                config,
+                on_runtime::clients(tokio::runtime::Handle::current()).await,
             ));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             let addr: SocketAddr = listener.local_addr().expect("addr");
-            tx.send((addr, services.clone())).expect("send");
-            fanout_functions::gateway::serve(services, listener)
+            tx.send((addr, checks)).expect("send");
+            fanout_functions::gateway::serve(gateway, listener)
                 .await
                 .expect("gateway");
         });

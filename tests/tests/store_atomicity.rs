@@ -1,8 +1,8 @@
 //! The engine relies on DynamoDB applying the writes to one item one after another: a
 //! subtask ends with a conditional update that only one delivery can win, and its count
 //! is an `ADD` on the task item that heartbeats also update. These tests hold the local
-//! stack to that (plain moto_server loses updates under concurrent requests;
-//! localstack/moto_serve.py serializes them).
+//! stack (LocalStack, whose DynamoDB is DynamoDB Local) to that; moto_server, the
+//! emulator used before, lost one of two concurrent `ADD`s on an item.
 
 use std::collections::HashMap;
 
