@@ -23,8 +23,9 @@ LOCAL_ENV := .fanout/local.env
 WORKERS ?= 1
 RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
+ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test
+.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package
 
 venv:
 	bash localstack/venv.sh
@@ -52,6 +53,12 @@ run: emulator-up deploy-local
 	echo "run: $(WORKERS) worker(s) started; API on http://$(ADDR)"; \
 	echo "run: watch a task with: curl -s http://$(ADDR)/1/tasks/<task_id>"; \
 	FANOUT_ADDR=$(ADDR) target/debug/gateway
+
+# What a deploy ships: every function built by cargo-lambda for ARCH (arm64 or x86_64;
+# default this machine's), laid out as `sam build` does and zipped, the worker binary,
+# and `sam validate --lint`. Not part of `make test` (a release build of every function).
+package:
+	ARCH=$(ARCH) bash infra/package.sh
 
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:

@@ -16,18 +16,25 @@ set -a; . .fanout/local.env; set +a
 cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
+# The emulator's processes: LocalStack (host mode) and DynamoDB Local, its Java child.
 emulator=$(cat .fanout/emulator.pid 2>/dev/null || true)
+dynamodb=$([ -n "$emulator" ] && pgrep -P "$emulator" java || true)
+emulator_cpu() {
+    echo "localstack $(cpu_seconds "$emulator") dynamodb-local $([ -n "$dynamodb" ] && cpu_seconds "$dynamodb" || echo 0)"
+}
 out=$(mktemp -d)
 pids=()
 for i in $(seq 1 "$workers"); do
     FANOUT_COUNT_REQUESTS=1 RUST_LOG=warn "$dir"/worker >"$out/worker-$i.json" &
     pids+=($!)
 done
-emulator_before=$([ -n "$emulator" ] && cpu_seconds "$emulator" || echo 0)
+before=$([ -n "$emulator" ] && emulator_cpu || echo "localstack 0 dynamodb-local 0")
 "$dir"/examples/engine_bench "$faces" "$per"
 if [ -n "$emulator" ]; then
-    used=$(awk -v a="$(cpu_seconds "$emulator")" -v b="$emulator_before" 'BEGIN { printf "%.1f", a - b }')
-    echo "emulator CPU seconds during the run (bulk load included): $used"
+    after=$(emulator_cpu)
+    echo "emulator CPU seconds during the run (bulk load included):" \
+        "$(awk -v a="$after" -v b="$before" 'BEGIN { split(a, x, " "); split(b, y, " ");
+            printf "LocalStack %.1f, DynamoDB Local %.1f", x[2] - y[2], x[4] - y[4] }')"
 fi
 for pid in "${pids[@]}"; do
     echo "worker $pid: $(grep VmHWM /proc/"$pid"/status), CPU seconds $(cpu_seconds "$pid")"

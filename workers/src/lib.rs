@@ -8,6 +8,7 @@
 //! worker stops receiving, lets running messages finish (up to `--drain-seconds`) and
 //! exits; anything unfinished comes back to the queue when its lease runs out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,6 +139,44 @@ async fn wait_for_signal() {
 /// Messages one receive asks for: SQS's maximum.
 const BATCH: u32 = 10;
 
+/// How long a task and subtask read for a whole received batch stay good enough to start
+/// a subtask with. A message that waited longer for a slot reads its pair again. (A stale
+/// read costs nothing but work: ending a subtask is a conditional write, and a cancel
+/// still reaches a running subtask through its heartbeat.)
+const PREFETCH_FRESH: Duration = Duration::from_secs(5);
+
+/// A work message's task and subtask, read when its batch arrived.
+struct Prefetched {
+    pair: work::Pair,
+    at: tokio::time::Instant,
+}
+
+/// Reads the task and subtask of every work message of a batch in one request; an empty
+/// map (each message then reads its own) when the read fails.
+async fn prefetch(svc: &Services, steps: &[Parsed]) -> HashMap<(u64, u32), Prefetched> {
+    let parsed: Vec<WorkMessage> = steps
+        .iter()
+        .filter_map(|(_, step)| match step {
+            Ok(Step::Work(m)) => Some(*m),
+            _ => None,
+        })
+        .collect();
+    if parsed.is_empty() {
+        return HashMap::new();
+    }
+    let at = tokio::time::Instant::now();
+    match work::load_pairs(svc, &parsed).await {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(key, pair)| (key, Prefetched { pair, at }))
+            .collect(),
+        Err(err) => {
+            tracing::warn!(%err, "batch read failed; each message reads its own");
+            HashMap::new()
+        }
+    }
+}
+
 /// Receives from one queue while not stopped, a full batch at a time; each message runs
 /// in its own task once one of the role's concurrency slots is free.
 ///
@@ -207,11 +246,26 @@ async fn consume(
                 continue;
             }
         };
-        for message in messages {
+        let steps: Vec<Parsed> = messages
+            .into_iter()
+            .map(|m| {
+                let step = Step::parse(role, m.body().unwrap_or_default());
+                (m, step)
+            })
+            .collect();
+        let mut prefetched = match role {
+            Role::Work => prefetch(&svc, &steps).await,
+            Role::Control => HashMap::new(),
+        };
+        for (message, step) in steps {
             let Some(held) = room.split(1) else { break };
             let (queue, stop) = (queue.clone(), stop.clone());
+            let read = match &step {
+                Ok(Step::Work(m)) => prefetched.remove(&(m.task_id, m.subtask_id)),
+                _ => None,
+            };
             handlers.spawn(async move {
-                queue.handle(message, stop).await;
+                queue.handle(message, step, read, stop).await;
                 drop(held);
             });
         }
@@ -237,6 +291,18 @@ enum Step {
     Control(ControlMessage),
 }
 
+impl Step {
+    fn parse(role: Role, body: &str) -> Result<Step, serde_json::Error> {
+        match role {
+            Role::Work => serde_json::from_str(body).map(Step::Work),
+            Role::Control => serde_json::from_str(body).map(Step::Control),
+        }
+    }
+}
+
+/// A received message and what its body says.
+type Parsed = (Message, Result<Step, serde_json::Error>);
+
 /// One queue as a worker consumes it: what every message handler of it shares.
 struct Queue {
     svc: Arc<Services>,
@@ -253,7 +319,13 @@ impl Queue {
     /// Handles one message under a heartbeat once a slot is free, then acknowledges it or
     /// lets it come back. A message still waiting for a slot when the worker stops is handed
     /// back to the queue at once.
-    async fn handle(&self, message: Message, mut stop: watch::Receiver<bool>) {
+    async fn handle(
+        &self,
+        message: Message,
+        parsed: Result<Step, serde_json::Error>,
+        prefetched: Option<Prefetched>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let Queue {
             svc,
             role,
@@ -271,10 +343,6 @@ impl Queue {
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
         let body = message.body().unwrap_or_default();
-        let parsed = match role {
-            Role::Work => serde_json::from_str(body).map(Step::Work),
-            Role::Control => serde_json::from_str(body).map(Step::Control),
-        };
         let step = match parsed {
             Ok(step) => step,
             Err(err) => {
@@ -302,8 +370,13 @@ impl Queue {
                 _ = stop.wait_for(|stopped| *stopped) => return None,
                 slot = running.acquire() => slot.expect("semaphore open"),
             };
+            let loaded = prefetched
+                .filter(|p| p.at.elapsed() <= PREFETCH_FRESH)
+                .map(|p| p.pair);
             Some(match &step {
-                Step::Work(m) => work::run(svc, m, attempt, options.max_attempts, &cancel).await,
+                Step::Work(m) => {
+                    work::run(svc, m, loaded, attempt, options.max_attempts, &cancel).await
+                }
                 Step::Control(m) => control::handle(svc, m).await.map(|()| Outcome::Done),
             })
         };

@@ -347,7 +347,12 @@ async fn delete_removes_the_task_its_records_and_every_object() {
     let _worker = Worker::start("work,control");
     let task_id = faces_linker(stack, &account, None, 10).await;
     wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
-    assert!(objects_of(stack, task_id).await.len() >= 4);
+    // Small subtask outputs live in the subtask items; the result is in S3.
+    let objects = objects_of(stack, task_id).await;
+    assert!(
+        objects.contains(&fanout::store::blobs::result_key(task_id)),
+        "{objects:?}"
+    );
     let other = stack
         .delete(&format!(
             "/1/tasks/{task_id}?account_id={}",
@@ -699,13 +704,43 @@ async fn cross_match_equals_brute_force_over_many_tiles() {
     assert_eq!(result["candidates_count"], 37);
     let matches = result["matches"].as_array().unwrap();
     assert_eq!(matches.len(), 40);
-    for entry in matches {
+    let candidates: Vec<(&str, &[f32])> = candidate_ids
+        .iter()
+        .map(String::as_str)
+        .zip(all_candidates.iter().map(Vec::as_slice))
+        .collect();
+    assert_brute_force(
+        &result,
+        &reference_ids,
+        &references,
+        &candidates,
+        limit,
+        threshold,
+    );
+    // The zero vector matches nothing above the threshold.
+    let zero = matches
+        .iter()
+        .find(|m| m["reference_id"] == reference_ids[2].as_str())
+        .unwrap();
+    assert_eq!(zero["candidates"], json!([]));
+}
+
+/// Each reference's matches in a cross_match result are its top `limit` candidates at or
+/// above `threshold` by brute force (equal similarities by candidate id).
+fn assert_brute_force(
+    result: &Value,
+    reference_ids: &[String],
+    references: &[Vec<f32>],
+    candidates: &[(&str, &[f32])],
+    limit: usize,
+    threshold: f64,
+) {
+    for entry in result["matches"].as_array().unwrap() {
         let reference = entry["reference_id"].as_str().unwrap();
         let r = reference_ids.iter().position(|id| id == reference).unwrap();
-        let mut expected: Vec<(f64, &str)> = candidate_ids
+        let mut expected: Vec<(f64, &str)> = candidates
             .iter()
-            .zip(&all_candidates)
-            .map(|(id, d)| (cosine(&references[r], d), id.as_str()))
+            .map(|(id, d)| (cosine(&references[r], d), *id))
             .filter(|(s, _)| *s >= threshold)
             .collect();
         expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
@@ -727,12 +762,69 @@ async fn cross_match_equals_brute_force_over_many_tiles() {
             assert!((gs - es).abs() < 1e-5, "reference {r}: {gs} vs {es}");
         }
     }
-    // The zero vector matches nothing above the threshold.
-    let zero = matches
+}
+
+/// Subtask outputs up to 16 KiB are kept in the subtask's item (no S3 object); larger
+/// ones go to S3 and the subtask shows their `result_key`. Both kinds merge the same.
+#[tokio::test]
+async fn large_subtask_outputs_go_through_s3_and_small_ones_stay_in_the_item() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let references = clustered_descriptors(600, 12, 3);
+    let candidates = clustered_descriptors(100, 12, 4);
+    let reference_ids = faces_with(stack, &account, &references, "big-reference").await;
+    let candidate_ids = faces_with(stack, &account, &candidates, "big-candidate").await;
+    let (limit, threshold) = (3, 0.0);
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "cross_match",
+        &account,
+        json!({
+            "references": {"objects_type": "faces", "filters": {"user_data": "big-reference"}},
+            "candidates": {"objects_type": "faces", "filters": {"user_data": "big-candidate"}},
+            "limit": limit, "threshold": threshold, "objects_per_block": 600
+        }),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    let subtasks = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
+    let subtasks = subtasks.json["subtasks"].as_array().unwrap().clone();
+    let objects = objects_of(stack, task_id).await;
+    // Collect outputs list their block's ids (~39 bytes each), match tiles their
+    // references' top 3: the larger blocks and tiles go to S3, the smaller stay inline.
+    let mut in_s3 = Vec::new();
+    for subtask in &subtasks {
+        let id = subtask["subtask_id"].as_u64().unwrap() as u32;
+        let key = fanout::store::blobs::subtask_output_key(task_id, id);
+        if subtask["result_key"].is_null() {
+            assert!(!objects.contains(&key), "{key} in S3");
+        } else {
+            assert_eq!(subtask["result_key"], json!(key), "{subtask}");
+            assert!(objects.contains(&key), "{key} not in {objects:?}");
+            in_s3.push(id);
+        }
+    }
+    assert!(
+        !in_s3.is_empty() && in_s3.len() < subtasks.len(),
+        "outputs in S3: {in_s3:?} of {subtasks:?}"
+    );
+    let result = result(stack, task_id).await;
+    assert_eq!(result["matches"].as_array().unwrap().len(), 600);
+    let candidates: Vec<(&str, &[f32])> = candidate_ids
         .iter()
-        .find(|m| m["reference_id"] == reference_ids[2].as_str())
-        .unwrap();
-    assert_eq!(zero["candidates"], json!([]));
+        .map(String::as_str)
+        .zip(candidates.iter().map(Vec::as_slice))
+        .collect();
+    assert_brute_force(
+        &result,
+        &reference_ids,
+        &references,
+        &candidates,
+        limit,
+        threshold,
+    );
 }
 
 #[tokio::test]

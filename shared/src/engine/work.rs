@@ -33,16 +33,26 @@ pub enum Outcome {
     Retry(ApiError),
 }
 
+/// A task and one of its subtasks as read for a work message.
+pub type Pair = (TaskRecord, SubtaskRecord);
+
 /// Runs the subtask of `message`, delivered for the `attempt`-th time (from SQS's
 /// receive count); on the last allowed attempt a passing failure becomes final.
+/// `loaded` is the pair when the caller read it already (see [`load_pairs`]); it is read
+/// here otherwise.
 pub async fn run(
     svc: &Services,
     message: &WorkMessage,
+    loaded: Option<Pair>,
     attempt: u32,
     max_attempts: u32,
     cancel: &CancelFlag,
 ) -> Result<Outcome, ApiError> {
-    let Some((task, subtask)) = load_pair(svc, message).await? else {
+    let loaded = match loaded {
+        Some(pair) => Some(pair),
+        None => load_pair(svc, message).await?,
+    };
+    let Some((task, subtask)) = loaded else {
         return Ok(Outcome::Stale);
     };
     if subtask.subtask.status != SubtaskStatus::Pending {
@@ -71,10 +81,16 @@ pub async fn run(
     let outcome = kind.execute(&context).await;
     let failure = match outcome {
         Ok(output) => {
-            let key = blobs::subtask_output_key(task.task_id, subtask.subtask.subtask_id);
-            let body = serde_json::to_vec(&output).map_err(|e| ApiError::internal("output", e))?;
-            blobs::put(svc, &key, body, "application/json").await?;
-            return finish(svc, &task, &subtask, attempt, start, Ok(key)).await;
+            let text =
+                serde_json::to_string(&output).map_err(|e| ApiError::internal("output", e))?;
+            let stored = if text.len() <= INLINE_OUTPUT_MAX {
+                Stored::Inline(text)
+            } else {
+                let key = blobs::subtask_output_key(task.task_id, subtask.subtask.subtask_id);
+                blobs::put(svc, &key, text.into_bytes(), "application/json").await?;
+                Stored::Blob(key)
+            };
+            return finish(svc, &task, &subtask, attempt, start, Ok(stored)).await;
         }
         Err(err) if err.code == ErrorCode::TaskCancelled => {
             return mark_cancelled(svc, &subtask).await;
@@ -120,34 +136,63 @@ pub async fn fail_dead(
     finish(svc, &task, &subtask, attempts, timestamps::now(), Err(err)).await
 }
 
-async fn load_pair(
+/// Outputs up to this size (JSON text) are kept in the subtask's item, larger ones in S3:
+/// no S3 request per subtask for the usual small outputs, and the merge finds them in the
+/// subtask records it reads anyway.
+pub const INLINE_OUTPUT_MAX: usize = task_store::INLINE_CONTENT_MAX;
+
+/// Where a done subtask's output went.
+enum Stored {
+    /// Into the subtask's item.
+    Inline(String),
+    /// Into S3 at this key.
+    Blob(String),
+}
+
+async fn load_pair(svc: &Services, message: &WorkMessage) -> Result<Option<Pair>, ApiError> {
+    Ok(load_pairs(svc, std::slice::from_ref(message))
+        .await?
+        .remove(&(message.task_id, message.subtask_id)))
+}
+
+/// The task and subtask of each message, in one strongly consistent BatchGetItem for a
+/// received batch (each task read once); messages whose task or subtask is gone are absent.
+pub async fn load_pairs(
     svc: &Services,
-    message: &WorkMessage,
-) -> Result<Option<(TaskRecord, SubtaskRecord)>, ApiError> {
-    let pk = keys::task_pk(message.task_id);
-    let sub_sk = keys::subtask_sk(message.subtask_id);
-    let items = svc
-        .table
-        .batch_get(&[
-            (pk.clone(), keys::TASK_SK.to_string()),
-            (pk, sub_sk.clone()),
-        ])
-        .await?;
-    let mut task = None;
-    let mut subtask = None;
-    for item in items {
+    messages: &[WorkMessage],
+) -> Result<HashMap<(u64, u32), Pair>, ApiError> {
+    let mut wanted: Vec<(String, String)> = Vec::with_capacity(messages.len() + 1);
+    for m in messages {
+        let task_key = (keys::task_pk(m.task_id), keys::TASK_SK.to_string());
+        let sub_key = (keys::task_pk(m.task_id), keys::subtask_sk(m.subtask_id));
+        for key in [task_key, sub_key] {
+            if !wanted.contains(&key) {
+                wanted.push(key);
+            }
+        }
+    }
+    let mut tasks: HashMap<u64, TaskRecord> = HashMap::new();
+    let mut subtasks: Vec<SubtaskRecord> = Vec::new();
+    for item in svc.table.batch_get(&wanted).await? {
         let is_task = item
             .get("sk")
             .and_then(|v| v.as_s().ok())
             .map(String::as_str)
             == Some(keys::TASK_SK);
         if is_task {
-            task = Some(from_item::<TaskRecord>(item)?);
+            let task: TaskRecord = from_item(item)?;
+            tasks.insert(task.task_id, task);
         } else {
-            subtask = Some(from_item::<SubtaskRecord>(item)?);
+            subtasks.push(from_item(item)?);
         }
     }
-    Ok(task.zip(subtask))
+    Ok(subtasks
+        .into_iter()
+        .filter_map(|sub| {
+            let task = tasks.get(&sub.subtask.task_id)?.clone();
+            Some(((sub.subtask.task_id, sub.subtask.subtask_id), (task, sub)))
+        })
+        .collect())
 }
 
 /// Ends the subtask, then counts it on its task. The first write applies only while the
@@ -161,14 +206,16 @@ async fn finish(
     subtask: &SubtaskRecord,
     attempt: u32,
     start: DateTime<Utc>,
-    result: Result<String, ApiError>,
+    result: Result<Stored, ApiError>,
 ) -> Result<Outcome, ApiError> {
     let table = svc.table.name();
     let now = timestamps::format(timestamps::now());
     let failed = result.is_err();
-    let (status, result_key) = match &result {
-        Ok(key) => (SubtaskStatus::Done, s(key)),
-        Err(_) => (SubtaskStatus::Failed, AttributeValue::Null(true)),
+    let null = || AttributeValue::Null(true);
+    let (status, result_key, output) = match &result {
+        Ok(Stored::Inline(text)) => (SubtaskStatus::Done, null(), s(text)),
+        Ok(Stored::Blob(key)) => (SubtaskStatus::Done, s(key), null()),
+        Err(_) => (SubtaskStatus::Failed, null(), null()),
     };
     let ended = svc
         .table
@@ -179,11 +226,13 @@ async fn finish(
         .key("sk", s(&keys::subtask_sk(subtask.subtask.subtask_id)))
         .update_expression(
             "SET #status = :status, attempts = :attempts, start_time = :start, \
-             end_time = :now, result_key = :key",
+             end_time = :now, result_key = :key, #output = :output",
         )
         .condition_expression("#status = :pending")
         .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#output", "output")
         .set_expression_attribute_values(Some(HashMap::from([
+            (":output".to_string(), output),
             (":status".to_string(), n(status as u8)),
             (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
             (":attempts".to_string(), n(attempt)),
@@ -237,8 +286,8 @@ async fn finish(
         .send()
         .await;
     let Some(counted) = unless_condition_failed(counted, "dynamodb update_item task")? else {
-        // The task is gone: take back the output this attempt wrote.
-        if let Ok(key) = &result {
+        // The task is gone: take back the output this attempt wrote to S3.
+        if let Ok(Stored::Blob(key)) = &result {
             blobs::delete(svc, key).await?;
         }
         return Ok(Outcome::Stale);

@@ -180,7 +180,7 @@ impl TaskKind for Clustering {
         let mut sets = DisjointSets::new(ids.len());
         for (record, _) in match_subtasks(task).await? {
             require_done(&record, task.task.task_id)?;
-            let forest: Forest = task_store::subtask_output(task.svc, &record.subtask).await?;
+            let forest: Forest = task_store::subtask_output(task.svc, &record).await?;
             for (i, j) in forest.edges {
                 sets.union(i as usize, j as usize);
             }

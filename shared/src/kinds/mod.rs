@@ -152,13 +152,13 @@ impl TaskContext<'_> {
     ) -> Result<StageOutcomes<O, C>, ApiError> {
         let subtasks = self.subtasks(stage).await?;
         let svc = self.svc;
-        let done: Vec<crate::tasks::model::Subtask> = subtasks
+        let done: Vec<SubtaskRecord> = subtasks
             .iter()
             .filter(|s| s.subtask.status == SubtaskStatus::Done)
-            .map(|s| s.subtask.clone())
+            .cloned()
             .collect();
         let outputs: Vec<O> = stream::iter(done)
-            .map(move |subtask| async move { task_store::subtask_output(svc, &subtask).await })
+            .map(move |record| async move { task_store::subtask_output(svc, &record).await })
             .buffered(OUTPUT_READS_IN_FLIGHT)
             .try_collect()
             .await?;

@@ -562,8 +562,7 @@ pub async fn best_of_tiles(
     let mut best: Vec<Vec<Neighbour>> = vec![Vec::new(); references.ids.len()];
     for (record, _) in tiles.iter().filter(|(_, t)| t.a == references.block) {
         require_done(record, task.task.task_id)?;
-        let output: TileBest =
-            crate::tasks::store::subtask_output(task.svc, &record.subtask).await?;
+        let output: TileBest = crate::tasks::store::subtask_output(task.svc, record).await?;
         for (row, more) in best.iter_mut().zip(&output.lists) {
             kernel::merge_top_k(row, more, limit);
         }

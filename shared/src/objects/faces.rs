@@ -701,17 +701,40 @@ pub async fn link_existing(
     stop: &(dyn Fn() -> Result<(), ApiError> + Sync),
 ) -> Result<Linked, ApiError> {
     let mut outcome = Linked::default();
-    super::lists::record(svc, account_id, list_id).await?;
-    for chunk in face_ids.chunks(100) {
+    // The list is read with the faces of the first chunk before linking and with those of
+    // the last chunk after it (one BatchGetItem each): a one-chunk call costs two reads
+    // and one batch write.
+    let chunks: Vec<&[Uuid]> = face_ids.chunks(LINK_CHUNK).collect();
+    if chunks.is_empty() {
+        super::lists::record(svc, account_id, list_id).await?;
+        return Ok(outcome);
+    }
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.into_iter().enumerate() {
         stop()?;
-        let existing = existing_faces(svc, account_id, chunk).await?;
+        let existing = faces_and_list(svc, account_id, chunk, (i == 0).then_some(list_id)).await?;
         let memberships = chunk
             .iter()
             .filter(|id| existing.contains(id))
             .map(|&face_id| to_item(&MembershipRecord::new(list_id, face_id, account_id)))
             .collect::<Result<Vec<_>, _>>()?;
         svc.table.batch_write(memberships, Vec::new()).await?;
-        let still = existing_faces(svc, account_id, chunk).await?;
+        let still =
+            match faces_and_list(svc, account_id, chunk, (i == last).then_some(list_id)).await {
+                Ok(still) => still,
+                Err(err) if i == last && err.code == ErrorCode::ListNotFound => {
+                    // The list vanished while linking: take back what this call linked.
+                    let linked: Vec<Uuid> = outcome
+                        .linked
+                        .iter()
+                        .chain(existing.iter())
+                        .copied()
+                        .collect();
+                    detach(svc, list_id, &linked).await?;
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
+            };
         let vanished: Vec<(String, String)> = existing
             .difference(&still)
             .map(|&face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
@@ -725,11 +748,49 @@ pub async fn link_existing(
             }
         }
     }
-    if let Err(err) = super::lists::record(svc, account_id, list_id).await {
-        detach(svc, list_id, &outcome.linked).await?;
-        return Err(err);
-    }
     Ok(outcome)
+}
+
+/// Faces read per BatchGetItem when linking: one key of the 100 allowed is left for the list.
+const LINK_CHUNK: usize = 99;
+
+/// The stored faces of `account_id` among `face_ids`, read in one BatchGetItem together
+/// with the list `list` when given; a missing list (or another account's) is 22003.
+async fn faces_and_list(
+    svc: &Services,
+    account_id: Uuid,
+    face_ids: &[Uuid],
+    list: Option<Uuid>,
+) -> Result<HashSet<Uuid>, ApiError> {
+    let mut keys: Vec<(String, String)> = face_ids
+        .iter()
+        .map(|&id| (keys::face_pk(id), keys::FACE_SK.to_string()))
+        .collect();
+    if let Some(list_id) = list {
+        keys.push((keys::list_pk(list_id), keys::LIST_SK.to_string()));
+    }
+    let mut found = HashSet::with_capacity(face_ids.len());
+    let mut list_found = false;
+    for item in svc.table.batch_get(&keys).await? {
+        let is_list = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some(keys::LIST_SK);
+        if is_list {
+            let record: super::lists::ListRecord = from_item(item)?;
+            list_found = record.account_id == account_id;
+        } else {
+            let face: FaceRecord = from_item(item)?;
+            if face.account_id == account_id {
+                found.insert(face.face_id);
+            }
+        }
+    }
+    match list {
+        Some(list_id) if !list_found => Err(ApiError::list_not_found(list_id)),
+        _ => Ok(found),
+    }
 }
 
 /// The stored faces of `account_id` among `face_ids` (missing ones are absent).

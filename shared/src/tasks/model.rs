@@ -376,7 +376,8 @@ pub struct Subtask {
     /// When it ended.
     #[serde(default)]
     pub end_time: Option<String>,
-    /// S3 key of its output, once done.
+    /// S3 key of its output, once done, when the output was too large for the subtask's
+    /// item (over 16 KiB); smaller outputs are kept in the item and this stays null.
     #[serde(default)]
     pub result_key: Option<String>,
 }
@@ -395,6 +396,10 @@ pub struct SubtaskRecord {
     /// S3 key of its content when too large for the item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_key: Option<String>,
+    /// Its output as JSON text once done, when small enough for the item (else in S3 at
+    /// `subtask.result_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl SubtaskRecord {
@@ -416,6 +421,7 @@ impl SubtaskRecord {
             },
             content: None,
             content_key: None,
+            output: None,
         }
     }
 }

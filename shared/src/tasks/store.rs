@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::model::{Subtask, SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord};
+use super::model::{SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord};
 use crate::Services;
 use crate::error::ApiError;
 use crate::store::dynamo::{aws_error, from_item, s, unless_condition_failed};
@@ -97,11 +97,15 @@ pub async fn place_content(
     Ok((None, Some(key)))
 }
 
-/// The output of a done subtask.
+/// The output of a done subtask: from its item, or from S3 when it was too large.
 pub async fn subtask_output<T: DeserializeOwned>(
     svc: &Services,
-    subtask: &Subtask,
+    record: &SubtaskRecord,
 ) -> Result<T, ApiError> {
+    if let Some(text) = &record.output {
+        return serde_json::from_str(text).map_err(|e| ApiError::internal("subtask output", e));
+    }
+    let subtask = &record.subtask;
     let key = subtask
         .result_key
         .clone()
