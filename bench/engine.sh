@@ -8,8 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=${1:-1} faces=${2:-10000} per=${3:-10}
 profile=${PROFILE:-release}
-cargo build --profile "$profile" -p fanout-workers --bin worker --example engine_bench
-dir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+if [ -n "${BIN_DIR:-}" ]; then
+    # Binaries built elsewhere (e.g. another commit's worker, for a side-by-side run):
+    # BIN_DIR holds `worker` and `engine_bench`.
+    dir=$BIN_DIR
+    bench=$BIN_DIR/engine_bench
+else
+    cargo build --profile "$profile" -p fanout-workers --bin worker --example engine_bench
+    dir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+    bench=$dir/examples/engine_bench
+fi
 set -a; . .fanout/local.env; set +a
 
 # cpu_seconds PID: user + system CPU time of a live process.
@@ -29,7 +37,7 @@ for i in $(seq 1 "$workers"); do
     pids+=($!)
 done
 before=$([ -n "$emulator" ] && emulator_cpu || echo "localstack 0 dynamodb-local 0")
-"$dir"/examples/engine_bench "$faces" "$per"
+"$bench" "$faces" "$per"
 if [ -n "$emulator" ]; then
     after=$(emulator_cpu)
     echo "emulator CPU seconds during the run (bulk load included):" \

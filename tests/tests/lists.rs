@@ -168,3 +168,42 @@ async fn face_created_with_missing_list_is_not_stored() {
     assert_eq!(answer.error_code(), 22005);
     assert_eq!(stack().stored(&acc, "FACE").await, 0);
 }
+
+/// The linker's way of attaching (`faces::link_existing`): faces that do not exist, or
+/// belong to another account, are reported missing and leave no membership behind; a
+/// list that does not exist is a 22003 and leaves no membership at all.
+#[tokio::test]
+async fn linking_skips_missing_and_foreign_faces_and_needs_the_list() {
+    use fanout::objects::faces::link_existing;
+    use uuid::Uuid;
+    let svc = &stack().services;
+    let acc = account();
+    let list = new_list(&acc).await;
+    let ours = new_faces(&acc, 150).await;
+    let foreign = new_faces(&account(), 1).await;
+    let mut ids: Vec<Uuid> = ours.iter().map(|id| id.parse().unwrap()).collect();
+    let unknown = Uuid::new_v4();
+    ids.insert(40, unknown);
+    ids.insert(120, foreign[0].parse().unwrap());
+    let no_stop = || Ok(());
+    let (acc_id, list_id): (Uuid, Uuid) = (acc.parse().unwrap(), list.parse().unwrap());
+    let linked = link_existing(svc, acc_id, list_id, &ids, &no_stop)
+        .await
+        .unwrap();
+    assert_eq!(linked.linked.len(), 150);
+    assert_eq!(linked.missing, vec![unknown, foreign[0].parse().unwrap()]);
+    assert_eq!(
+        stack().stored_in_list(&list).await,
+        151,
+        "the list and 150 memberships"
+    );
+    let path = format!("/1/lists/{list}?account_id={acc}");
+    assert_eq!(stack().get(&path).await.json["face_count"], 150);
+
+    let gone = Uuid::new_v4();
+    let err = link_existing(svc, acc_id, gone, &ids[..10], &no_stop)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, fanout::error::ErrorCode::ListNotFound);
+    assert_eq!(stack().stored_in_list(&gone.to_string()).await, 0);
+}

@@ -701,47 +701,41 @@ pub async fn link_existing(
     stop: &(dyn Fn() -> Result<(), ApiError> + Sync),
 ) -> Result<Linked, ApiError> {
     let mut outcome = Linked::default();
-    // The list is read with the faces of the first chunk before linking and with those of
-    // the last chunk after it (one BatchGetItem each): a one-chunk call costs two reads
-    // and one batch write.
-    let chunks: Vec<&[Uuid]> = face_ids.chunks(LINK_CHUNK).collect();
-    if chunks.is_empty() {
+    if face_ids.is_empty() {
         super::lists::record(svc, account_id, list_id).await?;
         return Ok(outcome);
     }
+    // Memberships are written first, then the faces (and, with the last chunk, the list)
+    // are read back in one BatchGetItem: a membership whose face is missing is removed
+    // again, and a list that is missing takes back every membership of the call. A
+    // one-chunk call is one batch write and one read.
+    let chunks: Vec<&[Uuid]> = face_ids.chunks(LINK_CHUNK).collect();
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
         stop()?;
-        let existing = faces_and_list(svc, account_id, chunk, (i == 0).then_some(list_id)).await?;
         let memberships = chunk
             .iter()
-            .filter(|id| existing.contains(id))
             .map(|&face_id| to_item(&MembershipRecord::new(list_id, face_id, account_id)))
             .collect::<Result<Vec<_>, _>>()?;
         svc.table.batch_write(memberships, Vec::new()).await?;
-        let still =
-            match faces_and_list(svc, account_id, chunk, (i == last).then_some(list_id)).await {
-                Ok(still) => still,
-                Err(err) if i == last && err.code == ErrorCode::ListNotFound => {
-                    // The list vanished while linking: take back what this call linked.
-                    let linked: Vec<Uuid> = outcome
-                        .linked
-                        .iter()
-                        .chain(existing.iter())
-                        .copied()
-                        .collect();
-                    detach(svc, list_id, &linked).await?;
-                    return Err(err);
-                }
-                Err(err) => return Err(err),
-            };
-        let vanished: Vec<(String, String)> = existing
-            .difference(&still)
+        let existing = faces_and_list(svc, account_id, chunk, (i == last).then_some(list_id));
+        let existing = match existing.await {
+            Ok(existing) => existing,
+            Err(err) if err.code == ErrorCode::ListNotFound => {
+                let written: Vec<Uuid> = outcome.linked.iter().chain(chunk).copied().collect();
+                detach(svc, list_id, &written).await?;
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
+        let missing: Vec<(String, String)> = chunk
+            .iter()
+            .filter(|id| !existing.contains(id))
             .map(|&face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
             .collect();
-        svc.table.batch_write(Vec::new(), vanished).await?;
+        svc.table.batch_write(Vec::new(), missing).await?;
         for &face_id in chunk {
-            if still.contains(&face_id) {
+            if existing.contains(&face_id) {
                 outcome.linked.push(face_id);
             } else {
                 outcome.missing.push(face_id);
@@ -751,11 +745,11 @@ pub async fn link_existing(
     Ok(outcome)
 }
 
-/// Faces read per BatchGetItem when linking: one key of the 100 allowed is left for the list.
+/// Faces linked per chunk: one key of BatchGetItem's 100 is left for the list.
 const LINK_CHUNK: usize = 99;
 
-/// The stored faces of `account_id` among `face_ids`, read in one BatchGetItem together
-/// with the list `list` when given; a missing list (or another account's) is 22003.
+/// The stored faces of `account_id` among `face_ids`, read (ids only) in one BatchGetItem
+/// together with the list `list` when given; a missing list (or another account's) is 22003.
 async fn faces_and_list(
     svc: &Services,
     account_id: Uuid,
@@ -771,19 +765,21 @@ async fn faces_and_list(
     }
     let mut found = HashSet::with_capacity(face_ids.len());
     let mut list_found = false;
-    for item in svc.table.batch_get(&keys).await? {
+    let attributes = ["sk", "account_id", "face_id"];
+    for item in svc.table.batch_get_attributes(&keys, &attributes).await? {
         let is_list = item
             .get("sk")
             .and_then(|v| v.as_s().ok())
             .map(String::as_str)
             == Some(keys::LIST_SK);
+        let owner = item.get("account_id").and_then(|v| v.as_s().ok());
+        let ours = owner.is_some_and(|owner| *owner == account_id.to_string());
         if is_list {
-            let record: super::lists::ListRecord = from_item(item)?;
-            list_found = record.account_id == account_id;
-        } else {
-            let face: FaceRecord = from_item(item)?;
-            if face.account_id == account_id {
-                found.insert(face.face_id);
+            list_found = ours;
+        } else if ours {
+            let face_id = item.get("face_id").and_then(|v| v.as_s().ok());
+            if let Some(face_id) = face_id.and_then(|id| id.parse().ok()) {
+                found.insert(face_id);
             }
         }
     }

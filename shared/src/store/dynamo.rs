@@ -230,6 +230,33 @@ impl Table {
 
     /// Reads many items by `(pk, sk)`; missing ones are simply absent from the answer.
     pub async fn batch_get(&self, keys: &[(String, String)]) -> Result<Vec<Item>, ApiError> {
+        self.batch_get_attributes(keys, &[]).await
+    }
+
+    /// [`Table::batch_get`] reading only the named attributes (all when empty): the
+    /// existence checks of big items (faces carry 2 KB descriptors) read a few bytes each.
+    pub async fn batch_get_attributes(
+        &self,
+        keys: &[(String, String)],
+        attributes: &[&str],
+    ) -> Result<Vec<Item>, ApiError> {
+        let (projection, names) = if attributes.is_empty() {
+            (None, None)
+        } else {
+            let names: HashMap<String, String> = attributes
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("#a{i}"), a.to_string()))
+                .collect();
+            let mut placeholders: Vec<&String> = names.keys().collect();
+            placeholders.sort();
+            let projection = placeholders
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            (Some(projection), Some(names))
+        };
         let mut found = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_MAX) {
             let mut pending: Vec<Item> = chunk
@@ -242,6 +269,8 @@ impl Table {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(true)
+                    .set_projection_expression(projection.clone())
+                    .set_expression_attribute_names(names.clone())
                     .build()
                     .map_err(|e| ApiError::internal("dynamodb batch_get request", e))?;
                 let out = self
