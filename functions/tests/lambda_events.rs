@@ -121,3 +121,46 @@ async fn put_avatar_event_for_an_unknown_face_is_a_face_not_found() {
     assert_eq!(response.status(), 404);
     assert_eq!(json(&response)["error_code"], 22002);
 }
+
+/// The control function (the control queue's consumer on AWS) runs the steps of an SQS
+/// batch: a task created with no worker running gets planned, merged and done by it; an
+/// unreadable message is dropped rather than retried; only failed steps are reported.
+#[tokio::test]
+async fn control_function_runs_the_steps_of_an_sqs_batch() {
+    use fanout::engine::messages::ControlMessage;
+    use fanout::tasks::api::{self, NewTask};
+    use fanout::tasks::model::TaskStatus;
+    use fanout_functions::lambda::control_batch;
+    let svc = services().await;
+    // A gc task with nothing to remove: its plan has no subtasks, so the plan step
+    // merges at once and no work message is left behind.
+    let created = api::create(
+        &svc,
+        fanout::kinds::by_name("gc").expect("gc kind"),
+        NewTask {
+            account_id: uuid::Uuid::new_v4(),
+            description: None,
+            content: serde_json::json!({"target": "events", "filters": {"sources": ["nowhere"]}}),
+            result_storage_policy: None,
+        },
+    )
+    .await
+    .expect("task created");
+    let plan = ControlMessage::Plan {
+        task_id: created.task_id,
+        stage: 0,
+    };
+    let event = serde_json::json!({"Records": [
+        {"messageId": "plan", "body": serde_json::to_string(&plan).unwrap(),
+         "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"},
+        {"messageId": "garbage", "body": "not a step", "eventSource": "aws:sqs"},
+    ]});
+    let answer = control_batch(&svc, event).await;
+    assert_eq!(
+        serde_json::to_value(&answer).unwrap(),
+        serde_json::json!({"batchItemFailures": []})
+    );
+    let task = api::get(&svc, None, created.task_id).await.expect("task");
+    assert_eq!(task.task_status, TaskStatus::Done);
+    assert!(task.result_id.is_some());
+}

@@ -1,7 +1,7 @@
 //! The infrastructure template and the route table describe the same functions:
 //! one `AWS::Serverless::Function` per route, building that route's binary, triggered by
 //! exactly that method and path. The only other functions are the scheduled ones in
-//! [`SCHEDULED_BINARIES`].
+//! [`SCHEDULED_BINARIES`] and the queue-fed ones in [`QUEUE_BINARIES`].
 
 use std::collections::BTreeSet;
 
@@ -11,6 +11,9 @@ use serde_norway::Value;
 /// Binaries of the functions triggered by a schedule (one `Schedule` event) instead of a
 /// route: not in the route table, but built and deployed like the route functions.
 const SCHEDULED_BINARIES: &[&str] = &["reconcile"];
+
+/// Binaries of the functions fed by a queue (one `SQS` event).
+const QUEUE_BINARIES: &[&str] = &["control"];
 
 /// The resource names every function and the worker containers get from the template.
 const RESOURCE_VARIABLES: &[&str] = &[
@@ -60,6 +63,7 @@ fn template_functions_match_the_route_table() {
     let template = template();
     let mut deployed = BTreeSet::new();
     let mut scheduled = BTreeSet::new();
+    let mut queued = BTreeSet::new();
     for (id, binary, event) in functions(&template) {
         match event["Type"].as_str() {
             Some("HttpApi") => {
@@ -73,7 +77,10 @@ fn template_functions_match_the_route_table() {
             Some("Schedule") => {
                 scheduled.insert(binary);
             }
-            other => panic!("{id:?}: trigger {other:?} is neither HttpApi nor Schedule"),
+            Some("SQS") => {
+                queued.insert(binary);
+            }
+            other => panic!("{id:?}: trigger {other:?} is not HttpApi, Schedule or SQS"),
         }
     }
     let table: BTreeSet<_> = ROUTES
@@ -88,6 +95,89 @@ fn template_functions_match_the_route_table() {
     );
     let expected: BTreeSet<_> = SCHEDULED_BINARIES.iter().map(|b| b.to_string()).collect();
     assert_eq!(scheduled, expected, "scheduled functions");
+    let expected: BTreeSet<_> = QUEUE_BINARIES.iter().map(|b| b.to_string()).collect();
+    assert_eq!(queued, expected, "queue-fed functions");
+}
+
+/// Control steps on AWS: a function consumes the control queue, so a task created on a
+/// stack with no worker task running (the service starts at 0 and scales on the work
+/// queue only) still gets planned; it reports partial batch failures, runs under reserved
+/// concurrency, and the queue hides a message for at least six times the function's
+/// timeout. The worker containers consume the work queue only, so scaling them in cannot
+/// stop a running plan or merge.
+#[test]
+fn control_steps_run_in_a_queue_fed_function_not_in_the_scaled_workers() {
+    let template = template();
+    let resources = &template["Resources"];
+    let (id, _, event) = functions(&template)
+        .into_iter()
+        .find(|(_, binary, _)| binary == "control")
+        .expect("a function building the control binary");
+    let function = &resources[id.as_str()]["Properties"];
+    assert_eq!(event["Type"].as_str(), Some("SQS"));
+    assert_eq!(
+        event["Properties"]["Queue"]["Fn::GetAtt"],
+        serde_norway::from_str::<Value>("[ControlQueue, Arn]").unwrap(),
+        "the control function must consume ControlQueue"
+    );
+    let response_types = event["Properties"]["FunctionResponseTypes"]
+        .as_sequence()
+        .expect("FunctionResponseTypes");
+    assert!(
+        response_types
+            .iter()
+            .any(|t| t.as_str() == Some("ReportBatchItemFailures")),
+        "partial batch failures must be reported"
+    );
+    assert!(
+        event["Properties"]["BatchSize"].as_u64().unwrap_or(10) <= 10,
+        "a batch must fit in one invocation's time"
+    );
+    let reserved = function["ReservedConcurrentExecutions"]
+        .as_u64()
+        .expect("reserved concurrency");
+    assert!(reserved >= 2, "{reserved}");
+    let timeout = function["Timeout"].as_u64().expect("Timeout");
+    let visibility = resources["ControlQueue"]["Properties"]["VisibilityTimeout"]
+        .as_u64()
+        .expect("ControlQueue VisibilityTimeout");
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility} s < 6 x timeout {timeout} s"
+    );
+
+    let containers = resources["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+        .as_sequence()
+        .expect("containers");
+    let worker = containers
+        .iter()
+        .find(|c| c["Name"].as_str() == Some("worker"))
+        .expect("a container named worker");
+    let command: Vec<&str> = worker["Command"]
+        .as_sequence()
+        .expect("the worker container's Command names its queues")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command, ["--queues", "work"]);
+    // The service scales on the work queue alone: what it runs is what it scales on.
+    let mut scaling_queues = BTreeSet::new();
+    for resource in resources.as_mapping().unwrap().values() {
+        let scales_workers = resource["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+            && resource["Properties"]["AlarmActions"]
+                .as_sequence()
+                .is_some_and(|actions| {
+                    actions.iter().any(|a| {
+                        a["Ref"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("WorkerScale"))
+                    })
+                });
+        if scales_workers {
+            queue_names(&resource["Properties"], &mut scaling_queues);
+        }
+    }
+    assert_eq!(scaling_queues, BTreeSet::from(["WorkQueue".to_string()]));
 }
 
 #[test]
@@ -123,6 +213,23 @@ fn every_route_binary_exists() {
     }
 }
 
+/// Logical ids of the queues whose `QueueName` a template node reads (`Fn::GetAtt`).
+fn queue_names(node: &Value, out: &mut BTreeSet<String>) {
+    match node {
+        Value::Mapping(map) => {
+            if let Some(Value::Sequence(att)) = map.get("Fn::GetAtt")
+                && att.get(1).and_then(Value::as_str) == Some("QueueName")
+                && let Some(queue) = att.first().and_then(Value::as_str)
+            {
+                out.insert(queue.to_string());
+            }
+            map.values().for_each(|v| queue_names(v, out));
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| queue_names(v, out)),
+        _ => {}
+    }
+}
+
 /// Names of the `[[bin]]` targets of functions/Cargo.toml (`autobins = false`: a binary
 /// not declared there is never built, so never deployed).
 fn declared_binaries() -> BTreeSet<String> {
@@ -146,7 +253,8 @@ fn every_route_and_scheduled_binary_is_declared_for_the_build() {
     let wanted = ROUTES
         .iter()
         .map(|r| r.name)
-        .chain(SCHEDULED_BINARIES.iter().copied());
+        .chain(SCHEDULED_BINARIES.iter().copied())
+        .chain(QUEUE_BINARIES.iter().copied());
     for name in wanted {
         assert!(
             declared.contains(name),
@@ -158,7 +266,7 @@ fn every_route_and_scheduled_binary_is_declared_for_the_build() {
 #[test]
 fn every_scheduled_binary_exists() {
     let bin_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
-    for name in SCHEDULED_BINARIES {
+    for name in SCHEDULED_BINARIES.iter().chain(QUEUE_BINARIES) {
         let path = format!("{bin_dir}/{name}.rs");
         assert!(std::path::Path::new(&path).is_file(), "{path} missing");
     }
