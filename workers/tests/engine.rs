@@ -386,6 +386,137 @@ async fn delete_removes_the_task_its_records_and_every_object() {
     assert_eq!(items.count, 0);
 }
 
+/// Two merges of one task race (a step re-sent by the reconciler next to a redelivered
+/// one): the loser of the move from 4 to 5 must leave the winner's result alone. Before
+/// the fix the loser deleted `tasks/<id>/result`, leaving a task in 5 whose result was gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_merge_keeps_the_finished_result() {
+    use fanout::engine::{control, messages::ControlMessage};
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let task_id = {
+        let _worker = Worker::start("work,control");
+        let task_id = faces_linker(stack, &account, None, 10).await;
+        wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+        task_id
+    };
+    let first = result(stack, task_id).await;
+    let svc = &stack.services;
+    let key = fanout::store::blobs::result_key(task_id);
+    for round in 0..3 {
+        // Back to 4, as after a crash between the move to 4 and the end of the merge.
+        let reset = fanout::tasks::store::update_task(
+            svc,
+            task_id,
+            "SET task_status = :collect",
+            "attribute_exists(pk)",
+            std::collections::HashMap::from([(":collect".to_string(), fanout::tasks::store::n(4))]),
+        )
+        .await
+        .unwrap();
+        assert!(reset);
+        let merge = ControlMessage::Merge { task_id };
+        let (a, b) = tokio::join!(control::handle(svc, &merge), control::handle(svc, &merge));
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            task(stack, task_id).await["task_status"],
+            5,
+            "round {round}"
+        );
+        assert!(
+            fanout::store::blobs::head(svc, &key)
+                .await
+                .unwrap()
+                .is_some(),
+            "round {round}: the result object is gone"
+        );
+        assert_eq!(result(stack, task_id).await, first, "round {round}");
+    }
+}
+
+/// A planner delayed after reading the task (or a duplicate Plan delivered late) runs
+/// after the stage was planned, run and merged: it must change nothing. Before the fix it
+/// wrote its subtask items unconditionally, resetting done subtasks to pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_planner_changes_nothing() {
+    use fanout::engine::control;
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let task_id = faces_linker(stack, &account, None, 10).await;
+    let svc = &stack.services;
+    let stale = fanout::tasks::store::load(svc, task_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stale.stages_planned, 0);
+    {
+        let _worker = Worker::start("work,control");
+        wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    }
+    let before = stack
+        .get(&format!("/1/tasks/{task_id}/subtasks"))
+        .await
+        .json;
+    let first = result(stack, task_id).await;
+    control::plan_with(svc, stale, 0).await.unwrap();
+    let after = stack
+        .get(&format!("/1/tasks/{task_id}/subtasks"))
+        .await
+        .json;
+    assert_eq!(after, before);
+    assert_eq!(subtask_statuses(stack, task_id).await, vec![5, 5, 5]);
+    let done = task(stack, task_id).await;
+    assert_eq!(done["task_status"], 5);
+    assert_eq!(done["count_task_parts_all"], 3);
+    assert_eq!(result(stack, task_id).await, first);
+}
+
+/// Two planners of one stage at once: one claims the stage with its plan, the other
+/// leaves nothing behind, and the task runs its one plan exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_planners_claim_a_stage_once() {
+    use fanout::engine::{control, messages::ControlMessage};
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 50).await;
+    let task_id = faces_linker(stack, &account, None, 10).await;
+    let svc = &stack.services;
+    let plan = ControlMessage::Plan { task_id, stage: 0 };
+    let (a, b, c) = tokio::join!(
+        control::handle(svc, &plan),
+        control::handle(svc, &plan),
+        control::handle(svc, &plan)
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    let planned = task(stack, task_id).await;
+    assert_eq!(planned["task_status"], 1);
+    assert_eq!(planned["count_task_parts_all"], 5);
+    assert_eq!(subtask_statuses(stack, task_id).await, vec![0; 5]);
+    let plans = stack
+        .stored_objects(&fanout::store::blobs::task_plans_prefix(task_id))
+        .await;
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let _worker = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], 5);
+    assert_eq!(result(stack, task_id).await["linked_objects_count"], 50);
+    // Each subtask was queued once: nothing is left for the next test.
+    wait_queue_empty(stack, &svc.config.work_queue_url, Duration::from_secs(30)).await;
+    // Done: the plan is removed with the scratch objects.
+    let plans = stack
+        .stored_objects(&fanout::store::blobs::task_plans_prefix(task_id))
+        .await;
+    assert!(plans.is_empty(), "{plans:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn linking_events_makes_faces_for_events_without_one() {
     let _engine = exclusive().await;

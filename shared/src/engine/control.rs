@@ -10,7 +10,7 @@ use super::{is_transient, result_id};
 use crate::Services;
 use crate::error::ApiError;
 use crate::kinds::{self, TaskContext};
-use crate::store::dynamo::{TransactError, put_new_op, s, to_item, update_op};
+use crate::store::dynamo::{TRANSACTION_MAX, TransactError, put_new_op, s, to_item, update_op};
 use crate::store::{blobs, keys};
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store::{self as task_store, n, update_task};
@@ -27,11 +27,26 @@ pub async fn handle(svc: &Services, message: &ControlMessage) -> Result<(), ApiE
 }
 
 /// Plans stage `stage` unless it is planned already, then makes sure its subtasks are
-/// queued.
+/// written and queued.
+///
+/// A stage's plan is fixed once: the planner writes its subtask contents to S3 under a key
+/// of its own, then claims the stage with one conditional update of the task that records
+/// that key and the stage's counts. Only the claim's plan is ever written as subtask
+/// items, each put only if absent, by whoever gets there (the claimer, a duplicate Plan,
+/// the reconciler), so a late or duplicate planner can neither reset a subtask that ran
+/// nor add subtasks of a different plan. The stage is queued once every item is written.
 async fn plan(svc: &Services, task_id: u64, stage: u32) -> Result<(), ApiError> {
-    let Some(task) = task_store::load(svc, task_id).await? else {
-        return Ok(());
-    };
+    match task_store::load(svc, task_id).await? {
+        Some(task) => plan_with(svc, task, stage).await,
+        None => Ok(()),
+    }
+}
+
+/// [`plan`] from a task record read earlier, as a planner that was delayed after its read
+/// (or a duplicate delivery of the same step) runs it: whatever happened since, it
+/// changes nothing that another planner did.
+pub async fn plan_with(svc: &Services, task: TaskRecord, stage: u32) -> Result<(), ApiError> {
+    let task_id = task.task_id;
     if !matches!(
         task.task_status,
         TaskStatus::Pending | TaskStatus::InProgress
@@ -60,22 +75,41 @@ async fn plan(svc: &Services, task_id: u64, stage: u32) -> Result<(), ApiError> 
         if specs.is_empty() {
             return begin_merge(svc, &task).await;
         }
-        store_stage(svc, &task, stage, &specs).await?;
+        claim_stage(svc, &task, stage, &specs).await?;
     }
     let Some(task) = task_store::load(svc, task_id).await? else {
         return Ok(());
     };
-    if task.task_status == TaskStatus::InProgress
-        && task.stages_planned > stage
-        && task.stages_enqueued <= stage
-    {
+    if task.task_status != TaskStatus::InProgress || task.stages_planned <= stage {
+        return Ok(());
+    }
+    // Whoever records the stage as written queues it; a step that finds it written but
+    // not queued (its writer stopped in between) queues it too.
+    let queue = if stage_written(&task) <= stage {
+        write_stage(svc, &task, stage).await?
+    } else {
+        true
+    };
+    if queue && task.stages_enqueued <= stage {
         enqueue(svc, &task, stage).await?;
     }
     Ok(())
 }
 
-/// Writes the subtasks of a stage and moves the task's counters to it.
-async fn store_stage(
+/// Stages whose subtask items are all written. A task planned before plans were kept
+/// (no plan key) wrote its items before claiming.
+fn stage_written(task: &TaskRecord) -> u32 {
+    if task.stage_plan_key.is_none() {
+        task.stages_planned
+    } else {
+        task.stages_written
+    }
+}
+
+/// Keeps the plan of `stage` in S3 and claims the stage with it: the task's counters move
+/// to the stage only if no other planner claimed it first. A planner that lost leaves
+/// nothing behind.
+async fn claim_stage(
     svc: &Services,
     task: &TaskRecord,
     stage: u32,
@@ -83,6 +117,53 @@ async fn store_stage(
 ) -> Result<(), ApiError> {
     let now = timestamps::format(timestamps::now());
     let first = task.count_task_parts_all as u32 + 1;
+    let key = blobs::stage_plan_key(task.task_id, stage, uuid::Uuid::new_v4());
+    let body = serde_json::to_vec(specs).map_err(|e| ApiError::internal("stage plan", e))?;
+    blobs::put(svc, &key, body, "application/json").await?;
+    let values = HashMap::from([
+        (":stage".to_string(), n(stage)),
+        (":next".to_string(), n(stage + 1)),
+        (":n".to_string(), n(specs.len())),
+        (":zero".to_string(), n(0)),
+        (":first".to_string(), n(first)),
+        (":plan".to_string(), s(&key)),
+        (":running".to_string(), n(TaskStatus::InProgress as u8)),
+        (":pending".to_string(), n(TaskStatus::Pending as u8)),
+        (":now".to_string(), s(&now)),
+    ]);
+    let claimed = update_task(
+        svc,
+        task.task_id,
+        "SET stages_planned = :next, stage_parts_all = :n, stage_parts_done = :zero, \
+         stage_parts_failed = :zero, stage_first_subtask = :first, stage_plan_key = :plan, \
+         count_task_parts_all = count_task_parts_all + :n, task_status = :running, \
+         last_update_time = :now",
+        "stages_planned = :stage AND task_status IN (:pending, :running)",
+        values,
+    )
+    .await?;
+    if !claimed {
+        blobs::delete(svc, &key).await?;
+    }
+    Ok(())
+}
+
+/// Writes the subtask items of the claimed plan of `stage` that are not there yet, then
+/// records the stage as written; `true` when this call recorded it. Items go in
+/// transactions of up to 100 puts, each only if absent; a transaction that meets an item
+/// already written (a racing writer of the same plan) is redone one conditional put at a
+/// time.
+async fn write_stage(svc: &Services, task: &TaskRecord, stage: u32) -> Result<bool, ApiError> {
+    let Some(key) = &task.stage_plan_key else {
+        return Ok(true);
+    };
+    let body = blobs::get(svc, key)
+        .await?
+        .ok_or_else(|| ApiError::internal("stage plan", format!("{key} missing")))?;
+    let specs: Vec<Value> =
+        serde_json::from_slice(&body).map_err(|e| ApiError::internal("stage plan", e))?;
+    let now = timestamps::format(timestamps::now());
+    let first = task.stage_first_subtask;
     let mut items = Vec::with_capacity(specs.len());
     for (offset, spec) in specs.iter().enumerate() {
         let subtask_id = first + offset as u32;
@@ -95,30 +176,34 @@ async fn store_stage(
         .await?;
         items.push(to_item(&record)?);
     }
-    svc.table.batch_write(items, Vec::new()).await?;
+    let table = svc.table.name();
+    for chunk in items.chunks(TRANSACTION_MAX) {
+        let puts = chunk
+            .iter()
+            .map(|item| put_new_op(table, item.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        match svc.table.transact(puts).await {
+            Ok(()) => {}
+            Err(TransactError::ConditionFailed) => {
+                for item in chunk {
+                    svc.table.put_if_absent(item.clone()).await?;
+                }
+            }
+            Err(TransactError::Api(err)) => return Err(err),
+        }
+    }
     let values = HashMap::from([
         (":stage".to_string(), n(stage)),
         (":next".to_string(), n(stage + 1)),
-        (":n".to_string(), n(specs.len())),
-        (":zero".to_string(), n(0)),
-        (":first".to_string(), n(first)),
-        (":running".to_string(), n(TaskStatus::InProgress as u8)),
-        (":pending".to_string(), n(TaskStatus::Pending as u8)),
-        (":now".to_string(), s(&now)),
     ]);
-    // A racing planner of the same stage wrote the same subtasks; only one moves the task.
     update_task(
         svc,
         task.task_id,
-        "SET stages_planned = :next, stage_parts_all = :n, stage_parts_done = :zero, \
-         stage_parts_failed = :zero, stage_first_subtask = :first, \
-         count_task_parts_all = count_task_parts_all + :n, task_status = :running, \
-         last_update_time = :now",
-        "stages_planned = :stage AND task_status IN (:pending, :running)",
+        "SET stages_written = :next",
+        "attribute_not_exists(stages_written) OR stages_written <= :stage",
         values,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Sends a message for every subtask of `stage` still pending, then records the stage as
@@ -252,9 +337,22 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
         task_store::forget_active(svc, task_id).await?;
         // The merge read them; a crash before this leaves them until the task is deleted.
         blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;
+        blobs::delete_prefix(svc, &blobs::task_plans_prefix(task_id)).await?;
     } else {
-        blobs::delete(svc, &key).await?;
-        if let Some(expire_time) = expiry {
+        // The move from 4 to 5 was lost: to a cancel, a failure or a delete (then no
+        // result may stay), or to a duplicate merge of this task that finished first (a
+        // re-sent or redelivered step) and stored the same result, which stays.
+        let winner = task_store::load(svc, task_id).await?;
+        let done = winner
+            .as_ref()
+            .is_some_and(|t| t.task_status == TaskStatus::Done);
+        if !done {
+            blobs::delete(svc, &key).await?;
+        }
+        let winner_expiry = winner.and_then(|t| t.result_expire_time);
+        if let Some(expire_time) = expiry
+            && !(done && winner_expiry.as_deref() == Some(expire_time.as_str()))
+        {
             task_store::forget_expiry(svc, task_id, &expire_time).await?;
         }
     }

@@ -48,6 +48,18 @@ pub fn result_key(task_id: u64) -> String {
     format!("{}result", task_prefix(task_id))
 }
 
+/// Where one planner's plan of a stage is kept (unique per planning attempt: only the
+/// plan of the attempt that claimed the stage is ever read). Under the task's prefix, so
+/// delete removes them.
+pub fn stage_plan_key(task_id: u64, stage: u32, attempt: uuid::Uuid) -> String {
+    format!("{}{stage:05}-{attempt}.json", task_plans_prefix(task_id))
+}
+
+/// Prefix of the stage plans of a task; removed once the task is done.
+pub fn task_plans_prefix(task_id: u64) -> String {
+    format!("{}plans/", task_prefix(task_id))
+}
+
 /// Prefix of the scratch objects of a task: what subtasks leave for the merge (CSV parts,
 /// image packs). Removed once the task is done; under the task's prefix, so delete
 /// removes them too.

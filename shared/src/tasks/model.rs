@@ -186,9 +186,16 @@ pub struct TaskRecord {
     /// Stages planned so far; the current stage is `stages_planned - 1`.
     #[serde(default)]
     pub stages_planned: u32,
+    /// Stages whose subtask items were all written (see `engine::control`).
+    #[serde(default)]
+    pub stages_written: u32,
     /// Stages whose subtask messages were all sent.
     #[serde(default)]
     pub stages_enqueued: u32,
+    /// S3 key of the current stage's plan (its subtask contents, in order), fixed by the
+    /// planner that claimed the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_plan_key: Option<String>,
     /// Subtasks of the current stage.
     #[serde(default)]
     pub stage_parts_all: u64,
@@ -256,7 +263,9 @@ impl TaskRecord {
             count_task_parts_done: 0,
             count_task_parts_all: 0,
             stages_planned: 0,
+            stages_written: 0,
             stages_enqueued: 0,
+            stage_plan_key: None,
             stage_parts_all: 0,
             stage_parts_done: 0,
             stage_parts_failed: 0,
