@@ -70,9 +70,10 @@ reconcile:
 test:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features fanout/faults -- -D warnings
 	$(MAKE) --no-print-directory lint-infra
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
-	cargo test --workspace
+	cargo test --workspace --features fanout/faults

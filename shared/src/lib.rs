@@ -9,6 +9,7 @@ pub mod config;
 pub mod descriptor;
 pub mod engine;
 pub mod error;
+pub mod fault;
 pub mod health;
 pub mod kinds;
 pub mod objects;

@@ -517,6 +517,56 @@ async fn racing_planners_claim_a_stage_once() {
     assert!(plans.is_empty(), "{plans:?}");
 }
 
+/// The reconciler recounts a stalled stage from its subtask records while a worker that
+/// ended a subtask has not counted it yet (held at the fault point between the two
+/// writes). Before the fix the worker's late count came on top of the recount: 4 counted
+/// of 3 subtasks. Now the recount moves the count epoch and the late count is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
+    assert!(
+        fanout::fault::enabled(),
+        "build with --features fanout/faults (make test does)"
+    );
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let task_id = faces_linker(stack, &account, None, 10).await;
+    planned(stack, task_id).await;
+    let _held = Worker::start_with(
+        "work",
+        &[],
+        &[("FANOUT_FAULT", "after_subtask_end:pause=8")],
+    );
+    // Two subtasks ended and counted, the third ended and held before its count.
+    let start = Instant::now();
+    loop {
+        let statuses = subtask_statuses(stack, task_id).await;
+        let counted = task(stack, task_id).await["count_task_parts_done"].clone();
+        if statuses == [5, 5, 5] && counted == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{statuses:?} {counted}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fanout::engine::reconcile::run(svc, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(task(stack, task_id).await["count_task_parts_done"], 3);
+    // The held worker counts (or tries to) after its pause.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let after = task(stack, task_id).await;
+    assert_eq!(after["count_task_parts_done"], 3, "{after}");
+    let _control = Worker::start("control");
+    let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], 3);
+    assert_eq!(result(stack, task_id).await["linked_objects_count"], 30);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn linking_events_makes_faces_for_events_without_one() {
     let _engine = exclusive().await;

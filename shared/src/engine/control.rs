@@ -144,7 +144,9 @@ async fn claim_stage(
     .await?;
     if !claimed {
         blobs::delete(svc, &key).await?;
+        return Ok(());
     }
+    crate::fault::point("after_stage_claim").await;
     Ok(())
 }
 
@@ -191,19 +193,22 @@ async fn write_stage(svc: &Services, task: &TaskRecord, stage: u32) -> Result<bo
             }
             Err(TransactError::Api(err)) => return Err(err),
         }
+        crate::fault::point("inside_stage_write").await;
     }
     let values = HashMap::from([
         (":stage".to_string(), n(stage)),
         (":next".to_string(), n(stage + 1)),
     ]);
-    update_task(
+    let written = update_task(
         svc,
         task.task_id,
         "SET stages_written = :next",
         "attribute_not_exists(stages_written) OR stages_written <= :stage",
         values,
     )
-    .await
+    .await?;
+    crate::fault::point("after_stage_written").await;
+    Ok(written)
 }
 
 /// Sends a message for every subtask of `stage` still pending, then records the stage as
@@ -220,6 +225,7 @@ pub async fn enqueue(svc: &Services, task: &TaskRecord, stage: u32) -> Result<us
         })
         .collect();
     send_work(svc, &messages).await?;
+    crate::fault::point("inside_enqueue").await;
     let values = HashMap::from([
         (":stage".to_string(), n(stage)),
         (":next".to_string(), n(stage + 1)),
@@ -308,6 +314,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     if let Some(body) = result.into_bytes()? {
         blobs::put(svc, &key, body, "application/json").await?;
     }
+    crate::fault::point("after_result_put").await;
     let now = timestamps::now();
     let now_text = timestamps::format(now);
     let mut values = HashMap::from([
@@ -334,6 +341,7 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     };
     let finished = update_task(svc, task_id, &update, "task_status = :collect", values).await?;
     if finished {
+        crate::fault::point("after_done").await;
         task_store::forget_active(svc, task_id).await?;
         // The merge read them; a crash before this leaves them until the task is deleted.
         blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;

@@ -81,6 +81,7 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
     .await
     .map(|n| report.dead_steps = n)?;
     report.expired = expire_results(svc, timestamps::now()).await?;
+    crate::fault::point("inside_reconcile").await;
 
     let mut active = Vec::new();
     let query = TableQuery {
@@ -289,6 +290,11 @@ async fn recount(
             "repairing lost counts"
         );
         let values = std::collections::HashMap::from([
+            (":epoch".to_string(), task_store::n(task.count_epoch)),
+            (
+                ":next_epoch".to_string(),
+                task_store::n(task.count_epoch + 1),
+            ),
             (":ended".to_string(), task_store::n(ended)),
             (":failed".to_string(), task_store::n(failed)),
             (
@@ -300,9 +306,12 @@ async fn recount(
         task_store::update_task(
             svc,
             task.task_id,
-            "SET stage_parts_done = :ended, stage_parts_failed = :failed \
-             ADD count_task_parts_done :missing",
-            "stage_parts_done = :old",
+            "SET stage_parts_done = :ended, stage_parts_failed = :failed, \
+             count_epoch = :next_epoch ADD count_task_parts_done :missing",
+            &format!(
+                "stage_parts_done = :old AND {}",
+                work::epoch_condition(task.count_epoch)
+            ),
             values,
         )
         .await?;

@@ -88,6 +88,7 @@ pub async fn run(
             } else {
                 let key = blobs::subtask_output_key(task.task_id, subtask.subtask.subtask_id);
                 blobs::put(svc, &key, text.into_bytes(), "application/json").await?;
+                crate::fault::point("after_output_put").await;
                 Stored::Blob(key)
             };
             return finish(svc, &task, &subtask, attempt, start, Ok(stored)).await;
@@ -245,6 +246,7 @@ async fn finish(
     if unless_condition_failed(ended, "dynamodb update_item subtask")?.is_none() {
         return Ok(Outcome::Duplicate);
     }
+    crate::fault::point("after_subtask_end").await;
     if let Err(err) = &result {
         tracing::warn!(
             task_id = task.task_id,
@@ -275,8 +277,12 @@ async fn finish(
             "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
              SET last_update_time = :now",
         )
-        .condition_expression("attribute_exists(pk) AND stages_planned = :planned")
+        .condition_expression(format!(
+            "attribute_exists(pk) AND stages_planned = :planned AND {}",
+            epoch_condition(task.count_epoch)
+        ))
         .set_expression_attribute_values(Some(HashMap::from([
+            (":epoch".to_string(), n(task.count_epoch)),
             (":one".to_string(), n(1)),
             (":failed".to_string(), n(u8::from(failed))),
             (":planned".to_string(), n(subtask.subtask.stage + 1)),
@@ -286,14 +292,20 @@ async fn finish(
         .send()
         .await;
     let Some(counted) = unless_condition_failed(counted, "dynamodb update_item task")? else {
-        // The task is gone: take back the output this attempt wrote to S3.
-        if let Ok(Stored::Blob(key)) = &result {
+        // Not counted: the task is gone (then the output this attempt wrote to S3 goes
+        // too), or the reconciler recounted the stage from the subtask records after this
+        // subtask ended (a new count epoch): it is counted there, and its output stays.
+        if task_store::load(svc, task.task_id).await?.is_none()
+            && let Ok(Stored::Blob(key)) = &result
+        {
             blobs::delete(svc, key).await?;
         }
         return Ok(Outcome::Stale);
     };
+    crate::fault::point("after_count").await;
     let after: TaskRecord = from_item(counted.attributes.unwrap_or_default())?;
     if after.stage_parts_done >= after.stage_parts_all {
+        crate::fault::point("before_advance_send").await;
         send_control(
             svc,
             &ControlMessage::Advance {
@@ -308,6 +320,18 @@ async fn finish(
     } else {
         Outcome::Done
     })
+}
+
+/// The condition that a task's count epoch is still `epoch` (`:epoch`); tasks stored before
+/// epochs existed have none, which counts as 0. The reconciler moves the epoch when it
+/// recounts a stage, so a count sent by a worker that read the task before the recount
+/// (and whose subtask the recount included) is refused instead of counted twice.
+pub fn epoch_condition(epoch: u32) -> &'static str {
+    if epoch == 0 {
+        "(attribute_not_exists(count_epoch) OR count_epoch = :epoch)"
+    } else {
+        "count_epoch = :epoch"
+    }
 }
 
 /// Marks a pending subtask of a cancelled task as cancelled.

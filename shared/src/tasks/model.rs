@@ -180,6 +180,9 @@ pub struct TaskRecord {
     /// Subtasks ended, over every stage.
     #[serde(default)]
     pub count_task_parts_done: u64,
+    /// Moved by each recount of a stage (see `engine::work::epoch_condition`).
+    #[serde(default)]
+    pub count_epoch: u32,
     /// Subtasks planned, over every stage.
     #[serde(default)]
     pub count_task_parts_all: u64,
@@ -261,6 +264,7 @@ impl TaskRecord {
             end_time: None,
             result_id: None,
             count_task_parts_done: 0,
+            count_epoch: 0,
             count_task_parts_all: 0,
             stages_planned: 0,
             stages_written: 0,

@@ -27,6 +27,12 @@ impl Worker {
     /// Starts a worker on `queues` ("work", "control" or "work,control") with a short
     /// lease, so a message of a killed worker comes back within seconds.
     pub fn start(queues: &str) -> Worker {
+        Worker::start_with(queues, &[], &[])
+    }
+
+    /// [`Worker::start`] with more arguments and environment variables (a fault point
+    /// armed with `FANOUT_FAULT`, a reconciler loop).
+    pub fn start_with(queues: &str, args: &[&str], envs: &[(&str, &str)]) -> Worker {
         stack();
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .args([
@@ -41,6 +47,8 @@ impl Worker {
                 "--drain-seconds",
                 "10",
             ])
+            .args(args)
+            .envs(envs.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("FANOUT_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -49,6 +57,19 @@ impl Worker {
             .spawn()
             .expect("start worker");
         Worker(child)
+    }
+
+    /// Waits up to `limit` for the process to end by itself (a fault point killed it);
+    /// whether it did.
+    pub async fn ended_within(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.0.try_wait().expect("worker status").is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// SIGKILL: no chance to finish or release anything.
