@@ -25,7 +25,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package
+.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package chaos
 
 venv:
 	bash localstack/venv.sh
@@ -59,6 +59,15 @@ run: emulator-up deploy-local
 # and `sam validate --lint`. Not part of `make test` (a release build of every function).
 package:
 	ARCH=$(ARCH) bash infra/package.sh
+
+# The full crash matrix (every fault point x every scenario; make test runs a
+# representative part): workers killed with SIGKILL at each point, then recovered.
+chaos:
+	trap 'bash localstack/stop.sh' EXIT; \
+	$(MAKE) --no-print-directory emulator-up; \
+	$(MAKE) --no-print-directory deploy-local; \
+	set -a; . $(LOCAL_ENV); set +a; \
+	FANOUT_CHAOS=full cargo test -p fanout-workers --features fanout/faults --test crash -- --nocapture
 
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:
