@@ -2,13 +2,15 @@
 //!
 //! With the `faults` feature, `point(name)` looks at `FANOUT_FAULT` (read once):
 //! `NAME:kill` sends SIGKILL to the process at the point, `NAME:pause=SECONDS` holds the
-//! calling task there that long; `@N` after the name (`after_subtask_end@3:kill`) acts on
-//! the N-th time the point is reached (default the first), and only then. Without the
+//! calling task there that long (`point_blocking`: the calling thread, as CPU-bound work
+//! would); `@N` after the name (`after_subtask_end@3:kill`) acts on the N-th time the
+//! point is reached (default the first), and only then; `@all` on every time. Without the
 //! feature every point compiles to nothing.
 //!
 //! Points (see RELIABILITY.md): `after_output_put`, `after_subtask_end`, `after_count`,
 //! `before_advance_send`, `after_stage_claim`, `inside_stage_write`, `after_stage_written`,
-//! `inside_enqueue`, `after_result_put`, `after_done`, `inside_reconcile`.
+//! `inside_enqueue`, `after_result_put`, `after_done`, `inside_reconcile`; blocking:
+//! `inside_tile_kernel`.
 
 /// Whether fault points are compiled in (the crash tests check it).
 pub fn enabled() -> bool {
@@ -38,6 +40,7 @@ mod enabled {
     fn parse(spec: &str) -> Option<Fault> {
         let (target, action) = spec.rsplit_once(':')?;
         let (point, nth) = match target.split_once('@') {
+            Some((point, "all")) => (point, 0),
             Some((point, nth)) => (point, nth.parse().ok()?),
             None => (target, 1),
         };
@@ -70,20 +73,40 @@ mod enabled {
             .as_ref()
     }
 
-    pub async fn point(name: &str) {
-        let Some(fault) = fault() else { return };
-        if fault.point != name || fault.hits.fetch_add(1, Ordering::SeqCst) + 1 != fault.nth {
-            return;
+    /// The action to take at `name` now, if any.
+    fn armed(name: &str) -> Option<Action> {
+        let fault = fault()?;
+        if fault.point != name {
+            return None;
         }
-        match fault.action {
-            Action::Kill => {
-                eprintln!("fault point {name}: SIGKILL");
-                // SAFETY: signals this very process; nothing runs after it.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
-                }
-                std::process::abort();
+        let hit = fault.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        (fault.nth == 0 || hit == fault.nth).then_some(fault.action)
+    }
+
+    fn kill(name: &str) -> ! {
+        eprintln!("fault point {name}: SIGKILL");
+        // SAFETY: signals this very process; nothing runs after it.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
+    }
+
+    pub fn point_blocking(name: &str) {
+        match armed(name) {
+            Some(Action::Kill) => kill(name),
+            Some(Action::Pause(how_long)) => {
+                eprintln!("fault point {name}: holding the thread {how_long:?}");
+                std::thread::sleep(how_long)
             }
+            None => {}
+        }
+    }
+
+    pub async fn point(name: &str) {
+        let Some(action) = armed(name) else { return };
+        match action {
+            Action::Kill => kill(name),
             Action::Pause(how_long) => {
                 tracing::warn!(point = name, ?how_long, "fault point: pausing");
                 tokio::time::sleep(how_long).await;
@@ -103,3 +126,14 @@ pub async fn point(name: &str) {
 #[cfg(not(feature = "faults"))]
 #[inline(always)]
 pub async fn point(_name: &str) {}
+
+/// A fault point in blocking code: a pause holds the calling thread.
+#[cfg(feature = "faults")]
+pub fn point_blocking(name: &str) {
+    enabled::point_blocking(name)
+}
+
+/// A fault point in blocking code: compiled out (the `faults` feature is off).
+#[cfg(not(feature = "faults"))]
+#[inline(always)]
+pub fn point_blocking(_name: &str) {}

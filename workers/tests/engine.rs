@@ -567,6 +567,60 @@ async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
     assert_eq!(result(stack, task_id).await["linked_objects_count"], 30);
 }
 
+/// Tile kernels are CPU-bound; run on the async runtime they starve the lease heartbeats
+/// (two runtime threads here, four tiles at once), the lease lapses and the tile is
+/// delivered again. Each kernel is held 3 s (a fault point that blocks its thread, as a
+/// long tile does) under a 2 s lease: every tile's kernel must run once, on its first
+/// delivery. Before kernels ran on the blocking pool, leases lapsed and kernels ran again
+/// for the same tiles.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_tiles_keep_their_leases() {
+    assert!(
+        fanout::fault::enabled(),
+        "build with --features fanout/faults (make test does)"
+    );
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let descriptors = clustered_descriptors(40, 4, 11);
+    faces_with(stack, &account, &descriptors, "slow").await;
+    let log = std::env::temp_dir().join(format!("fanout-long-tiles-{account}.log"));
+    let worker = Worker::start_logged(
+        "work,control",
+        &["--lease-seconds", "2"],
+        &[("FANOUT_FAULT", "inside_tile_kernel@all:pause=3")],
+        Some(&log),
+    );
+    let set = json!({"objects_type": "faces", "filters": {"user_data": "slow"}});
+    let task_id = create_task(
+        stack,
+        "cross_match",
+        &account,
+        json!({"references": set, "candidates": set, "limit": 5, "objects_per_block": 10}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    let subtasks = stack
+        .get(&format!("/1/tasks/{task_id}/subtasks"))
+        .await
+        .json;
+    let tiles: Vec<&Value> = subtasks["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == 1)
+        .collect();
+    assert_eq!(tiles.len(), 16);
+    for tile in tiles {
+        assert_eq!(tile["attempts"], 1, "{tile}");
+    }
+    drop(worker);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let kernels = text.matches("fault point inside_tile_kernel").count();
+    assert_eq!(kernels, 16, "tile kernels run for 16 tiles");
+    let _ = std::fs::remove_file(&log);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn linking_events_makes_faces_for_events_without_one() {
     let _engine = exclusive().await;

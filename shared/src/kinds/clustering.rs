@@ -158,18 +158,24 @@ impl TaskKind for Clustering {
         let tile: Tile = subtask.content()?;
         let (a, b) = tile.load(subtask.svc, subtask.task.task_id).await?;
         subtask.check_cancelled()?;
-        let same = b.is_none();
-        let b = b.as_ref().unwrap_or(&a);
-        // Edges stream into a union-find over the tile's objects (rows of `a`, then,
-        // unless the same block, rows of `b`); only those that join two parts are kept.
-        let shift = if same { 0 } else { a.len() };
-        let mut sets = DisjointSets::new(a.len() + if same { 0 } else { b.len() });
-        let mut forest = Vec::new();
-        kernel::for_each_edge(&a, b, content.threshold, same, |i, j| {
-            if sets.union(i as usize, shift + j as usize) {
-                forest.push((tile.a.offset + i, tile.b.offset + j));
-            }
-        });
+        let (a_offset, b_offset) = (tile.a.offset, tile.b.offset);
+        let threshold = content.threshold;
+        let forest = vectors::off_runtime(move || {
+            let same = b.is_none();
+            let b = b.as_ref().unwrap_or(&a);
+            // Edges stream into a union-find over the tile's objects (rows of `a`, then,
+            // unless the same block, rows of `b`); only those that join two parts are kept.
+            let shift = if same { 0 } else { a.len() };
+            let mut sets = DisjointSets::new(a.len() + if same { 0 } else { b.len() });
+            let mut forest = Vec::new();
+            kernel::for_each_edge(&a, b, threshold, same, |i, j| {
+                if sets.union(i as usize, shift + j as usize) {
+                    forest.push((a_offset + i, b_offset + j));
+                }
+            });
+            forest
+        })
+        .await?;
         to_json(&Forest { edges: forest })
     }
 

@@ -546,9 +546,24 @@ pub async fn top_k_tile(
     let tile: Tile = subtask.content()?;
     let (a, b) = tile.load(subtask.svc, subtask.task.task_id).await?;
     subtask.check_cancelled()?;
-    let b = b.as_ref().unwrap_or(&a);
-    let lists = kernel::top_k(&a, b, limit, threshold, skip_same_id);
+    let lists = off_runtime(move || {
+        crate::fault::point_blocking("inside_tile_kernel");
+        let b = b.as_ref().unwrap_or(&a);
+        kernel::top_k(&a, b, limit, threshold, skip_same_id)
+    })
+    .await?;
     to_json(&TileBest { lists })
+}
+
+/// Runs CPU-bound work (a tile's kernel) on the blocking pool instead of the async
+/// runtime, whose threads must stay free for the lease heartbeats: on a one-vCPU task a
+/// kernel on the runtime would let leases lapse (a second delivery of the same tile).
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal("tile kernel", e))
 }
 
 /// Each row of `references`' block with its best `limit` neighbours over every tile of

@@ -33,27 +33,43 @@ impl Worker {
     /// [`Worker::start`] with more arguments and environment variables (a fault point
     /// armed with `FANOUT_FAULT`, a reconciler loop).
     pub fn start_with(queues: &str, args: &[&str], envs: &[(&str, &str)]) -> Worker {
+        Worker::start_logged(queues, args, envs, None)
+    }
+
+    /// [`Worker::start_with`], its standard error written to `stderr` when given.
+    pub fn start_logged(
+        queues: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        stderr: Option<&std::path::Path>,
+    ) -> Worker {
         stack();
+        // Defaults unless `args` sets them (clap refuses a flag given twice).
+        let defaults = [
+            ("--lease-seconds", "6"),
+            ("--wait-seconds", "1"),
+            ("--concurrency", "4"),
+            ("--drain-seconds", "10"),
+        ];
+        let mut all = vec!["--queues", queues];
+        for (flag, value) in defaults {
+            if !args.contains(&flag) {
+                all.extend([flag, value]);
+            }
+        }
+        all.extend(args);
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .args([
-                "--queues",
-                queues,
-                "--lease-seconds",
-                "6",
-                "--wait-seconds",
-                "1",
-                "--concurrency",
-                "4",
-                "--drain-seconds",
-                "10",
-            ])
-            .args(args)
+            .args(all)
             .envs(envs.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("FANOUT_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
+            .stderr(match stderr {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("stderr file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("start worker");
         Worker(child)
