@@ -2,6 +2,8 @@
 #
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
 #   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test
+#   make chaos  the full crash matrix (RELIABILITY.md)
+#   make package  release build of every function for AWS, zipped, and sam validate
 #
 # The emulator is LocalStack on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): its
 # Docker image when a Docker engine answers, host mode otherwise (LocalStack's runtime on
