@@ -211,10 +211,7 @@ fn reaches(scenario: Scenario, point: &str) -> bool {
 }
 
 async fn matrix(scenario: Scenario) {
-    assert!(
-        fanout::fault::enabled(),
-        "build with --features fanout/faults (make test does)"
-    );
+    common::require_faults();
     let _engine = exclusive().await;
     let stack = stack();
     let expected = run(stack, scenario, None, None).await;

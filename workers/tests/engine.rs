@@ -26,6 +26,13 @@ async fn faces_linker(stack: &Stack, account: &str, list_id: Option<&str>, per: 
 }
 
 /// A new empty list of `account`.
+/// A linker over `faces` new faces of a new account, `per` faces a subtask; its id.
+async fn linker_over(stack: &Stack, faces: usize, per: usize) -> u64 {
+    let account = account();
+    faces_of(stack, &account, faces).await;
+    faces_linker(stack, &account, None, per).await
+}
+
 async fn new_list(stack: &Stack, account: &str) -> String {
     let list = stack
         .post("/1/lists", &json!({"account_id": account}))
@@ -301,9 +308,7 @@ async fn a_dead_lettered_subtask_becomes_an_error_record() {
     let _engine = exclusive().await;
     let stack = stack();
     let svc = &stack.services;
-    let account = account();
-    faces_of(stack, &account, 4).await;
-    let task_id = faces_linker(stack, &account, None, 2).await;
+    let task_id = linker_over(stack, 4, 2).await;
     planned(stack, task_id).await;
     // A worker that dies on every delivery: receive without ever finishing, until the
     // queue's redrive policy moves the messages to the dead-letter queue.
@@ -445,9 +450,7 @@ async fn a_late_planner_changes_nothing() {
     use fanout::engine::control;
     let _engine = exclusive().await;
     let stack = stack();
-    let account = account();
-    faces_of(stack, &account, 30).await;
-    let task_id = faces_linker(stack, &account, None, 10).await;
+    let task_id = linker_over(stack, 30, 10).await;
     let svc = &stack.services;
     let stale = fanout::tasks::store::load(svc, task_id)
         .await
@@ -483,9 +486,7 @@ async fn racing_planners_claim_a_stage_once() {
     use fanout::engine::{control, messages::ControlMessage};
     let _engine = exclusive().await;
     let stack = stack();
-    let account = account();
-    faces_of(stack, &account, 50).await;
-    let task_id = faces_linker(stack, &account, None, 10).await;
+    let task_id = linker_over(stack, 50, 10).await;
     let svc = &stack.services;
     let plan = ControlMessage::Plan { task_id, stage: 0 };
     let (a, b, c) = tokio::join!(
@@ -523,16 +524,11 @@ async fn racing_planners_claim_a_stage_once() {
 /// of 3 subtasks. Now the recount moves the count epoch and the late count is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
-    assert!(
-        fanout::fault::enabled(),
-        "build with --features fanout/faults (make test does)"
-    );
+    common::require_faults();
     let _engine = exclusive().await;
     let stack = stack();
     let svc = &stack.services;
-    let account = account();
-    faces_of(stack, &account, 30).await;
-    let task_id = faces_linker(stack, &account, None, 10).await;
+    let task_id = linker_over(stack, 30, 10).await;
     planned(stack, task_id).await;
     let _held = Worker::start_with(
         "work",
@@ -575,10 +571,7 @@ async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
 /// for the same tiles.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_tiles_keep_their_leases() {
-    assert!(
-        fanout::fault::enabled(),
-        "build with --features fanout/faults (make test does)"
-    );
+    common::require_faults();
     let _one = exclusive().await;
     let stack = stack();
     let account = account();
@@ -902,6 +895,32 @@ async fn match_subtask_count(stack: &Stack, task_id: u64) -> usize {
         .count()
 }
 
+/// Runs a cross_match of the faces tagged `sets.0` (references) against those tagged
+/// `sets.1` on a worker of its own, and returns the task's id once it is done.
+async fn cross_match_run(
+    stack: &Stack,
+    account: &str,
+    sets: (&str, &str),
+    limit: usize,
+    threshold: f64,
+    per_block: usize,
+) -> u64 {
+    let _worker = Worker::start("work,control");
+    let task_id = create_task(
+        stack,
+        "cross_match",
+        account,
+        json!({
+            "references": {"objects_type": "faces", "filters": {"user_data": sets.0}},
+            "candidates": {"objects_type": "faces", "filters": {"user_data": sets.1}},
+            "limit": limit, "threshold": threshold, "objects_per_block": per_block
+        }),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    task_id
+}
+
 #[tokio::test]
 async fn cross_match_equals_brute_force_over_many_tiles() {
     let _one = exclusive().await;
@@ -920,35 +939,26 @@ async fn cross_match_equals_brute_force_over_many_tiles() {
     let mut all_candidates = candidates.clone();
     all_candidates.push(candidates[0].clone());
     let (limit, threshold) = (5, 0.3);
-    let _worker = Worker::start("work,control");
-    let task_id = create_task(
+    let task_id = cross_match_run(
         stack,
-        "cross_match",
         &account,
-        json!({
-            "references": {"objects_type": "faces", "filters": {"user_data": "reference"}},
-            "candidates": {"objects_type": "faces", "filters": {"user_data": "candidate"}},
-            "limit": limit, "threshold": threshold, "objects_per_block": 16
-        }),
+        ("reference", "candidate"),
+        limit,
+        threshold,
+        16,
     )
     .await;
-    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
     assert!(match_subtask_count(stack, task_id).await >= 4);
     let result = result(stack, task_id).await;
     assert_eq!(result["references_count"], 40);
     assert_eq!(result["candidates_count"], 37);
     let matches = result["matches"].as_array().unwrap();
     assert_eq!(matches.len(), 40);
-    let candidates: Vec<(&str, &[f32])> = candidate_ids
-        .iter()
-        .map(String::as_str)
-        .zip(all_candidates.iter().map(Vec::as_slice))
-        .collect();
+    let candidates = (candidate_ids.as_slice(), all_candidates.as_slice());
     assert_brute_force(
         &result,
-        &reference_ids,
-        &references,
-        &candidates,
+        (&reference_ids, &references),
+        candidates,
         limit,
         threshold,
     );
@@ -964,12 +974,16 @@ async fn cross_match_equals_brute_force_over_many_tiles() {
 /// above `threshold` by brute force (equal similarities by candidate id).
 fn assert_brute_force(
     result: &Value,
-    reference_ids: &[String],
-    references: &[Vec<f32>],
-    candidates: &[(&str, &[f32])],
+    (reference_ids, references): (&[String], &[Vec<f32>]),
+    (candidate_ids, candidates): (&[String], &[Vec<f32>]),
     limit: usize,
     threshold: f64,
 ) {
+    let candidates: Vec<(&str, &[f32])> = candidate_ids
+        .iter()
+        .map(String::as_str)
+        .zip(candidates.iter().map(Vec::as_slice))
+        .collect();
     for entry in result["matches"].as_array().unwrap() {
         let reference = entry["reference_id"].as_str().unwrap();
         let r = reference_ids.iter().position(|id| id == reference).unwrap();
@@ -1011,19 +1025,8 @@ async fn large_subtask_outputs_go_through_s3_and_small_ones_stay_in_the_item() {
     let reference_ids = faces_with(stack, &account, &references, "big-reference").await;
     let candidate_ids = faces_with(stack, &account, &candidates, "big-candidate").await;
     let (limit, threshold) = (3, 0.0);
-    let _worker = Worker::start("work,control");
-    let task_id = create_task(
-        stack,
-        "cross_match",
-        &account,
-        json!({
-            "references": {"objects_type": "faces", "filters": {"user_data": "big-reference"}},
-            "candidates": {"objects_type": "faces", "filters": {"user_data": "big-candidate"}},
-            "limit": limit, "threshold": threshold, "objects_per_block": 600
-        }),
-    )
-    .await;
-    wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+    let sets = ("big-reference", "big-candidate");
+    let task_id = cross_match_run(stack, &account, sets, limit, threshold, 600).await;
     let subtasks = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
     let subtasks = subtasks.json["subtasks"].as_array().unwrap().clone();
     let objects = objects_of(stack, task_id).await;
@@ -1047,16 +1050,11 @@ async fn large_subtask_outputs_go_through_s3_and_small_ones_stay_in_the_item() {
     );
     let result = result(stack, task_id).await;
     assert_eq!(result["matches"].as_array().unwrap().len(), 600);
-    let candidates: Vec<(&str, &[f32])> = candidate_ids
-        .iter()
-        .map(String::as_str)
-        .zip(candidates.iter().map(Vec::as_slice))
-        .collect();
+    let candidates = (candidate_ids.as_slice(), candidates.as_slice());
     assert_brute_force(
         &result,
-        &reference_ids,
-        &references,
-        &candidates,
+        (&reference_ids, &references),
+        candidates,
         limit,
         threshold,
     );

@@ -176,3 +176,11 @@ pub async fn result(stack: &Stack, task_id: u64) -> Value {
 pub async fn objects_of(stack: &Stack, task_id: u64) -> Vec<String> {
     stack.stored_objects(&blobs::task_prefix(task_id)).await
 }
+
+/// Fails a test that needs fault points when they are not compiled in.
+pub fn require_faults() {
+    assert!(
+        fanout::fault::enabled(),
+        "build with --features fanout/faults (make test does)"
+    );
+}
