@@ -6,14 +6,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 
 use fanout::engine::messages::WorkMessage;
 use fanout_e2e::{Lcg, Stack, account, cosine, faces_with_descriptors, stack};
 
 use common::{
-    Worker, create_task, exclusive, faces_of, objects_of, result, status_is, task, wait_task,
+    Worker, create_task, exclusive, faces_of, objects_of, queue_depth, result, status_is, task,
+    wait_queue_empty, wait_task,
 };
 
 async fn faces_linker(stack: &Stack, account: &str, list_id: Option<&str>, per: usize) -> u64 {
@@ -58,32 +58,6 @@ async fn subtask_statuses(stack: &Stack, task_id: u64) -> Vec<u64> {
         .iter()
         .map(|s| s["status"].as_u64().unwrap())
         .collect()
-}
-
-/// Messages waiting or in flight on a queue.
-async fn queue_depth(stack: &Stack, url: &str) -> u64 {
-    let out = stack
-        .services
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    out.attributes()
-        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0)
-}
-
-async fn wait_queue_empty(stack: &Stack, url: &str, limit: Duration) {
-    let start = Instant::now();
-    while queue_depth(stack, url).await > 0 {
-        assert!(start.elapsed() < limit, "queue {url} does not drain");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// Plans a task with a control-only worker and returns once its subtasks are queued
@@ -332,7 +306,9 @@ async fn a_dead_lettered_subtask_becomes_an_error_record() {
     let report = fanout::engine::reconcile::run(svc, Duration::from_secs(3600))
         .await
         .unwrap();
-    assert_eq!(report.dead_subtasks, 2, "{report:?}");
+    // Messages other tests left behind (duplicates of subtasks long ended) may have been
+    // dead-lettered with these two; this task's own outcome is checked below.
+    assert!(report.dead_subtasks >= 2, "{report:?}");
     // The last dead subtask asked for the stage to advance; a control worker ends it.
     let _worker = Worker::start("control");
     let failed = wait_task(stack, task_id, Duration::from_secs(60), status_is(3)).await;

@@ -184,3 +184,32 @@ pub fn require_faults() {
         "build with --features fanout/faults (make test does)"
     );
 }
+
+/// Messages in a queue, visible or in flight.
+pub async fn queue_depth(stack: &Stack, url: &str) -> u64 {
+    let out = stack
+        .services
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    out.attributes()
+        .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0)
+}
+
+/// Waits until a queue holds no message (or fails the test after `limit`).
+pub async fn wait_queue_empty(stack: &Stack, url: &str, limit: Duration) {
+    let start = Instant::now();
+    while queue_depth(stack, url).await > 0 {
+        assert!(start.elapsed() < limit, "queue {url} does not drain");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
