@@ -343,9 +343,8 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     if finished {
         crate::fault::point("after_done").await;
         task_store::forget_active(svc, task_id).await?;
-        // The merge read them; a crash before this leaves them until the task is deleted.
-        blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;
-        blobs::delete_prefix(svc, &blobs::task_plans_prefix(task_id)).await?;
+        // The merge read them; a crash before this leaves them to the reconciler.
+        remove_scratch(svc, task_id).await?;
     } else {
         // The move from 4 to 5 was lost: to a cancel, a failure or a delete (then no
         // result may stay), or to a duplicate merge of this task that finished first (a
@@ -364,6 +363,13 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
             task_store::forget_expiry(svc, task_id, &expire_time).await?;
         }
     }
+    Ok(())
+}
+
+/// Removes what a task kept only while it ran: the subtasks' parts for the merge and the
+/// stage plans (its scratch objects).
+pub async fn remove_scratch(svc: &Services, task_id: u64) -> Result<(), ApiError> {
+    blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;
     Ok(())
 }
 

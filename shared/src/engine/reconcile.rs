@@ -114,8 +114,7 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
         if task.task_status.is_final() {
             // A step that ended the task stopped before its cleanup: what the merge read
             // and the plans go now, before the marker that leads here.
-            blobs::delete_prefix(svc, &blobs::task_scratch_prefix(task_id)).await?;
-            blobs::delete_prefix(svc, &blobs::task_plans_prefix(task_id)).await?;
+            control::remove_scratch(svc, task_id).await?;
             task_store::forget_active(svc, task_id).await?;
             report.forgotten += 1;
             continue;

@@ -49,19 +49,19 @@ pub fn result_key(task_id: u64) -> String {
 }
 
 /// Where one planner's plan of a stage is kept (unique per planning attempt: only the
-/// plan of the attempt that claimed the stage is ever read). Under the task's prefix, so
-/// delete removes them.
+/// plan of the attempt that claimed the stage is ever read). Plans are scratch objects:
+/// removed with the others once the task is done.
 pub fn stage_plan_key(task_id: u64, stage: u32, attempt: uuid::Uuid) -> String {
     format!("{}{stage:05}-{attempt}.json", task_plans_prefix(task_id))
 }
 
-/// Prefix of the stage plans of a task; removed once the task is done.
+/// Prefix of the stage plans of a task (within its scratch objects).
 pub fn task_plans_prefix(task_id: u64) -> String {
-    format!("{}plans/", task_prefix(task_id))
+    format!("{}plans/", task_scratch_prefix(task_id))
 }
 
 /// Prefix of the scratch objects of a task: what subtasks leave for the merge (CSV parts,
-/// image packs). Removed once the task is done; under the task's prefix, so delete
+/// image packs) and the stage plans. Removed once the task is done; under the task's prefix, so delete
 /// removes them too.
 pub fn task_scratch_prefix(task_id: u64) -> String {
     format!("{}scratch/", task_prefix(task_id))
