@@ -72,6 +72,12 @@ pub enum ErrorCode {
     ImageUnsupported,
     /// The object has no stored image (a Fanout code).
     ImageNotFound,
+    /// A task would fan out past a documented cap (a Fanout code; see
+    /// [`crate::kinds::limits`]).
+    TaskLimitExceeded,
+    /// A page lies deeper than listings page (a Fanout code; see
+    /// [`crate::query::PAGE_DEPTH_MAX`]).
+    PageTooDeep,
 }
 
 impl ErrorCode {
@@ -106,6 +112,8 @@ impl ErrorCode {
             ErrorCode::ImageTooLarge => 40004,
             ErrorCode::ImageUnsupported => 40005,
             ErrorCode::ImageNotFound => 40006,
+            ErrorCode::TaskLimitExceeded => 40007,
+            ErrorCode::PageTooDeep => 40008,
         }
     }
 
@@ -138,7 +146,9 @@ impl ErrorCode {
             | ErrorCode::BadRequestId
             | ErrorCode::TaskNotCancellable
             | ErrorCode::ReportStatusUnsupported
-            | ErrorCode::ReportWithoutResult => 400,
+            | ErrorCode::ReportWithoutResult
+            | ErrorCode::TaskLimitExceeded
+            | ErrorCode::PageTooDeep => 400,
         }
     }
 
@@ -173,11 +183,13 @@ impl ErrorCode {
             ErrorCode::ImageTooLarge => "Image is too large",
             ErrorCode::ImageUnsupported => "Unsupported image format",
             ErrorCode::ImageNotFound => "Object not found",
+            ErrorCode::TaskLimitExceeded => "Task exceeds a service limit",
+            ErrorCode::PageTooDeep => "Page beyond the listing depth",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -206,6 +218,8 @@ impl ErrorCode {
         ErrorCode::ImageTooLarge,
         ErrorCode::ImageUnsupported,
         ErrorCode::ImageNotFound,
+        ErrorCode::TaskLimitExceeded,
+        ErrorCode::PageTooDeep,
     ];
 }
 

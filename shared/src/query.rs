@@ -15,13 +15,26 @@ use crate::timestamps;
 /// Most ids accepted in one comma-separated filter.
 pub const MAX_IDS_IN_FILTER: usize = 100;
 
+/// Deepest row a listing pages to: a `page × page_size` above it is answered with 40008.
+/// Offset paging reads and drops every row before the page, so a deep page costs as much
+/// as listing all of them; a client reads further by narrowing the filters
+/// (`create_time__lt` of the last row seen) instead.
+pub const PAGE_DEPTH_MAX: u64 = 10_000;
+
+/// `page_size` unless the request gives one.
+pub const PAGE_SIZE_DEFAULT: u32 = 10;
+
+/// Largest `page_size`.
+pub const PAGE_SIZE_MAX: u32 = 100;
+
 /// The query string of one request.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     params: BTreeMap<String, Vec<String>>,
 }
 
-/// A page of a listing: `page` ≥ 1 (default 1), `page_size` 1..=100 (default 10).
+/// A page of a listing: `page` ≥ 1 (default 1), `page_size` 1..=100 (default 10), and
+/// `page × page_size` at most [`PAGE_DEPTH_MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// One-based page number.
@@ -216,10 +229,31 @@ impl Query {
 
     /// `page` and `page_size` with their defaults and bounds.
     pub fn page(&self) -> Result<Page, ApiError> {
-        Ok(Page {
-            page: self.int("page", 1, u32::MAX / 1024)?.unwrap_or(1),
-            page_size: self.int("page_size", 1, 100)?.unwrap_or(10),
-        })
+        self.page_sized(PAGE_SIZE_DEFAULT)
+    }
+
+    /// `page` and `page_size`, the size defaulting to `default_size`; a page that ends
+    /// deeper than [`PAGE_DEPTH_MAX`] rows is 40008.
+    pub fn page_sized(&self, default_size: u32) -> Result<Page, ApiError> {
+        let page = Page {
+            page: self.int("page", 1, u32::MAX)?.unwrap_or(1),
+            page_size: self
+                .int("page_size", 1, PAGE_SIZE_MAX)?
+                .unwrap_or(default_size),
+        };
+        let depth = u64::from(page.page) * u64::from(page.page_size);
+        if depth > PAGE_DEPTH_MAX {
+            return Err(ApiError::new(
+                ErrorCode::PageTooDeep,
+                format!(
+                    "page {} with page_size {} ends at row {depth}, deeper than the \
+                     {PAGE_DEPTH_MAX} rows a listing pages through; narrow the filters \
+                     (e.g. create_time__lt) to read further",
+                    page.page, page.page_size
+                ),
+            ));
+        }
+        Ok(page)
     }
 
     /// `<field>__gte` and `<field>__lt` as one range.
@@ -269,6 +303,22 @@ mod tests {
             let err = query(&[(name, value)]).page().unwrap_err();
             assert_eq!(err.code, ErrorCode::BadQuery, "{name}={value}");
         }
+    }
+
+    #[test]
+    fn pages_end_at_the_listing_depth() {
+        let deepest = query(&[("page", "100"), ("page_size", "100")]).page();
+        assert_eq!(deepest.unwrap().offset(), 9_900);
+        assert!(query(&[("page", "1000")]).page().is_ok());
+        for (page, size) in [("1001", "10"), ("101", "100"), ("4294967295", "100")] {
+            let err = query(&[("page", page), ("page_size", size)])
+                .page()
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::PageTooDeep, "{page} x {size}");
+            assert!(err.detail.contains("10000"), "{}", err.detail);
+        }
+        let sized = query(&[]).page_sized(PAGE_SIZE_MAX).unwrap();
+        assert_eq!(sized.page_size, 100);
     }
 
     #[test]

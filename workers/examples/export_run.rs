@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use fanout::Services;
 use fanout::kinds::{self, rows};
 use fanout::objects::events::{self, Location, NewEvent, NewEvents};
+use fanout::query::{PAGE_SIZE_MAX, Page};
 use fanout::store::blobs;
 use fanout::tasks::api::{self, NewTask};
 use fanout::tasks::model::TaskStatus;
@@ -79,7 +80,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(task.task_status, TaskStatus::Done, "{task:?}");
     // Stage times from the records: planning until the first subtask was stored, subtasks
     // until the last one ended, the merge until the task ended.
-    let subtasks = api::subtasks(&svc, None, task.task_id).await?.subtasks;
+    // An export of up to 500,000 rows has at most 100 parts: one page.
+    let page = Page {
+        page: 1,
+        page_size: PAGE_SIZE_MAX,
+    };
+    let subtasks = api::subtasks(&svc, None, task.task_id, page)
+        .await?
+        .subtasks;
     let time = |t: &str| timestamps::parse(t).expect("a stored time");
     let created_at = time(&task.create_time);
     let planned = subtasks.iter().map(|s| time(&s.create_time)).min();

@@ -8,8 +8,8 @@ use fanout::error::{ApiError, ErrorCode};
 use fanout::kinds;
 use fanout::tasks::api::{
     self, ACCOUNT_PARAM, ERROR_COUNT_PARAMS, ERROR_LIST_PARAMS, ErrorFilter, NewTask,
-    TASK_COUNT_PARAMS, TASK_ERROR_COUNT_PARAMS, TASK_ERROR_LIST_PARAMS, TASK_LIST_PARAMS,
-    TaskFilter, TaskResult,
+    SUBTASK_LIST_PARAMS, SUBTASK_PAGE_SIZE_DEFAULT, TASK_COUNT_PARAMS, TASK_ERROR_COUNT_PARAMS,
+    TASK_ERROR_LIST_PARAMS, TASK_LIST_PARAMS, TaskFilter, TaskResult,
 };
 
 use crate::request::{json, json_body, no_content, path_param, query_of};
@@ -114,11 +114,16 @@ pub async fn result(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
     response.map_err(|e| ApiError::internal("result response", e))
 }
 
-/// `GET /1/tasks/{task_id}/subtasks`.
+/// `GET /1/tasks/{task_id}/subtasks`: a page of them, 100 unless `page_size` says less.
 pub async fn subtasks(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
-    let account_id = query_of(&req, ACCOUNT_PARAM)?.uuid("account_id")?;
+    let query = query_of(&req, SUBTASK_LIST_PARAMS)?;
+    let account_id = query.uuid("account_id")?;
     let task_id = task_id(&req)?;
-    Ok(json(200, &api::subtasks(svc, account_id, task_id).await?))
+    let page = query.page_sized(SUBTASK_PAGE_SIZE_DEFAULT)?;
+    Ok(json(
+        200,
+        &api::subtasks(svc, account_id, task_id, page).await?,
+    ))
 }
 
 /// `GET /1/tasks/{task_id}/errors`.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::limits::{TileShape, VectorPlan};
 use super::linker::ObjectsType;
 use super::vectors::{
     self, COLLECT, MATCH, OBJECTS_PER_BLOCK_DEFAULT, ObjectSet, Tile, match_subtasks, require_done,
@@ -74,6 +75,15 @@ impl ClusteringContent {
             descriptor_version: self.descriptor_version,
         }
     }
+
+    /// The shape of its plan, for the caps: the result lists every object once.
+    fn vector_plan(&self) -> VectorPlan {
+        VectorPlan {
+            shape: TileShape::Pairs,
+            per_block: self.objects_per_block,
+            entries_per_object: 1,
+        }
+    }
 }
 
 /// Output of one tile: a spanning forest of its edges, as indices among all objects.
@@ -118,14 +128,14 @@ impl TaskKind for Clustering {
         let mut content: ClusteringContent = parse_content(content)?;
         super::cross_match::check_threshold(content.threshold)?;
         vectors::check_objects_per_block(content.objects_per_block)?;
-        content.descriptor_version = Some(vectors::descriptor_version(
-            &svc.config,
-            content.descriptor_version,
-            &[],
-        )?);
+        let version = vectors::descriptor_version(&svc.config, content.descriptor_version, &[])?;
+        content.descriptor_version = Some(version);
         let mut objects = content.objects();
         objects.validate(account_id, now)?;
         content.filters = objects.filters;
+        let objects = content.objects();
+        let plan = content.vector_plan();
+        vectors::check_at_creation(svc, account_id, now, &[&objects], version, plan).await?;
         to_json(&content)
     }
 
@@ -134,17 +144,12 @@ impl TaskKind for Clustering {
         match stage {
             COLLECT => {
                 let version = vectors::stored_version(&task.svc.config, content.descriptor_version);
-                vectors::plan_collect(
-                    task,
-                    &[&content.objects()],
-                    version,
-                    content.objects_per_block,
-                )
-                .await
+                vectors::plan_collect(task, &[&content.objects()], version, content.vector_plan())
+                    .await
             }
             MATCH => {
                 let sets = vectors::collected(task, 1).await?;
-                vectors::pair_tiles(&sets[0])
+                vectors::plan_match(task, TileShape::Pairs, &sets)
             }
             _ => Ok(Vec::new()),
         }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::limits::{self, TileShape, VectorPlan};
 use super::vectors::{self, COLLECT, MATCH, OBJECTS_PER_BLOCK_DEFAULT, ObjectSet, match_subtasks};
 use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
 use crate::Services;
@@ -51,9 +52,21 @@ pub struct CrossMatchContent {
     /// Descriptor version compared (the configured default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor_version: Option<u32>,
-    /// Objects per block, 1..=10000 (a Fanout extension; default 5000).
+    /// Objects per block, 1..=10000 (a Fanout extension; default 5000, or less when
+    /// `limit` is large: see [`limits::default_objects_per_block`]).
     #[serde(default = "default_objects_per_block")]
     pub objects_per_block: usize,
+}
+
+impl CrossMatchContent {
+    /// The shape of its plan, for the caps.
+    fn vector_plan(&self) -> VectorPlan {
+        VectorPlan {
+            shape: TileShape::Cross,
+            per_block: self.objects_per_block,
+            entries_per_object: self.limit as u64,
+        }
+    }
 }
 
 fn default_limit() -> usize {
@@ -128,10 +141,16 @@ impl TaskKind for CrossMatch {
         content: Value,
         now: DateTime<Utc>,
     ) -> Result<Value, ApiError> {
+        let block_given = content.get("objects_per_block").is_some();
         let mut content: CrossMatchContent = parse_content(content)?;
         check_limit(content.limit)?;
         check_threshold(content.threshold)?;
+        if !block_given {
+            content.objects_per_block =
+                limits::default_objects_per_block(content.objects_per_block, content.limit);
+        }
         vectors::check_objects_per_block(content.objects_per_block)?;
+        limits::check_tile_entries(content.objects_per_block, content.limit)?;
         let version = vectors::descriptor_version(
             &svc.config,
             content.descriptor_version,
@@ -140,6 +159,15 @@ impl TaskKind for CrossMatch {
         content.descriptor_version = Some(version);
         content.references.validate(account_id, now)?;
         content.candidates.validate(account_id, now)?;
+        vectors::check_at_creation(
+            svc,
+            account_id,
+            now,
+            &[&content.references, &content.candidates],
+            version,
+            content.vector_plan(),
+        )
+        .await?;
         to_json(&content)
     }
 
@@ -151,13 +179,13 @@ impl TaskKind for CrossMatch {
                     task,
                     &[&content.references, &content.candidates],
                     vectors::stored_version(&task.svc.config, content.descriptor_version),
-                    content.objects_per_block,
+                    content.vector_plan(),
                 )
                 .await
             }
             MATCH => {
                 let sets = vectors::collected(task, 2).await?;
-                vectors::tiles(&sets[0], &sets[1])
+                vectors::plan_match(task, TileShape::Cross, &sets)
             }
             _ => Ok(Vec::new()),
         }

@@ -6,14 +6,13 @@
 //! to S3; the merge streams the parts into the archive (see [`super::rows`]). The set is
 //! frozen at creation: `create_time__lt` defaults to the creation time.
 
-use std::ops::ControlFlow;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::limits;
 use super::linker::ObjectsType;
 use super::rows::{self, Layout, RowsPart};
 use super::{
@@ -104,7 +103,7 @@ impl TaskKind for Exporter {
                 let filter = face_filter(&mut content.filters, account_id, created)?;
                 faces::visit_matching(task.svc, &filter, |face| {
                     ids.push(face.face_id);
-                    ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
@@ -112,11 +111,14 @@ impl TaskKind for Exporter {
                 let filter = event_filter(&mut content.filters, account_id, created)?;
                 events::visit_matching(task.svc, &filter, |event| {
                     ids.push(event.event.event_id);
-                    ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
         }
+        limits::check_objects(ids.len())?;
+        let parts = limits::chunks(ids.len() as u64, rows::ROWS_PER_PART);
+        limits::check_subtasks(task.task.count_task_parts_all, parts)?;
         rows::parts(&ids, None).iter().map(to_json).collect()
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::limits;
 use super::{Merged, SubtaskContext, TaskContext, TaskKind, event_filter, parse_content, to_json};
 use crate::Services;
 use crate::error::ApiError;
@@ -145,7 +146,7 @@ impl TaskKind for Gc {
                 )?;
                 events::visit_matching(task.svc, &filter, |event| {
                     ids.push(event.event.event_id);
-                    std::ops::ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
@@ -163,11 +164,14 @@ impl TaskKind for Gc {
                     if face.descriptor_version == version {
                         ids.push(face.face_id);
                     }
-                    std::ops::ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
         }
+        limits::check_objects(ids.len())?;
+        let parts = limits::chunks(ids.len() as u64, OBJECTS_PER_PART);
+        limits::check_subtasks(task.task.count_task_parts_all, parts)?;
         ids.chunks(OBJECTS_PER_PART)
             .map(|chunk| {
                 to_json(&GcPart {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::limits;
 use super::{
     Merged, SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content,
     to_json,
@@ -241,18 +242,21 @@ impl TaskKind for Linker {
             Selection::Faces(filter) => {
                 faces::visit_matching(task.svc, &filter, |face| {
                     ids.push(face.face_id);
-                    std::ops::ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
             Selection::Events(filter) => {
                 events::visit_matching(task.svc, &filter, |event| {
                     ids.push(event.event.event_id);
-                    std::ops::ControlFlow::Continue(())
+                    limits::keep_listing(ids.len())
                 })
                 .await?;
             }
         }
+        limits::check_objects(ids.len())?;
+        let parts = limits::chunks(ids.len() as u64, content.objects_per_subtask);
+        limits::check_subtasks(task.task.count_task_parts_all, parts)?;
         ids.chunks(content.objects_per_subtask)
             .map(|chunk| {
                 to_json(&LinkerPart {

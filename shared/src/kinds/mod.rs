@@ -6,6 +6,7 @@ pub mod clustering;
 pub mod cross_match;
 pub mod exporter;
 pub mod gc;
+pub mod limits;
 pub mod linker;
 pub mod reporter;
 pub mod roc;

@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::clustering::ClusteringResult;
+use super::limits;
 use super::linker::ObjectsType;
 use super::rows::{self, Layout, RowsPart};
 use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
@@ -143,6 +144,11 @@ impl TaskKind for Reporter {
         let result: ClusteringResult = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::internal("clustering result", e))?;
         drop(bytes);
+        let objects = result.total_objects;
+        limits::check_subtasks(
+            task.task.count_task_parts_all,
+            limits::chunks(objects, rows::ROWS_PER_PART),
+        )?;
         let mut ids = Vec::with_capacity(result.total_objects as usize);
         let mut clusters = Vec::with_capacity(result.total_objects as usize);
         for (number, cluster) in result.clusters.iter().enumerate() {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::limits::{self, TileShape, VectorPlan};
 use super::linker::ObjectsType;
 use super::vectors::{self, COLLECT, MATCH, OBJECTS_PER_BLOCK_DEFAULT, match_subtasks};
 use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
@@ -78,9 +79,21 @@ pub struct RocContent {
     /// Descriptor version compared (the configured default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor_version: Option<u32>,
-    /// Objects per block, 1..=10000 (a Fanout extension; default 5000).
+    /// Objects per block, 1..=10000 (a Fanout extension; default 5000, or less when
+    /// `limit` is large: see [`limits::default_objects_per_block`]).
     #[serde(default = "default_objects_per_block")]
     pub objects_per_block: usize,
+}
+
+impl RocContent {
+    /// The shape of its plan, for the caps: every markup object keeps `limit` pairs.
+    fn vector_plan(&self) -> VectorPlan {
+        VectorPlan {
+            shape: TileShape::Square,
+            per_block: self.objects_per_block,
+            entries_per_object: self.limit as u64,
+        }
+    }
 }
 
 fn default_limit() -> usize {
@@ -135,16 +148,25 @@ impl TaskKind for Roc {
         content: Value,
         _now: DateTime<Utc>,
     ) -> Result<Value, ApiError> {
+        let block_given = content.get("objects_per_block").is_some();
         let mut content: RocContent = parse_content(content)?;
         super::cross_match::check_limit(content.limit)?;
         super::cross_match::check_threshold(content.threshold_hit_top)
             .map_err(|_| ApiError::bad_json("content: 'threshold_hit_top' must be in [0, 1]"))?;
+        if !block_given {
+            content.objects_per_block =
+                limits::default_objects_per_block(content.objects_per_block, content.limit);
+        }
         vectors::check_objects_per_block(content.objects_per_block)?;
         if content.markup.len() < 2 || content.markup.len() > MARKUP_MAX {
             return Err(ApiError::bad_json(format!(
                 "content: 'markup' must hold 2..={MARKUP_MAX} labelled objects"
             )));
         }
+        limits::check_tile_entries(content.objects_per_block, content.limit)?;
+        content
+            .vector_plan()
+            .check(&[content.markup.len() as u64], 0)?;
         if let Some(item) = content.markup.iter().find(|m| m.label.trim().is_empty()) {
             return Err(ApiError::bad_json(format!(
                 "content: markup object {} has an empty label",
@@ -183,6 +205,10 @@ impl TaskKind for Roc {
         let content: RocContent = task.content()?;
         match stage {
             COLLECT => {
+                let objects = [content.markup.len() as u64];
+                content
+                    .vector_plan()
+                    .check(&objects, task.task.count_task_parts_all)?;
                 let ids: Vec<Uuid> = content.markup.iter().map(|m| m.object_id).collect();
                 vectors::collect_parts(
                     0,
@@ -195,7 +221,7 @@ impl TaskKind for Roc {
             }
             MATCH => {
                 let sets = vectors::collected(task, 1).await?;
-                vectors::tiles(&sets[0], &sets[0])
+                vectors::plan_match(task, TileShape::Square, &sets)
             }
             _ => Ok(Vec::new()),
         }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::limits::{self, OBJECTS_PER_SET_MAX, TileShape, VectorPlan};
 use super::linker::ObjectsType;
 use super::{SubtaskContext, TaskContext, event_filter, face_filter, to_json};
 use crate::Services;
@@ -71,34 +72,41 @@ impl ObjectSet {
     }
 
     /// Ids of the set's objects that may be selected and have a descriptor of `version`,
-    /// newest first. A set chosen by ids (`face_ids`, `list_id`) is read and filtered here;
-    /// any other set is listed through the descriptor index, keys only, and the collect
-    /// subtasks apply the rest of the filters to the records they read anyway.
+    /// newest first, at most `at_most` of them. A set chosen by ids (`face_ids`,
+    /// `list_id`) is read and filtered here; any other set is listed through the
+    /// descriptor index, keys only, and the collect subtasks apply the rest of the filters
+    /// to the records they read anyway (its blocks, and so its tiles, follow the index).
     async fn ids_with_descriptors(
         &self,
         svc: &Services,
         account_id: Uuid,
         now: DateTime<Utc>,
         version: u32,
+        at_most: usize,
     ) -> Result<Vec<Uuid>, ApiError> {
         match self.filter(account_id, now)? {
             SetFilter::Faces(filter) => {
                 if filter.face_ids.is_none() && filter.list_id.is_none() {
-                    return indexed_ids(svc, account_id, "FACE", version, &filter.create_time)
-                        .await;
+                    let range = &filter.create_time;
+                    return indexed_ids(svc, account_id, "FACE", version, range, at_most).await;
                 }
                 let mut ids = Vec::new();
                 faces::visit_matching(svc, &filter, |face| {
                     if face.descriptor_version == Some(version) && face.descriptor.is_some() {
                         ids.push(face.face_id);
                     }
-                    ControlFlow::Continue(())
+                    if ids.len() < at_most {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    }
                 })
                 .await?;
                 Ok(ids)
             }
             SetFilter::Events(filter) => {
-                indexed_ids(svc, account_id, "EVENT", version, &filter.create_time).await
+                let range = &filter.create_time;
+                indexed_ids(svc, account_id, "EVENT", version, range, at_most).await
             }
         }
     }
@@ -121,13 +129,14 @@ enum SetFilter {
 }
 
 /// The ids in the descriptor index of one kind of object of an account, descriptor
-/// version and creation-time range, newest first.
+/// version and creation-time range, newest first, at most `at_most` of them.
 async fn indexed_ids(
     svc: &Services,
     account_id: Uuid,
     kind: &str,
     version: u32,
     created: &TimeRange,
+    at_most: usize,
 ) -> Result<Vec<Uuid>, ApiError> {
     /// What the keys-only index gives back that names the object.
     #[derive(Deserialize)]
@@ -147,7 +156,11 @@ async fn indexed_ids(
             match entry.gsi3sk.rsplit('#').next().map(Uuid::parse_str) {
                 Some(Ok(id)) => {
                     ids.push(id);
-                    ControlFlow::Continue(())
+                    if ids.len() < at_most {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    }
                 }
                 _ => {
                     garbled = Some(entry.gsi3sk);
@@ -272,26 +285,69 @@ pub struct Collected {
     pub tracks: Vec<Option<String>>,
 }
 
-/// Plans the collect stage: blocks of at most `per_block` objects of every set.
+/// Checks at creation that a vector task of these sets fits the caps of
+/// [`limits`]: each set is counted up to
+/// [`limits::OBJECTS_COUNTED_AT_CREATION_MAX`] objects, so a task refused here is over a
+/// cap for sure; a larger set is checked again by [`plan_collect`].
+pub async fn check_at_creation(
+    svc: &Services,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+    sets: &[&ObjectSet],
+    version: u32,
+    plan: VectorPlan,
+) -> Result<(), ApiError> {
+    let mut counts = Vec::with_capacity(sets.len());
+    for objects in sets {
+        let ids = objects
+            .ids_with_descriptors(
+                svc,
+                account_id,
+                now,
+                version,
+                limits::OBJECTS_COUNTED_AT_CREATION_MAX,
+            )
+            .await?;
+        counts.push(ids.len() as u64);
+    }
+    plan.check(&counts, 0)
+}
+
+/// Plans the collect stage: blocks of at most `plan.per_block` objects of every set,
+/// once the sets' sizes are checked against the caps (nothing is built for a plan over
+/// one, and no set is listed past [`OBJECTS_PER_SET_MAX`]).
 pub async fn plan_collect(
     task: &TaskContext<'_>,
     sets: &[&ObjectSet],
     version: u32,
-    per_block: usize,
+    plan: VectorPlan,
 ) -> Result<Vec<Value>, ApiError> {
     let now = timestamps::parse(&task.task.create_time).unwrap_or_else(timestamps::now);
-    let mut parts = Vec::new();
-    for (set, objects) in sets.iter().enumerate() {
+    let mut listed = Vec::with_capacity(sets.len());
+    for objects in sets {
         let ids = objects
-            .ids_with_descriptors(task.svc, task.task.account_id, now, version)
+            .ids_with_descriptors(
+                task.svc,
+                task.task.account_id,
+                now,
+                version,
+                OBJECTS_PER_SET_MAX + 1,
+            )
             .await?;
+        limits::check_objects(ids.len())?;
+        listed.push(ids);
+    }
+    let counts: Vec<u64> = listed.iter().map(|ids| ids.len() as u64).collect();
+    plan.check(&counts, task.task.count_task_parts_all)?;
+    let mut parts = Vec::new();
+    for (set, (objects, ids)) in sets.iter().zip(&listed).enumerate() {
         parts.extend(collect_parts(
             set as u8,
             objects.objects_type,
             Some(&objects.filters),
-            &ids,
+            ids,
             version,
-            per_block,
+            plan.per_block,
         )?);
     }
     Ok(parts)
@@ -484,8 +540,28 @@ impl Tile {
     }
 }
 
+/// Plans the match stage over the collected blocks of each set: its tiles and subtasks
+/// are checked against the caps before any tile is built.
+pub fn plan_match(
+    task: &TaskContext<'_>,
+    shape: TileShape,
+    sets: &[Vec<Collected>],
+) -> Result<Vec<Value>, ApiError> {
+    let blocks: Vec<u64> = sets.iter().map(|set| set.len() as u64).collect();
+    limits::check_tiles(shape, &blocks)?;
+    limits::check_subtasks(task.task.count_task_parts_all, shape.tiles(&blocks))?;
+    let first = sets.first().map(Vec::as_slice).unwrap_or_default();
+    match shape {
+        TileShape::Cross => tiles(first, sets.get(1).map(Vec::as_slice).unwrap_or_default()),
+        TileShape::Square => tiles(first, first),
+        TileShape::Pairs => pair_tiles(first),
+    }
+}
+
 /// One tile per (row block, column block): every row object against every column object.
+/// More tiles than [`limits::TILES_PER_TASK_MAX`] fail before any is built.
 pub fn tiles(rows: &[Collected], columns: &[Collected]) -> Result<Vec<Value>, ApiError> {
+    limits::check_tiles(TileShape::Cross, &[rows.len() as u64, columns.len() as u64])?;
     rows.iter()
         .flat_map(|a| columns.iter().map(move |b| (a.block, b.block)))
         .map(|(a, b)| to_json(&Tile { a, b }))
@@ -493,7 +569,9 @@ pub fn tiles(rows: &[Collected], columns: &[Collected]) -> Result<Vec<Value>, Ap
 }
 
 /// One tile per pair of blocks i ≤ j of one set: every unordered pair of objects once.
+/// More tiles than [`limits::TILES_PER_TASK_MAX`] fail before any is built.
 pub fn pair_tiles(blocks: &[Collected]) -> Result<Vec<Value>, ApiError> {
+    limits::check_tiles(TileShape::Pairs, &[blocks.len() as u64])?;
     blocks
         .iter()
         .enumerate()
@@ -583,4 +661,35 @@ pub async fn best_of_tiles(
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(set: u8, n: u32) -> Vec<Collected> {
+        (0..n)
+            .map(|block| Collected {
+                block: BlockRef {
+                    set,
+                    block,
+                    count: 1,
+                    offset: block,
+                },
+                ids: vec![Uuid::new_v4()],
+                tracks: vec![None],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tiles_past_the_cap_fail_before_any_is_built() {
+        let (rows, columns) = (blocks(0, 101), blocks(1, 100));
+        let err = tiles(&rows, &columns).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TaskLimitExceeded);
+        assert!(err.detail.contains("10100 match tiles"), "{}", err.detail);
+        assert_eq!(tiles(&rows[..100], &columns).unwrap().len(), 10_000);
+        assert_eq!(pair_tiles(&rows).unwrap().len(), 101 * 102 / 2);
+        assert!(pair_tiles(&blocks(0, 141)).is_err());
+    }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::{
-    ResultStoragePolicy, Subtask, SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage,
+    ResultStoragePolicy, SubtaskPage, SubtaskRecord, Task, TaskCreated, TaskError, TaskErrorPage,
     TaskErrorRecord, TaskPage, TaskRecord, TaskStatus, TaskType,
 };
 use super::store::{self as task_store, n};
@@ -20,7 +20,7 @@ use crate::engine::messages::{ControlMessage, send_control};
 use crate::error::{ApiError, ErrorCode};
 use crate::kinds::TaskKind;
 use crate::objects::{Count, USER_DATA_MAX, check_text};
-use crate::query::{MAX_IDS_IN_FILTER, Page, PageBuffer, Query, TimeRange};
+use crate::query::{MAX_IDS_IN_FILTER, PAGE_SIZE_MAX, Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{from_item, put_new_op, s, to_item};
 use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
@@ -295,19 +295,35 @@ pub async fn result(
     })
 }
 
-/// The subtasks of a task, in id order.
+/// Query parameters of `GET /1/tasks/{task_id}/subtasks`.
+pub const SUBTASK_LIST_PARAMS: &[&str] = &["account_id", "page", "page_size"];
+
+/// `page_size` of `GET /1/tasks/{task_id}/subtasks` unless given: LUNA's route has no
+/// paging, so a client that does not page gets as many subtasks as a page may hold.
+pub const SUBTASK_PAGE_SIZE_DEFAULT: u32 = PAGE_SIZE_MAX;
+
+/// One page of the subtasks of a task, in id order. The task's partition is read only
+/// up to the end of the page.
 pub async fn subtasks(
     svc: &Services,
     account_id: Option<Uuid>,
     task_id: u64,
+    page: Page,
 ) -> Result<SubtaskPage, ApiError> {
     record(svc, account_id, task_id).await?;
-    let subtasks: Vec<Subtask> = task_store::subtask_records(svc, task_id)
-        .await?
-        .into_iter()
-        .map(|s| s.subtask)
-        .collect();
-    Ok(SubtaskPage { subtasks })
+    let query = TableQuery {
+        index: None,
+        partition: keys::task_pk(task_id),
+        range: KeyRange::Prefix("SUB#".into()),
+        descending: false,
+    };
+    let mut buffer = PageBuffer::new(page);
+    svc.table
+        .for_each_record(&query, |s: SubtaskRecord| buffer.offer(s.subtask))
+        .await?;
+    Ok(SubtaskPage {
+        subtasks: buffer.into_items(),
+    })
 }
 
 /// Filters of `GET /1/tasks` and `GET /1/tasks/count`.
@@ -467,15 +483,16 @@ fn newest_first(account_id: Option<Uuid>, kind: &str, all: &str) -> TableQuery {
     }
 }
 
-/// One page of the tasks matching `filter`, newest first.
+/// One page of the tasks matching `filter`, newest first, each with its content only
+/// when small (see [`TaskRecord::listed_content`]).
 pub async fn list(svc: &Services, filter: &TaskFilter, page: Page) -> Result<TaskPage, ApiError> {
     let mut buffer = PageBuffer::new(page);
     visit_tasks(svc, filter, |task| buffer.offer(task)).await?;
-    let mut tasks = Vec::new();
-    for task in buffer.into_items() {
-        let content = task_store::content(svc, &task).await?;
-        tasks.push(task.view(content));
-    }
+    let tasks = buffer
+        .into_items()
+        .into_iter()
+        .map(|task| task.view(task.listed_content()))
+        .collect();
     Ok(TaskPage { tasks })
 }
 

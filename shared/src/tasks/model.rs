@@ -296,6 +296,17 @@ impl TaskRecord {
         self.stages_planned.checked_sub(1)
     }
 
+    /// The content as `GET /1/tasks` shows it: the content kept in the item (at most
+    /// 16 KiB of JSON), or null for a larger one, kept in S3. A page of 100 tasks then
+    /// stays far below the 6 MB of a Lambda answer and reads no S3 object;
+    /// `GET /1/tasks/{task_id}` shows any content.
+    pub fn listed_content(&self) -> Value {
+        self.content
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// The task as the API shows it, with its content.
     pub fn view(&self, content: Value) -> Task {
         Task {
@@ -330,7 +341,8 @@ pub struct Task {
     pub account_id: Uuid,
     /// Client's text.
     pub description: String,
-    /// The validated content (with defaults filled in).
+    /// The validated content (with defaults filled in); in `GET /1/tasks`, null when it
+    /// is over 16 KiB of JSON (read the task itself for it).
     #[schema(value_type = Object)]
     pub content: Value,
     /// Creation time.
@@ -442,7 +454,7 @@ impl SubtaskRecord {
 /// Answer to `GET /1/tasks/{task_id}/subtasks`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubtaskPage {
-    /// Subtasks in id order.
+    /// The subtasks of the requested page, in id order.
     pub subtasks: Vec<Subtask>,
 }
 
