@@ -100,6 +100,8 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(every) = options.reconcile_every {
         let (svc, mut stop) = (svc.clone(), stop.clone());
         let stall = Duration::from_secs(options.stall_seconds);
+        // A pass may work about two periods (so a lease of a killed worker frees soon).
+        let budget = Duration::from_secs((every * 2).clamp(5, reconcile::PASS_BUDGET.as_secs()));
         loops.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
             loop {
@@ -107,7 +109,7 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
                 }
-                match reconcile::run(&svc, stall).await {
+                match reconcile::run_within(&svc, stall, budget).await {
                     Ok(report) => tracing::info!(?report, "reconciled"),
                     Err(err) => tracing::error!(%err, "reconcile failed"),
                 }

@@ -66,7 +66,21 @@ async fn planned(stack: &Stack, task_id: u64) -> Value {
     let control = Worker::start("control");
     let planned = wait_task(stack, task_id, Duration::from_secs(60), status_is(1)).await;
     // Let the planner finish queueing the stage, then stop it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    loop {
+        let record = fanout::tasks::store::load(&stack.services, task_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if record.stages_enqueued >= 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "stage never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     control.kill();
     planned
 }
@@ -303,9 +317,7 @@ async fn a_dead_lettered_subtask_becomes_an_error_record() {
             .unwrap();
     }
     assert_eq!(task(stack, task_id).await["count_task_parts_done"], 0);
-    let report = fanout::engine::reconcile::run(svc, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let report = common::reconcile(stack, Duration::from_secs(3600)).await;
     // Messages other tests left behind (duplicates of subtasks long ended) may have been
     // dead-lettered with these two; this task's own outcome is checked below.
     assert!(report.dead_subtasks >= 2, "{report:?}");
@@ -503,7 +515,6 @@ async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
     common::require_faults();
     let _engine = exclusive().await;
     let stack = stack();
-    let svc = &stack.services;
     let task_id = linker_over(stack, 30, 10).await;
     planned(stack, task_id).await;
     let _held = Worker::start_with(
@@ -525,9 +536,7 @@ async fn a_recount_next_to_a_live_worker_counts_each_subtask_once() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    fanout::engine::reconcile::run(svc, Duration::ZERO)
-        .await
-        .unwrap();
+    common::reconcile(stack, Duration::ZERO).await;
     assert_eq!(task(stack, task_id).await["count_task_parts_done"], 3);
     // The held worker counts (or tries to) after its pause.
     tokio::time::sleep(Duration::from_secs(9)).await;
@@ -1348,4 +1357,112 @@ async fn clustering_with_track_info_joins_the_events_of_a_track() {
         }
     }
     assert_eq!(sizes, vec![vec![1, 1, 1, 1], vec![3, 1]]);
+}
+
+/// A stage whose subtasks wait in the work queue (no worker has reached them yet) is not
+/// stalled for want of messages. Before the fix every pass re-sent every pending subtask,
+/// so a backlog grew by a copy of itself each stall period (here: 2 messages became 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_waiting_behind_a_backlog_is_not_sent_again() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let work = &svc.config.work_queue_url;
+    common::settle_tasks(stack).await;
+    let task_id = linker_over(stack, 4, 2).await;
+    planned(stack, task_id).await;
+    assert_eq!(queue_depth(stack, work).await, 2);
+    let report = common::reconcile(stack, Duration::ZERO).await;
+    assert!(report.waiting >= 1, "{report:?}");
+    assert_eq!(queue_depth(stack, work).await, 2, "{report:?}");
+    let _worker = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], 2);
+    assert_eq!(result(stack, task_id).await["linked_objects_count"], 4);
+}
+
+/// Lost messages are sent again, once, however many passes run at once: passes take a
+/// lease. Before the fix two overlapping passes each re-sent the stage (4 messages for 2
+/// subtasks).
+#[tokio::test(flavor = "multi_thread")]
+async fn overlapping_passes_send_lost_subtasks_once() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let work = &svc.config.work_queue_url;
+    common::settle_tasks(stack).await;
+    let task_id = linker_over(stack, 4, 2).await;
+    planned(stack, task_id).await;
+    assert_eq!(common::lose_messages(stack, work).await, 2);
+    // Let the received-and-deleted messages settle in the approximate counts.
+    wait_queue_empty(stack, work, Duration::from_secs(30)).await;
+    let (a, b) = tokio::join!(
+        fanout::engine::reconcile::run(svc, Duration::ZERO),
+        fanout::engine::reconcile::run(svc, Duration::ZERO)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.skipped != b.skipped, "exactly one pass runs: {a:?} {b:?}");
+    assert_eq!(queue_depth(stack, work).await, 2, "{a:?} {b:?}");
+    let _worker = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], 2);
+}
+
+/// A task the reconciler cannot read (here a marker whose task item is corrupt) is
+/// logged and counted; the pass goes on to the others. Before the fix the first error
+/// ended the pass, so one bad task stopped every stuck task behind it for good. And a pass
+/// whose time is up leaves the stalled tasks for the next one instead of running over.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_task_does_not_stop_a_pass() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    use fanout::store::keys;
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    common::settle_tasks(stack).await;
+    // A task created while no worker runs: pending, stalled at once for a zero stall.
+    let task_id = linker_over(stack, 2, 2).await;
+    let bad_id = u64::MAX - 7;
+    let items = [
+        (keys::task_pk(bad_id), keys::TASK_SK.to_string(), "corrupt"),
+        (
+            keys::ACTIVE_TASKS.to_string(),
+            keys::active_sk(bad_id),
+            "marker",
+        ),
+    ];
+    for (pk, sk, _) in &items {
+        svc.table
+            .client()
+            .put_item()
+            .table_name(svc.table.name())
+            .item("pk", V::S(pk.clone()))
+            .item("sk", V::S(sk.clone()))
+            .item("task_id", V::N(bad_id.to_string()))
+            .item("task_status", V::S("not a status".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let late = fanout::engine::reconcile::run_within(svc, Duration::ZERO, Duration::ZERO).await;
+    let report = fanout::engine::reconcile::run(svc, Duration::ZERO).await;
+    for (pk, sk, _) in &items {
+        svc.table
+            .client()
+            .delete_item()
+            .table_name(svc.table.name())
+            .key("pk", V::S(pk.clone()))
+            .key("sk", V::S(sk.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (late, report) = (late.unwrap(), report.unwrap());
+    assert!(!late.skipped && !report.skipped, "{late:?} {report:?}");
+    assert!(late.driven == 0 && late.deferred >= 1, "{late:?}");
+    assert!(report.failed >= 1, "{report:?}");
+    assert!(report.driven >= 1, "{report:?}");
+    let _worker = Worker::start("work,control");
+    let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    assert_eq!(done["count_task_parts_done"], 1);
 }

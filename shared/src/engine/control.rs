@@ -13,7 +13,7 @@ use crate::kinds::{self, TaskContext};
 use crate::store::dynamo::{TRANSACTION_MAX, TransactError, put_new_op, s, to_item, update_op};
 use crate::store::{blobs, keys};
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
-use crate::tasks::store::{self as task_store, n, update_task};
+use crate::tasks::store::{self as task_store, n, status_move, update_task};
 use crate::timestamps;
 
 /// Runs one control step. An `Err` means "try again later" (the message stays queued);
@@ -115,7 +115,6 @@ async fn claim_stage(
     stage: u32,
     specs: &[Value],
 ) -> Result<(), ApiError> {
-    let now = timestamps::format(timestamps::now());
     let first = task.count_task_parts_all as u32 + 1;
     let key = blobs::stage_plan_key(task.task_id, stage, uuid::Uuid::new_v4());
     let body = serde_json::to_vec(specs).map_err(|e| ApiError::internal("stage plan", e))?;
@@ -127,19 +126,18 @@ async fn claim_stage(
         (":zero".to_string(), n(0)),
         (":first".to_string(), n(first)),
         (":plan".to_string(), s(&key)),
-        (":running".to_string(), n(TaskStatus::InProgress as u8)),
-        (":pending".to_string(), n(TaskStatus::Pending as u8)),
-        (":now".to_string(), s(&now)),
     ]);
-    let claimed = update_task(
+    let claimed = task_store::move_status(
         svc,
         task.task_id,
-        "SET stages_planned = :next, stage_parts_all = :n, stage_parts_done = :zero, \
-         stage_parts_failed = :zero, stage_first_subtask = :first, stage_plan_key = :plan, \
-         count_task_parts_all = count_task_parts_all + :n, task_status = :running, \
-         last_update_time = :now",
-        "stages_planned = :stage AND task_status IN (:pending, :running)",
-        values,
+        status_move(
+            TaskStatus::InProgress,
+            "stages_planned = :next, stage_parts_all = :n, stage_parts_done = :zero, \
+             stage_parts_failed = :zero, stage_first_subtask = :first, stage_plan_key = :plan, \
+             count_task_parts_all = count_task_parts_all + :n",
+            Some("stages_planned = :stage"),
+            values,
+        ),
     )
     .await?;
     if !claimed {
@@ -266,21 +264,10 @@ async fn advance(svc: &Services, task_id: u64, stage: u32) -> Result<(), ApiErro
 /// Moves the task to status 4 and merges; a racing worker that lost the move leaves the
 /// merge to the winner.
 async fn begin_merge(svc: &Services, task: &TaskRecord) -> Result<(), ApiError> {
-    let values = HashMap::from([
-        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
-        (":running".to_string(), n(TaskStatus::InProgress as u8)),
-        (":pending".to_string(), n(TaskStatus::Pending as u8)),
-        (
-            ":now".to_string(),
-            s(&timestamps::format(timestamps::now())),
-        ),
-    ]);
-    let moved = update_task(
+    let moved = task_store::move_status(
         svc,
         task.task_id,
-        "SET task_status = :collect, last_update_time = :now",
-        "task_status IN (:pending, :running)",
-        values,
+        status_move(TaskStatus::CollectResults, "", None, HashMap::new()),
     )
     .await?;
     if moved {
@@ -316,16 +303,8 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     }
     crate::fault::point("after_result_put").await;
     let now = timestamps::now();
-    let now_text = timestamps::format(now);
-    let mut values = HashMap::from([
-        (":done".to_string(), n(TaskStatus::Done as u8)),
-        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
-        (":result".to_string(), s(&result_id(task_id).to_string())),
-        (":now".to_string(), s(&now_text)),
-    ]);
-    let mut update =
-        "SET task_status = :done, result_id = :result, end_time = :now, last_update_time = :now"
-            .to_string();
+    let mut values = HashMap::from([(":result".to_string(), s(&result_id(task_id).to_string()))]);
+    let mut also = "result_id = :result".to_string();
     // The expiry marker goes first: a crash after it leaves a marker the reconciler
     // handles like any other, never a result nobody will expire.
     let expiry = match task.result_storage_policy {
@@ -334,12 +313,17 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
                 timestamps::format(now + chrono::Duration::days(i64::from(policy.ttl)));
             task_store::remember_expiry(svc, task_id, &expire_time).await?;
             values.insert(":expire".to_string(), s(&expire_time));
-            update.push_str(", result_expire_time = :expire");
+            also.push_str(", result_expire_time = :expire");
             Some(expire_time)
         }
         None => None,
     };
-    let finished = update_task(svc, task_id, &update, "task_status = :collect", values).await?;
+    let finished = task_store::move_status(
+        svc,
+        task_id,
+        status_move(TaskStatus::Done, &also, None, values),
+    )
+    .await?;
     if finished {
         crate::fault::point("after_done").await;
         task_store::forget_active(svc, task_id).await?;
@@ -383,23 +367,16 @@ pub async fn fail(
 ) -> Result<(), ApiError> {
     tracing::warn!(task_id = task.task_id, error = %err, "task failed");
     let record = task_store::new_error(svc, task, None, err, additional_info).await?;
-    let now = timestamps::format(timestamps::now());
-    let values = HashMap::from([
-        (":failed".to_string(), n(TaskStatus::Failed as u8)),
-        (":pending".to_string(), n(TaskStatus::Pending as u8)),
-        (":running".to_string(), n(TaskStatus::InProgress as u8)),
-        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
-        (":now".to_string(), s(&now)),
-    ]);
+    let change = status_move(TaskStatus::Failed, "", None, HashMap::new());
     let table = svc.table.name();
     let writes = vec![
         update_op(
             table,
             keys::task_pk(task.task_id),
             keys::TASK_SK.into(),
-            "SET task_status = :failed, end_time = :now, last_update_time = :now",
-            "attribute_exists(pk) AND task_status IN (:pending, :running, :collect)",
-            values,
+            &change.update,
+            &format!("attribute_exists(pk) AND {}", change.condition),
+            change.values,
         )?,
         put_new_op(table, to_item(&record)?)?,
     ];

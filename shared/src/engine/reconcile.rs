@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::control::{self, enqueue};
@@ -15,21 +16,36 @@ use super::work;
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::dynamo::aws_error;
-use crate::store::{KeyRange, TableQuery, blobs, keys};
-use crate::tasks::model::{SubtaskStatus, TaskStatus};
+use crate::store::{KeyRange, TableQuery, blobs, keys, lease, queues};
+use crate::tasks::model::{SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store as task_store;
 use crate::timestamps;
 
 /// Most dead-lettered messages handled per queue in one run (the rest wait a minute).
 const DEAD_LETTERS_PER_RUN: usize = 1000;
 
+/// How long one pass may work before it leaves the rest to the next (the reconcile
+/// function's timeout is 120 s; the local worker runs a pass every 30 s or so).
+pub const PASS_BUDGET: Duration = Duration::from_secs(90);
+/// Most tasks loaded at once while a pass looks at the active ones.
+const LOAD_CONCURRENCY: usize = 16;
+
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// Another pass held the reconciler's lease: this one did nothing.
+    pub skipped: bool,
     /// Tasks that have not ended, looked at.
     pub active: usize,
     /// Tasks driven on (a step re-sent or subtasks re-queued).
     pub driven: usize,
+    /// Stalled stages whose pending subtasks were not re-sent because the work queue
+    /// still holds messages: they may be waiting behind that backlog, not lost.
+    pub waiting: usize,
+    /// Tasks whose handling failed (logged; the next pass tries again).
+    pub failed: usize,
+    /// Stalled tasks left for the next pass because this one ran out of time.
+    pub deferred: usize,
     /// Dead-lettered subtask messages turned into error records.
     pub dead_subtasks: usize,
     /// Dead-lettered control messages that failed their task.
@@ -40,50 +56,53 @@ pub struct Report {
     pub expired: usize,
 }
 
-/// One reconciliation pass. A task counts as stuck when nothing (no step, no subtask
-/// end, no heartbeat) happened to it for `stall`.
+/// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
+/// (no step, no subtask end, no heartbeat) happened to it for `stall`.
 pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
+    run_within(svc, stall, PASS_BUDGET).await
+}
+
+/// One reconciliation pass that stops starting new work after `budget`.
+///
+/// Passes never overlap: each takes a lease in the table first (one item, taken by a
+/// conditional write, lasting the budget and a third) and a pass that finds it held
+/// does nothing. Stalled tasks come first, the longest-silent first, so a pass cut short
+/// by its budget leaves the most recently driven for later and none starves; then dead
+/// letters, then expired results, each while time is left. One task's failure is logged
+/// and counted, never the end of the pass.
+pub async fn run_within(
+    svc: &Services,
+    stall: Duration,
+    budget: Duration,
+) -> Result<Report, ApiError> {
+    let started = std::time::Instant::now();
+    let holder = uuid::Uuid::new_v4().to_string();
+    // Longer than the budget by a third: a pass that overruns a little keeps it, one
+    // that died frees it soon.
+    let lease = budget + budget / 3;
+    if !lease::take(svc, keys::RECONCILER_LEASE, &holder, lease).await? {
+        tracing::info!("another reconciler pass holds the lease");
+        return Ok(Report {
+            skipped: true,
+            ..Report::default()
+        });
+    }
+    let out = pass(svc, stall, budget, started).await;
+    lease::release(svc, keys::RECONCILER_LEASE, &holder).await?;
+    out
+}
+
+async fn pass(
+    svc: &Services,
+    stall: Duration,
+    budget: Duration,
+    started: std::time::Instant,
+) -> Result<Report, ApiError> {
+    let time_left = || budget.saturating_sub(started.elapsed());
     let mut report = Report::default();
-    drain(svc, &svc.config.work_dlq_url, |body, receives| async move {
-        match serde_json::from_str::<WorkMessage>(&body) {
-            Ok(message) => work::fail_dead(svc, &message, receives).await.map(|_| true),
-            Err(err) => {
-                tracing::error!(%err, body, "unreadable dead-lettered work message dropped");
-                Ok(false)
-            }
-        }
-    })
-    .await
-    .map(|n| report.dead_subtasks = n)?;
-    drain(
-        svc,
-        &svc.config.control_dlq_url,
-        |body, receives| async move {
-            let Ok(message) = serde_json::from_str::<ControlMessage>(&body) else {
-                tracing::error!(body, "unreadable dead-lettered control message dropped");
-                return Ok(false);
-            };
-            let Some(task) = task_store::load(svc, message.task_id()).await? else {
-                return Ok(false);
-            };
-            let err = ApiError::new(
-                ErrorCode::SubtaskAttemptsExhausted,
-                format!(
-                    "Step {message:?} of task '{}' failed {receives} times",
-                    task.task_id
-                ),
-            );
-            control::fail(svc, &task, &err, Some("task step dead-lettered".into()))
-                .await
-                .map(|_| true)
-        },
-    )
-    .await
-    .map(|n| report.dead_steps = n)?;
-    report.expired = expire_results(svc, timestamps::now()).await?;
     crate::fault::point("inside_reconcile").await;
 
-    let mut active = Vec::new();
+    let mut ids = Vec::new();
     let query = TableQuery {
         index: None,
         partition: keys::ACTIVE_TASKS.into(),
@@ -97,68 +116,198 @@ pub async fn run(svc: &Services, stall: Duration) -> Result<Report, ApiError> {
                 .and_then(|v| v.as_n().ok())
                 .and_then(|n| n.parse::<u64>().ok())
             {
-                active.push(id);
+                ids.push(id);
             }
             ControlFlow::Continue(())
         })
         .await?;
-    report.active = active.len();
+    report.active = ids.len();
+    let loads: Vec<_> = ids
+        .into_iter()
+        .map(|task_id| async move { (task_id, task_store::load(svc, task_id).await) })
+        .collect();
+    let loaded: Vec<(u64, Result<Option<TaskRecord>, ApiError>)> = stream::iter(loads)
+        .buffer_unordered(LOAD_CONCURRENCY)
+        .collect()
+        .await;
     let stalled_before =
         timestamps::now() - chrono::Duration::from_std(stall).unwrap_or(chrono::Duration::MAX);
-    for task_id in active {
-        let Some(task) = task_store::load(svc, task_id).await? else {
-            task_store::forget_active(svc, task_id).await?;
-            report.forgotten += 1;
-            continue;
+    let mut stalled = Vec::new();
+    for (task_id, task) in loaded {
+        let task = match task {
+            Ok(task) => task,
+            Err(err) => {
+                tracing::error!(task_id, %err, "reconciler could not read the task");
+                report.failed += 1;
+                continue;
+            }
         };
-        if task.task_status.is_final() {
-            // A step that ended the task stopped before its cleanup: what the merge read
-            // and the plans go now, before the marker that leads here.
-            control::remove_scratch(svc, task_id).await?;
-            task_store::forget_active(svc, task_id).await?;
-            report.forgotten += 1;
+        let ended = match &task {
+            None => true,
+            Some(task) => task.task_status.is_final(),
+        };
+        if ended {
+            // Gone, or a step that ended the task stopped before its cleanup: what the
+            // merge read and the plans go now, before the marker that leads here.
+            let forget = async {
+                if task.is_some() {
+                    control::remove_scratch(svc, task_id).await?;
+                }
+                task_store::forget_active(svc, task_id).await
+            };
+            match forget.await {
+                Ok(()) => report.forgotten += 1,
+                Err(err) => {
+                    tracing::error!(task_id, %err, "reconciler could not forget an ended task");
+                    report.failed += 1;
+                }
+            }
             continue;
         }
-        let last = [Some(&task.last_update_time), task.heartbeat_time.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|t| timestamps::parse(t))
-            .max();
+        let task = task.expect("not ended, so loaded");
+        let last = last_activity(&task);
         if last.is_some_and(|t| t > stalled_before) {
             continue;
         }
-        report.driven += 1;
-        tracing::info!(task_id, status = ?task.task_status, "driving a stalled task on");
-        match (task.task_status, task.current_stage()) {
-            (TaskStatus::Pending, _) | (TaskStatus::InProgress, None) => {
-                send_control(svc, &ControlMessage::Plan { task_id, stage: 0 }).await?;
+        stalled.push((last, task));
+    }
+    // Longest silent first (a task with no time at all before any).
+    stalled.sort_by_key(|(last, task)| (*last, task.task_id));
+    let mut backlog = None;
+    let count = stalled.len();
+    for (done, (_, task)) in stalled.into_iter().enumerate() {
+        if time_left().is_zero() {
+            report.deferred = count - done;
+            tracing::warn!(deferred = report.deferred, "reconciler out of time");
+            break;
+        }
+        let task_id = task.task_id;
+        match drive(svc, &task, &mut backlog).await {
+            Ok(Driven::Yes) => report.driven += 1,
+            Ok(Driven::Waiting) => report.waiting += 1,
+            Ok(Driven::No) => {}
+            Err(err) => {
+                tracing::error!(task_id, %err, "reconciler could not drive the task");
+                report.failed += 1;
             }
-            (TaskStatus::InProgress, Some(stage)) if task.stages_enqueued <= stage => {
-                send_control(svc, &ControlMessage::Plan { task_id, stage }).await?;
-            }
-            (TaskStatus::InProgress, Some(stage))
-                if task.stage_parts_done >= task.stage_parts_all =>
-            {
-                send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
-            }
-            (TaskStatus::InProgress, Some(stage)) => {
-                if recount(svc, &task, stage).await? {
-                    send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
-                } else {
-                    // Subtasks whose messages were lost (or are still parked): queue them
-                    // again; a copy of one that is still running will find it ended.
-                    enqueue(svc, &task, stage).await?;
-                    // Counts as progress, so the next pass waits a stall period again.
-                    work::heartbeat(svc, task_id).await?;
-                }
-            }
-            (TaskStatus::CollectResults, _) => {
-                send_control(svc, &ControlMessage::Merge { task_id }).await?;
-            }
-            _ => {}
         }
     }
+
+    if !time_left().is_zero() {
+        report.dead_subtasks = drain(svc, &svc.config.work_dlq_url, time_left(), |body, receives| async move {
+            match serde_json::from_str::<WorkMessage>(&body) {
+                Ok(message) => work::fail_dead(svc, &message, receives).await.map(|_| true),
+                Err(err) => {
+                    tracing::error!(%err, body, "unreadable dead-lettered work message dropped");
+                    Ok(false)
+                }
+            }
+        })
+        .await?;
+    }
+    if !time_left().is_zero() {
+        report.dead_steps = drain(
+            svc,
+            &svc.config.control_dlq_url,
+            time_left(),
+            |body, receives| async move {
+                let Ok(message) = serde_json::from_str::<ControlMessage>(&body) else {
+                    tracing::error!(body, "unreadable dead-lettered control message dropped");
+                    return Ok(false);
+                };
+                let Some(task) = task_store::load(svc, message.task_id()).await? else {
+                    return Ok(false);
+                };
+                let err = ApiError::new(
+                    ErrorCode::SubtaskAttemptsExhausted,
+                    format!(
+                        "Step {message:?} of task '{}' failed {receives} times",
+                        task.task_id
+                    ),
+                );
+                control::fail(svc, &task, &err, Some("task step dead-lettered".into()))
+                    .await
+                    .map(|_| true)
+            },
+        )
+        .await?;
+    }
+    if !time_left().is_zero() {
+        report.expired = expire_results(svc, timestamps::now()).await?;
+    }
     Ok(report)
+}
+
+/// The last time anything happened to a task: a step, a subtask end or a heartbeat.
+fn last_activity(task: &TaskRecord) -> Option<DateTime<Utc>> {
+    [Some(&task.last_update_time), task.heartbeat_time.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| timestamps::parse(t))
+        .max()
+}
+
+/// What the reconciler did with a stalled task.
+enum Driven {
+    /// A step was re-sent or subtasks re-queued.
+    Yes,
+    /// Its pending subtasks may be waiting behind the work queue's backlog: left alone.
+    Waiting,
+    /// Nothing to do.
+    No,
+}
+
+/// Drives one stalled task on. `backlog` caches, for the pass, how many messages the
+/// work queue holds (visible or delayed): while it holds any, a pending subtask may be
+/// one of them, so re-sending it would only add a copy behind the same backlog.
+async fn drive(
+    svc: &Services,
+    task: &TaskRecord,
+    backlog: &mut Option<u64>,
+) -> Result<Driven, ApiError> {
+    let task_id = task.task_id;
+    tracing::info!(task_id, status = ?task.task_status, "driving a stalled task on");
+    match (task.task_status, task.current_stage()) {
+        (TaskStatus::Pending, _) | (TaskStatus::InProgress, None) => {
+            send_control(svc, &ControlMessage::Plan { task_id, stage: 0 }).await?;
+        }
+        (TaskStatus::InProgress, Some(stage)) if task.stages_enqueued <= stage => {
+            send_control(svc, &ControlMessage::Plan { task_id, stage }).await?;
+        }
+        (TaskStatus::InProgress, Some(stage)) if task.stage_parts_done >= task.stage_parts_all => {
+            send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
+        }
+        (TaskStatus::InProgress, Some(stage)) => {
+            if recount(svc, task, stage).await? {
+                send_control(svc, &ControlMessage::Advance { task_id, stage }).await?;
+            } else {
+                let waiting = match backlog {
+                    Some(n) => *n,
+                    None => {
+                        *backlog.insert(queues::backlog(svc, &svc.config.work_queue_url).await?)
+                    }
+                };
+                if waiting > 0 {
+                    tracing::info!(
+                        task_id,
+                        waiting,
+                        "stalled stage waits behind the work queue's backlog"
+                    );
+                    return Ok(Driven::Waiting);
+                }
+                // The work queue holds nothing waiting, so the pending subtasks' messages
+                // are lost (a copy of one still running will find it ended): queue them
+                // again, and count that as progress so the next pass waits a stall period.
+                enqueue(svc, task, stage).await?;
+                work::heartbeat(svc, task_id).await?;
+            }
+        }
+        (TaskStatus::CollectResults, _) => {
+            send_control(svc, &ControlMessage::Merge { task_id }).await?;
+        }
+        _ => return Ok(Driven::No),
+    }
+    Ok(Driven::Yes)
 }
 
 /// Removes every task result whose TTL (`result_storage_policy`) ran out by `now`: the
@@ -205,16 +354,22 @@ pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize,
     Ok(due.len())
 }
 
-/// Receives every message of a dead-letter queue (up to a bound) and hands each body with
+/// Receives every message of a dead-letter queue (up to a bound, while `budget` lasts) and hands each body with
 /// its receive count to `handle`; handled messages are deleted, failed ones stay.
-async fn drain<F, Fut>(svc: &Services, queue_url: &str, handle: F) -> Result<usize, ApiError>
+async fn drain<F, Fut>(
+    svc: &Services,
+    queue_url: &str,
+    budget: Duration,
+    handle: F,
+) -> Result<usize, ApiError>
 where
     F: Fn(String, u32) -> Fut,
     Fut: std::future::Future<Output = Result<bool, ApiError>>,
 {
+    let started = std::time::Instant::now();
     let mut handled = 0;
     let mut seen = 0;
-    while seen < DEAD_LETTERS_PER_RUN {
+    while seen < DEAD_LETTERS_PER_RUN && started.elapsed() < budget {
         let out = svc
             .aws
             .sqs
@@ -266,11 +421,7 @@ where
 /// Counts the ended subtasks of the current stage from their own records and repairs the
 /// task's counters when a worker died between ending a subtask and counting it. Answers
 /// whether the stage is complete.
-async fn recount(
-    svc: &Services,
-    task: &crate::tasks::model::TaskRecord,
-    stage: u32,
-) -> Result<bool, ApiError> {
+async fn recount(svc: &Services, task: &TaskRecord, stage: u32) -> Result<bool, ApiError> {
     let subtasks = task_store::subtask_records(svc, task.task_id).await?;
     let of_stage = subtasks.iter().filter(|s| s.subtask.stage == stage);
     let (mut ended, mut failed) = (0u64, 0u64);

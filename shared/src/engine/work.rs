@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::is_transient;
@@ -10,7 +10,7 @@ use super::messages::{ControlMessage, WorkMessage, send_control};
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::kinds::{CancelFlag, SubtaskContext};
-use crate::store::dynamo::{from_item, s, to_item, unless_condition_failed};
+use crate::store::dynamo::{from_item, s, to_item};
 use crate::store::{blobs, keys};
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store::{self as task_store, n};
@@ -209,7 +209,6 @@ async fn finish(
     start: DateTime<Utc>,
     result: Result<Stored, ApiError>,
 ) -> Result<Outcome, ApiError> {
-    let table = svc.table.name();
     let now = timestamps::format(timestamps::now());
     let failed = result.is_err();
     let null = || AttributeValue::Null(true);
@@ -220,30 +219,24 @@ async fn finish(
     };
     let ended = svc
         .table
-        .client()
-        .update_item()
-        .table_name(table)
-        .key("pk", s(&keys::task_pk(task.task_id)))
-        .key("sk", s(&keys::subtask_sk(subtask.subtask.subtask_id)))
-        .update_expression(
+        .update(
+            &keys::task_pk(task.task_id),
+            &keys::subtask_sk(subtask.subtask.subtask_id),
             "SET #status = :status, attempts = :attempts, start_time = :start, \
              end_time = :now, result_key = :key, #output = :output",
+            Some("#status = :pending"),
+            HashMap::from([
+                (":output".to_string(), output),
+                (":status".to_string(), n(status as u8)),
+                (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
+                (":attempts".to_string(), n(attempt)),
+                (":start".to_string(), s(&timestamps::format(start))),
+                (":now".to_string(), s(&now)),
+                (":key".to_string(), result_key),
+            ]),
         )
-        .condition_expression("#status = :pending")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#output", "output")
-        .set_expression_attribute_values(Some(HashMap::from([
-            (":output".to_string(), output),
-            (":status".to_string(), n(status as u8)),
-            (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
-            (":attempts".to_string(), n(attempt)),
-            (":start".to_string(), s(&timestamps::format(start))),
-            (":now".to_string(), s(&now)),
-            (":key".to_string(), result_key),
-        ])))
-        .send()
-        .await;
-    if unless_condition_failed(ended, "dynamodb update_item subtask")?.is_none() {
+        .await?;
+    if ended.is_none() {
         return Ok(Outcome::Duplicate);
     }
     crate::fault::point("after_subtask_end").await;
@@ -266,32 +259,25 @@ async fn finish(
             .batch_write(vec![to_item(&record)?], Vec::new())
             .await?;
     }
-    let counted = svc
-        .table
-        .client()
-        .update_item()
-        .table_name(table)
-        .key("pk", s(&keys::task_pk(task.task_id)))
-        .key("sk", s(keys::TASK_SK))
-        .update_expression(
-            "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
-             SET last_update_time = :now",
-        )
-        .condition_expression(format!(
-            "attribute_exists(pk) AND stages_planned = :planned AND {}",
+    let counted = task_store::update_task_returning(
+        svc,
+        task.task_id,
+        "ADD count_task_parts_done :one, stage_parts_done :one, stage_parts_failed :failed \
+         SET last_update_time = :now",
+        &format!(
+            "stages_planned = :planned AND {}",
             epoch_condition(task.count_epoch)
-        ))
-        .set_expression_attribute_values(Some(HashMap::from([
+        ),
+        HashMap::from([
             (":epoch".to_string(), n(task.count_epoch)),
             (":one".to_string(), n(1)),
             (":failed".to_string(), n(u8::from(failed))),
             (":planned".to_string(), n(subtask.subtask.stage + 1)),
             (":now".to_string(), s(&now)),
-        ])))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
-    let Some(counted) = unless_condition_failed(counted, "dynamodb update_item task")? else {
+        ]),
+    )
+    .await?;
+    let Some(after) = counted else {
         // Not counted: the task is gone (then the output this attempt wrote to S3 goes
         // too), or the reconciler recounted the stage from the subtask records after this
         // subtask ended (a new count epoch): it is counted there, and its output stays.
@@ -303,7 +289,6 @@ async fn finish(
         return Ok(Outcome::Stale);
     };
     crate::fault::point("after_count").await;
-    let after: TaskRecord = from_item(counted.attributes.unwrap_or_default())?;
     if after.stage_parts_done >= after.stage_parts_all {
         crate::fault::point("before_advance_send").await;
         send_control(
@@ -336,47 +321,42 @@ pub fn epoch_condition(epoch: u32) -> &'static str {
 
 /// Marks a pending subtask of a cancelled task as cancelled.
 async fn mark_cancelled(svc: &Services, subtask: &SubtaskRecord) -> Result<Outcome, ApiError> {
-    let result = svc
+    let cancelled = svc
         .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&keys::task_pk(subtask.subtask.task_id)))
-        .key("sk", s(&keys::subtask_sk(subtask.subtask.subtask_id)))
-        .update_expression("SET #status = :cancelled, end_time = :now")
-        .condition_expression("#status = :pending")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":cancelled", n(SubtaskStatus::Cancelled as u8))
-        .expression_attribute_values(":pending", n(SubtaskStatus::Pending as u8))
-        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
-        .send()
-        .await;
-    Ok(
-        match unless_condition_failed(result, "dynamodb update_item subtask")? {
-            Some(_) => Outcome::Cancelled,
-            None => Outcome::Duplicate,
-        },
-    )
+        .update(
+            &keys::task_pk(subtask.subtask.task_id),
+            &keys::subtask_sk(subtask.subtask.subtask_id),
+            "SET #status = :cancelled, end_time = :now",
+            Some("#status = :pending"),
+            HashMap::from([
+                (":cancelled".to_string(), n(SubtaskStatus::Cancelled as u8)),
+                (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
+                (
+                    ":now".to_string(),
+                    s(&timestamps::format(timestamps::now())),
+                ),
+            ]),
+        )
+        .await?;
+    Ok(match cancelled {
+        Some(_) => Outcome::Cancelled,
+        None => Outcome::Duplicate,
+    })
 }
 
 /// Records a worker's heartbeat on a task and answers its status, so a running subtask
 /// learns of a cancel within one heartbeat. `None` when the task is gone.
 pub async fn heartbeat(svc: &Services, task_id: u64) -> Result<Option<TaskStatus>, ApiError> {
-    let result = svc
-        .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&keys::task_pk(task_id)))
-        .key("sk", s(keys::TASK_SK))
-        .update_expression("SET heartbeat_time = :now")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
-    unless_condition_failed(result, "dynamodb update_item task")?
-        .map(|out| from_item::<TaskRecord>(out.attributes.unwrap_or_default()))
-        .transpose()
-        .map(|task| task.map(|t| t.task_status))
+    let after = task_store::update_task_returning(
+        svc,
+        task_id,
+        "SET heartbeat_time = :now",
+        "attribute_exists(pk)",
+        HashMap::from([(
+            ":now".to_string(),
+            s(&timestamps::format(timestamps::now())),
+        )]),
+    )
+    .await?;
+    Ok(after.map(|task| task.task_status))
 }

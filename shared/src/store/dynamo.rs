@@ -23,6 +23,13 @@ const BATCH_GET_MAX: usize = 100;
 const BATCH_WRITE_MAX: usize = 25;
 /// Most items one `TransactWriteItems` call takes.
 pub const TRANSACTION_MAX: usize = 100;
+/// Aliases of attribute names that are DynamoDB reserved words, as the expressions of
+/// [`Table::update`] spell them.
+const RESERVED_NAMES: &[(&str, &str)] = &[
+    ("#status", "status"),
+    ("#output", "output"),
+    ("#value", "value"),
+];
 /// Attempts at unprocessed batch items before giving up.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -116,6 +123,41 @@ impl Table {
             .send()
             .await;
         Ok(unless_condition_failed(result, "dynamodb put_item")?.is_some())
+    }
+
+    /// Applies `update` to the item `(pk, sk)` when `condition` holds (`None`: always).
+    /// Answers the item as it is after the update (`Some`), or `None` when the condition
+    /// did not hold. `#status`, `#output` and `#value` in the expressions name the
+    /// attributes `status`, `output` and `value` (reserved words).
+    pub async fn update(
+        &self,
+        pk: &str,
+        sk: &str,
+        update: &str,
+        condition: Option<&str>,
+        values: Item,
+    ) -> Result<Option<Item>, ApiError> {
+        let text = format!("{update} {}", condition.unwrap_or_default());
+        let names: HashMap<String, String> = RESERVED_NAMES
+            .iter()
+            .filter(|(alias, _)| text.contains(alias))
+            .map(|(alias, name)| (alias.to_string(), name.to_string()))
+            .collect();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .update_expression(update)
+            .set_condition_expression(condition.map(str::to_string))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        Ok(unless_condition_failed(result, "dynamodb update_item")?
+            .map(|out| out.attributes.unwrap_or_default()))
     }
 
     /// Reads the partition of `query` page by page, handing each item to `visit` until it

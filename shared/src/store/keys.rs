@@ -88,6 +88,11 @@ pub const COUNTERS: &str = "COUNTER";
 /// Partition of the expiry markers of task results with a TTL (read by the reconciler).
 pub const RESULT_EXPIRY: &str = "EXPIRY";
 
+/// Partition of the leases (one item per lease, see `store::lease`).
+pub const LEASES: &str = "LEASE";
+/// The lease a reconciler pass holds while it runs.
+pub const RECONCILER_LEASE: &str = "RECONCILER";
+
 /// A task or error id, zero-padded so that string order is number order.
 pub fn padded_id(id: u64) -> String {
     format!("{id:020}")

@@ -17,6 +17,7 @@ pub mod archive;
 pub mod blobs;
 pub mod dynamo;
 pub mod keys;
+pub mod lease;
 pub mod multipart;
 pub mod queues;
 

@@ -147,20 +147,10 @@ pub async fn cancel(
         }
         _ => {}
     }
-    let now = timestamps::format(timestamps::now());
-    let values = HashMap::from([
-        (":cancelled".to_string(), n(TaskStatus::Cancelled as u8)),
-        (":pending".to_string(), n(TaskStatus::Pending as u8)),
-        (":running".to_string(), n(TaskStatus::InProgress as u8)),
-        (":collect".to_string(), n(TaskStatus::CollectResults as u8)),
-        (":now".to_string(), s(&now)),
-    ]);
-    let cancelled = task_store::update_task(
+    let cancelled = task_store::move_status(
         svc,
         task_id,
-        "SET task_status = :cancelled, end_time = :now, last_update_time = :now",
-        "task_status IN (:pending, :running, :collect)",
-        values,
+        task_store::status_move(TaskStatus::Cancelled, "", None, HashMap::new()),
     )
     .await?;
     if !cancelled {

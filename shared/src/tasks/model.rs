@@ -66,6 +66,21 @@ impl TaskStatus {
             TaskStatus::Cancelled | TaskStatus::Failed | TaskStatus::Done
         )
     }
+
+    /// The transition table: the statuses a task may move to `self` from. Every status
+    /// write checks it in its condition (`tasks::store::status_move`), so no step can move
+    /// a task anywhere else, whatever it read before. `InProgress` comes from itself too:
+    /// each stage's claim sets it again.
+    pub fn sources(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
+        match self {
+            Pending => &[],
+            InProgress => &[Pending, InProgress],
+            CollectResults => &[Pending, InProgress],
+            Done => &[CollectResults],
+            Failed | Cancelled => &[Pending, InProgress, CollectResults],
+        }
+    }
 }
 
 numbered!(TaskStatus, "task status");
@@ -529,6 +544,31 @@ pub struct TaskErrorPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transition_table_never_leaves_an_end_and_reaches_every_end() {
+        for to in TaskStatus::ALL {
+            for from in to.sources() {
+                assert!(!from.is_final(), "{from:?} -> {to:?} leaves an ended task");
+            }
+        }
+        assert!(
+            TaskStatus::Pending.sources().is_empty(),
+            "nothing goes back to 0"
+        );
+        // Every ended status can be reached from every running one but Done, which only the
+        // merge reaches.
+        for end in [TaskStatus::Cancelled, TaskStatus::Failed] {
+            for from in [
+                TaskStatus::Pending,
+                TaskStatus::InProgress,
+                TaskStatus::CollectResults,
+            ] {
+                assert!(end.sources().contains(&from), "{from:?} -> {end:?}");
+            }
+        }
+        assert_eq!(TaskStatus::Done.sources(), &[TaskStatus::CollectResults]);
+    }
 
     #[test]
     fn a_result_is_kept_until_its_expiry_time() {

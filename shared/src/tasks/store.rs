@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::model::{SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord};
+use super::model::{SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord, TaskStatus};
 use crate::Services;
 use crate::error::ApiError;
-use crate::store::dynamo::{aws_error, from_item, s, unless_condition_failed};
+use crate::store::dynamo::{from_item, s};
 use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
@@ -19,22 +19,19 @@ pub const INLINE_CONTENT_MAX: usize = 16 * 1024;
 
 /// Takes the next value of the counter `name` (`TASK`, `ERROR`): 1, 2, 3, ...
 pub async fn next_id(svc: &Services, name: &str) -> Result<u64, ApiError> {
-    let out = svc
+    let after = svc
         .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(keys::COUNTERS))
-        .key("sk", s(name))
-        .update_expression("ADD #value :one")
-        .expression_attribute_names("#value", "value")
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .return_values(ReturnValue::UpdatedNew)
-        .send()
-        .await
-        .map_err(|e| ApiError::internal("dynamodb update_item counter", aws_error(&e)))?;
-    out.attributes
-        .and_then(|a| a.get("value").cloned())
+        .update(
+            keys::COUNTERS,
+            name,
+            "ADD #value :one",
+            None,
+            HashMap::from([(":one".to_string(), n(1))]),
+        )
+        .await?
+        .unwrap_or_default();
+    after
+        .get("value")
         .and_then(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
         .ok_or_else(|| ApiError::internal("counter", "no value returned"))
 }
@@ -166,6 +163,79 @@ pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// A status write: the expressions and values of an update that moves a task to a status
+/// only from the statuses [`TaskStatus::sources`] allows, also applying `also` (more
+/// `SET` clauses, comma-separated, or empty) when `also_if` (more condition) holds. The
+/// move stamps `last_update_time`, and `end_time` when it ends the task.
+#[derive(Debug, Clone)]
+pub struct StatusMove {
+    /// The update expression.
+    pub update: String,
+    /// The condition expression.
+    pub condition: String,
+    /// Its values (the caller's and the move's own `:status_*` ones).
+    pub values: Values,
+}
+
+/// Builds the [`StatusMove`] to `to`.
+pub fn status_move(
+    to: TaskStatus,
+    also: &str,
+    also_if: Option<&str>,
+    values: Values,
+) -> StatusMove {
+    let mut values = values;
+    let now = timestamps::format(timestamps::now());
+    values.insert(":status_to".into(), n(to as u8));
+    values.insert(":status_now".into(), s(&now));
+    let mut update = "SET task_status = :status_to, last_update_time = :status_now".to_string();
+    if to.is_final() {
+        update.push_str(", end_time = :status_now");
+    }
+    if !also.is_empty() {
+        update.push_str(", ");
+        update.push_str(also);
+    }
+    let sources: Vec<String> = to
+        .sources()
+        .iter()
+        .map(|from| {
+            let name = format!(":status_from{}", *from as u8);
+            values.insert(name.clone(), n(*from as u8));
+            name
+        })
+        .collect();
+    let mut condition = if sources.is_empty() {
+        "attribute_not_exists(pk)".to_string()
+    } else {
+        format!("task_status IN ({})", sources.join(", "))
+    };
+    if let Some(more) = also_if {
+        condition = format!("{condition} AND ({more})");
+    }
+    StatusMove {
+        update,
+        condition,
+        values,
+    }
+}
+
+/// Applies a [`StatusMove`] to the task; `false` when its condition did not hold.
+pub async fn move_status(
+    svc: &Services,
+    task_id: u64,
+    change: StatusMove,
+) -> Result<bool, ApiError> {
+    update_task(
+        svc,
+        task_id,
+        &change.update,
+        &change.condition,
+        change.values,
+    )
+    .await
+}
+
 /// Applies `update` to the task item if `condition` holds; `Ok(false)` when it did not
 /// (or the task is gone).
 pub async fn update_task(
@@ -175,19 +245,32 @@ pub async fn update_task(
     condition: &str,
     values: Values,
 ) -> Result<bool, ApiError> {
-    let result = svc
-        .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&keys::task_pk(task_id)))
-        .key("sk", s(keys::TASK_SK))
-        .update_expression(update)
-        .condition_expression(format!("attribute_exists(pk) AND ({condition})"))
-        .set_expression_attribute_values((!values.is_empty()).then_some(values))
-        .send()
-        .await;
-    Ok(unless_condition_failed(result, "dynamodb update_item task")?.is_some())
+    Ok(
+        update_task_returning(svc, task_id, update, condition, values)
+            .await?
+            .is_some(),
+    )
+}
+
+/// [`update_task`], answering the task as the update left it.
+pub async fn update_task_returning(
+    svc: &Services,
+    task_id: u64,
+    update: &str,
+    condition: &str,
+    values: Values,
+) -> Result<Option<TaskRecord>, ApiError> {
+    svc.table
+        .update(
+            &keys::task_pk(task_id),
+            keys::TASK_SK,
+            update,
+            Some(&format!("attribute_exists(pk) AND ({condition})")),
+            values,
+        )
+        .await?
+        .map(from_item)
+        .transpose()
 }
 
 /// Records that the result of `task_id` expires at `expire_time`: a marker in the

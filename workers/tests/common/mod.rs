@@ -213,3 +213,101 @@ pub async fn wait_queue_empty(stack: &Stack, url: &str, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Receives and deletes every visible message of a queue: messages lost in transit.
+/// Answers how many there were.
+pub async fn lose_messages(stack: &Stack, url: &str) -> usize {
+    let sqs = &stack.services.aws.sqs;
+    let mut lost = 0;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return lost;
+        }
+        for message in messages {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            lost += 1;
+        }
+    }
+}
+
+/// One reconciler pass; waits while another pass (a killed worker's, say) holds the
+/// reconciler's lease.
+pub async fn reconcile(stack: &Stack, stall: Duration) -> fanout::engine::reconcile::Report {
+    let start = Instant::now();
+    loop {
+        let report = fanout::engine::reconcile::run(&stack.services, stall)
+            .await
+            .unwrap();
+        if !report.skipped {
+            return report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the reconciler's lease stays held"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Lets a worker take whatever earlier tests left in the work queue (duplicates of ended
+/// subtasks, tasks that failed), so a test can count the queue's messages as its own.
+pub async fn settle_work_queue(stack: &Stack) {
+    let worker = Worker::start("work");
+    wait_queue_empty(
+        stack,
+        &stack.services.config.work_queue_url,
+        Duration::from_secs(120),
+    )
+    .await;
+    worker.kill();
+    // The emulator may still hold the killed worker's last long poll (1 s here) and would
+    // hand it the next messages sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// Cancels every task earlier tests left running or pending, so that a reconciler pass
+/// with a zero stall period drives only the calling test's task; then settles the work
+/// queue.
+pub async fn settle_tasks(stack: &Stack) {
+    use fanout::store::{KeyRange, TableQuery, keys};
+    let svc = &stack.services;
+    let mut ids = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::ACTIVE_TASKS.into(),
+        range: KeyRange::Prefix("TASK#".into()),
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            if let Some(id) = item
+                .get("task_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                ids.push(id);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    for task_id in ids {
+        // Already ended, gone or unreadable: the pass forgets or skips it either way.
+        let _ = fanout::tasks::api::cancel(svc, None, task_id).await;
+    }
+    settle_work_queue(stack).await;
+}
