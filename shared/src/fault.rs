@@ -7,7 +7,7 @@
 //! point is reached (default the first), and only then; `@all` on every time. Without the
 //! feature every point compiles to nothing.
 //!
-//! Points (see RELIABILITY.md): `after_output_put`, `after_subtask_end`, `after_count`,
+//! Points (see RELIABILITY.md): `before_part_put`, `after_output_put`, `after_subtask_end`, `after_count`,
 //! `before_advance_send`, `after_stage_claim`, `inside_stage_write`, `after_stage_written`,
 //! `inside_enqueue`, `after_result_put`, `after_done`, `inside_reconcile`; blocking:
 //! `inside_tile_kernel`.

@@ -1466,3 +1466,60 @@ async fn one_bad_task_does_not_stop_a_pass() {
     let done = wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
     assert_eq!(done["count_task_parts_done"], 1);
 }
+
+/// A task deleted while its subtasks run leaves nothing: the subtasks here were already
+/// past their checks when the delete came (held at `before_part_put`), so they write their
+/// CSV parts under the task's prefix after the delete removed it. Before the fix those
+/// parts stayed for good; now the delete leaves a sweep marker and the reconciler deletes
+/// the prefix once more when it is due.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_deleted_while_running_leaves_nothing() {
+    common::require_faults();
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account = account();
+    faces_of(stack, &account, 30).await;
+    let _worker = Worker::start_with(
+        "work,control",
+        &[],
+        &[("FANOUT_FAULT", "before_part_put@all:pause=4")],
+    );
+    let task_id = create_task(
+        stack,
+        "exporter",
+        &account,
+        json!({"objects_type": "faces"}),
+    )
+    .await;
+    wait_task(stack, task_id, Duration::from_secs(60), status_is(1)).await;
+    let deleted = stack
+        .delete(&format!("/1/tasks/{task_id}?account_id={account}"))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert!(objects_of(stack, task_id).await.is_empty());
+    // The held subtasks run on after the delete and write their parts.
+    wait_queue_empty(stack, &svc.config.work_queue_url, Duration::from_secs(60)).await;
+    let late = objects_of(stack, task_id).await;
+    assert!(
+        !late.is_empty(),
+        "the subtasks wrote nothing after the delete"
+    );
+    let due = fanout::timestamps::now()
+        + chrono::Duration::from_std(fanout::tasks::api::SWEEP_DELAY).unwrap()
+        + chrono::Duration::minutes(1);
+    let swept = fanout::engine::reconcile::sweep_deleted(svc, due)
+        .await
+        .unwrap();
+    assert!(swept >= 1);
+    assert_eq!(
+        objects_of(stack, task_id).await,
+        Vec::<String>::new(),
+        "{late:?}"
+    );
+    // Nothing else of the task either: no records, no markers.
+    assert_eq!(
+        stack.get(&format!("/1/tasks/{task_id}")).await.error_code(),
+        28001
+    );
+}

@@ -54,6 +54,8 @@ pub struct Report {
     pub forgotten: usize,
     /// Task results removed because their TTL ran out.
     pub expired: usize,
+    /// Deleted tasks whose S3 prefix was deleted once more.
+    pub swept: usize,
 }
 
 /// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
@@ -235,6 +237,9 @@ async fn pass(
     if !time_left().is_zero() {
         report.expired = expire_results(svc, timestamps::now()).await?;
     }
+    if !time_left().is_zero() {
+        report.swept = sweep_deleted(svc, timestamps::now()).await?;
+    }
     Ok(report)
 }
 
@@ -315,29 +320,7 @@ async fn drive(
 /// leaves the marker for the next pass. The API answers 28017 from the expiry time on,
 /// whether or not this pass has run yet. Returns how many results were removed.
 pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize, ApiError> {
-    let mut due = Vec::new();
-    let query = TableQuery {
-        index: None,
-        partition: keys::RESULT_EXPIRY.into(),
-        range: KeyRange::Between {
-            gte: None,
-            lt: Some(timestamps::format(now)),
-        },
-        descending: false,
-    };
-    svc.table
-        .for_each(&query, |item| {
-            let expire_time = item.get("expire_time").and_then(|v| v.as_s().ok()).cloned();
-            let task_id = item
-                .get("task_id")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<u64>().ok());
-            if let (Some(expire_time), Some(task_id)) = (expire_time, task_id) {
-                due.push((expire_time, task_id));
-            }
-            ControlFlow::Continue(())
-        })
-        .await?;
+    let due = due_markers(svc, keys::RESULT_EXPIRY, now).await?;
     for (expire_time, task_id) in &due {
         blobs::delete(svc, &blobs::result_key(*task_id)).await?;
         task_store::update_task(
@@ -352,6 +335,58 @@ pub async fn expire_results(svc: &Services, now: DateTime<Utc>) -> Result<usize,
         tracing::info!(task_id, "expired task result removed");
     }
     Ok(due.len())
+}
+
+/// Deletes once more the S3 prefix of every deleted task whose sweep marker is due by
+/// `now` (see `tasks::api::delete`), then the marker. Returns how many were swept.
+pub async fn sweep_deleted(svc: &Services, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    let due = due_markers(svc, keys::SWEEPS, now).await?;
+    for (due_time, task_id) in &due {
+        if task_store::load(svc, *task_id).await?.is_none() {
+            let removed = blobs::delete_prefix(svc, &blobs::task_prefix(*task_id)).await?;
+            if removed > 0 {
+                tracing::warn!(
+                    task_id,
+                    removed,
+                    "objects written after the task was deleted removed"
+                );
+            }
+        }
+        task_store::forget_sweep(svc, *task_id, due_time).await?;
+    }
+    Ok(due.len())
+}
+
+/// The (time, task id) markers of `partition` due by `now`, in time order.
+async fn due_markers(
+    svc: &Services,
+    partition: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, ApiError> {
+    let mut due = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: partition.into(),
+        range: KeyRange::Between {
+            gte: None,
+            lt: Some(timestamps::format(now)),
+        },
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            let time = item.get("expire_time").and_then(|v| v.as_s().ok()).cloned();
+            let task_id = item
+                .get("task_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let (Some(time), Some(task_id)) = (time, task_id) {
+                due.push((time, task_id));
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(due)
 }
 
 /// Receives every message of a dead-letter queue (up to a bound, while `budget` lasts) and hands each body with

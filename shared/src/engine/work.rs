@@ -237,6 +237,13 @@ async fn finish(
         )
         .await?;
     if ended.is_none() {
+        // Ended already (a duplicate delivery: its output is the one recorded, under the
+        // same key), or deleted with its task: then this attempt's output goes too.
+        if let Ok(Stored::Blob(key)) = &result
+            && task_store::load(svc, task.task_id).await?.is_none()
+        {
+            blobs::delete(svc, key).await?;
+        }
         return Ok(Outcome::Duplicate);
     }
     crate::fault::point("after_subtask_end").await;

@@ -362,6 +362,7 @@ pub async fn write_part(
         .into_inner()
         .map_err(|e| ApiError::internal("csv part", e.to_string()))?;
     let csv_key = blobs::task_scratch_key(task_id, &format!("{subtask_id:010}.csv"));
+    crate::fault::point("before_part_put").await;
     blobs::put(svc, &csv_key, bytes, "text/csv").await?;
 
     let mut output = PartOutput {

@@ -461,6 +461,7 @@ pub async fn collect(subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
         count: block.len() as u32,
         ..part.block
     };
+    crate::fault::point("before_part_put").await;
     blobs::put(
         svc,
         &written.key(subtask.task.task_id),

@@ -88,6 +88,10 @@ pub const COUNTERS: &str = "COUNTER";
 /// Partition of the expiry markers of task results with a TTL (read by the reconciler).
 pub const RESULT_EXPIRY: &str = "EXPIRY";
 
+/// Partition of the sweep markers of deleted tasks: their S3 prefix is deleted once more
+/// when the marker is due (read by the reconciler by time, like the expiry markers).
+pub const SWEEPS: &str = "SWEEP";
+
 /// Partition of the leases (one item per lease, see `store::lease`).
 pub const LEASES: &str = "LEASE";
 /// The lease a reconciler pass holds while it runs.

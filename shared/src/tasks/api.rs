@@ -160,14 +160,25 @@ pub async fn cancel(
     task_store::forget_active(svc, task_id).await
 }
 
+/// How long after a delete the deleted task's S3 prefix is deleted once more: longer than
+/// any step or subtask attempt runs on without learning that its task is gone (a worker's
+/// heartbeat tells it within a third of its lease; a control step is bounded by the
+/// control function's 15-minute timeout).
+pub const SWEEP_DELAY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Deletes a task: cancels it if it runs, then removes its records and every object
-/// under its S3 prefix.
+/// under its S3 prefix, and leaves a marker for the reconciler to delete the prefix once
+/// more after [`SWEEP_DELAY`], so that whatever was still running leaves nothing.
 pub async fn delete(
     svc: &Services,
     account_id: Option<Uuid>,
     task_id: u64,
 ) -> Result<(), ApiError> {
     let task = record(svc, account_id, task_id).await?;
+    // First the promise to delete the task's objects once more later: a subtask running
+    // now may still write some after the delete below (the reconciler keeps it).
+    let due = timestamps::now() + chrono::Duration::from_std(SWEEP_DELAY).unwrap_or_default();
+    task_store::remember_sweep(svc, task_id, &timestamps::format(due)).await?;
     if !task.task_status.is_final() {
         let _ = cancel(svc, account_id, task_id).await;
     }

@@ -302,6 +302,25 @@ pub async fn forget_expiry(
     svc.table.batch_write(Vec::new(), vec![marker]).await
 }
 
+/// Records that the S3 prefix of the deleted task `task_id` is to be deleted once more at
+/// `due`: a worker still running a subtask of it when it was deleted may write there
+/// after the first delete (idempotent).
+pub async fn remember_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(), ApiError> {
+    let marker = HashMap::from([
+        ("pk".to_string(), s(keys::SWEEPS)),
+        ("sk".to_string(), s(&keys::expiry_sk(due, task_id))),
+        ("task_id".to_string(), n(task_id)),
+        ("expire_time".to_string(), s(due)),
+    ]);
+    svc.table.batch_write(vec![marker], Vec::new()).await
+}
+
+/// Deletes the sweep marker of `task_id` due at `due` (idempotent).
+pub async fn forget_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(), ApiError> {
+    let marker = (keys::SWEEPS.to_string(), keys::expiry_sk(due, task_id));
+    svc.table.batch_write(Vec::new(), vec![marker]).await
+}
+
 /// Deletes the task's marker in the active-task partition (idempotent).
 pub async fn forget_active(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     svc.table
