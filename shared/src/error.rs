@@ -78,6 +78,12 @@ pub enum ErrorCode {
     /// A page lies deeper than listings page (a Fanout code; see
     /// [`crate::query::PAGE_DEPTH_MAX`]).
     PageTooDeep,
+    /// An `Idempotency-Key` header that is empty, too long or not printable ASCII (a
+    /// Fanout code).
+    BadIdempotencyKey,
+    /// An `Idempotency-Key` already used by the account with another request body (a
+    /// Fanout code; 422 as the IETF Idempotency-Key draft answers a reused key).
+    IdempotencyKeyReused,
 }
 
 impl ErrorCode {
@@ -114,6 +120,8 @@ impl ErrorCode {
             ErrorCode::ImageNotFound => 40006,
             ErrorCode::TaskLimitExceeded => 40007,
             ErrorCode::PageTooDeep => 40008,
+            ErrorCode::BadIdempotencyKey => 40009,
+            ErrorCode::IdempotencyKeyReused => 40010,
         }
     }
 
@@ -137,6 +145,7 @@ impl ErrorCode {
             | ErrorCode::ImageNotFound => 404,
             ErrorCode::ImageTooLarge => 413,
             ErrorCode::ImageUnsupported => 415,
+            ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::BadQuery
             | ErrorCode::RequiredParamsNotFound
             | ErrorCode::UnsupportedParam
@@ -148,7 +157,8 @@ impl ErrorCode {
             | ErrorCode::ReportStatusUnsupported
             | ErrorCode::ReportWithoutResult
             | ErrorCode::TaskLimitExceeded
-            | ErrorCode::PageTooDeep => 400,
+            | ErrorCode::PageTooDeep
+            | ErrorCode::BadIdempotencyKey => 400,
         }
     }
 
@@ -185,11 +195,13 @@ impl ErrorCode {
             ErrorCode::ImageNotFound => "Object not found",
             ErrorCode::TaskLimitExceeded => "Task exceeds a service limit",
             ErrorCode::PageTooDeep => "Page beyond the listing depth",
+            ErrorCode::BadIdempotencyKey => "Bad format of Idempotency-Key header",
+            ErrorCode::IdempotencyKeyReused => "Idempotency-Key reused with another request",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -220,6 +232,8 @@ impl ErrorCode {
         ErrorCode::ImageNotFound,
         ErrorCode::TaskLimitExceeded,
         ErrorCode::PageTooDeep,
+        ErrorCode::BadIdempotencyKey,
+        ErrorCode::IdempotencyKeyReused,
     ];
 }
 

@@ -174,3 +174,136 @@ async fn one_bad_event_rejects_the_whole_batch() {
     );
     assert_eq!(stack().stored(&acc, "EVENT").await, 0);
 }
+
+/// `POST /1/events` with an `Idempotency-Key` header.
+async fn save_keyed(key: &str, body: &Value) -> fanout_e2e::Answer {
+    stack()
+        .call_with(
+            reqwest::Method::POST,
+            "/1/events",
+            Some(body),
+            &[("Idempotency-Key", key)],
+        )
+        .await
+}
+
+/// Events without a create time (now by default) and enough of them for several write
+/// batches of 25.
+fn keyed_batch(acc: &str, n: usize) -> Value {
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"external_id": format!("k{i}"), "descriptor": descriptor(i as u32)}))
+        .collect();
+    json!({"account_id": acc, "events": events})
+}
+
+fn created_ids(answer: &fanout_e2e::Answer) -> Vec<String> {
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repeated_request_with_the_same_key_stores_each_event_once() {
+    let acc = account();
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = keyed_batch(&acc, 60);
+    let first = created_ids(&save_keyed(&key, &body).await);
+    let one = stack()
+        .get(&format!("/1/events/{}?account_id={acc}", first[0]))
+        .await;
+    let again = created_ids(&save_keyed(&key, &body).await);
+    assert_eq!(again, first, "the same ids again");
+    assert_eq!(stack().stored(&acc, "EVENT").await, 60);
+    let same = stack()
+        .get(&format!("/1/events/{}?account_id={acc}", first[0]))
+        .await;
+    assert_eq!(
+        same.json, one.json,
+        "the retry leaves the stored event as it was (its default create time too)"
+    );
+    // Without the header every request is new, as before.
+    let plain = stack().post("/1/events", &body).await;
+    assert_ne!(created_ids(&plain), first);
+    assert_eq!(stack().stored(&acc, "EVENT").await, 120);
+}
+
+/// What a failure part-way leaves: the key claimed and the first write batch stored, the
+/// later ones not (here made by deleting those events after a success). The retry stores
+/// the rest once and answers the ids the first request answered.
+#[tokio::test]
+async fn a_retry_after_a_partial_write_completes_the_batch_with_the_same_ids() {
+    let acc = account();
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = keyed_batch(&acc, 80);
+    let first = created_ids(&save_keyed(&key, &body).await);
+    let lost: Vec<uuid::Uuid> = first[25..].iter().map(|id| id.parse().unwrap()).collect();
+    fanout::objects::events::delete_many(&stack().services, &lost)
+        .await
+        .unwrap();
+    assert_eq!(stack().stored(&acc, "EVENT").await, 25);
+    let retried = created_ids(&save_keyed(&key, &body).await);
+    assert_eq!(retried, first);
+    assert_eq!(stack().stored(&acc, "EVENT").await, 80);
+    let listed = ids(&stack()
+        .get(&format!("/1/events?account_id={acc}&page_size=100"))
+        .await);
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    let mut first_sorted = first.clone();
+    first_sorted.sort();
+    assert_eq!(listed_sorted, first_sorted, "each event exactly once");
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_refused_and_stores_nothing() {
+    let acc = account();
+    let key = uuid::Uuid::new_v4().to_string();
+    created_ids(&save_keyed(&key, &keyed_batch(&acc, 3)).await);
+    let other = save_keyed(&key, &keyed_batch(&acc, 4)).await;
+    assert_eq!(other.status, 422, "{}", other.text);
+    assert_eq!(other.error_code(), 40010);
+    assert_eq!(
+        other.json["desc"],
+        "Idempotency-Key reused with another request"
+    );
+    assert_eq!(stack().stored(&acc, "EVENT").await, 3);
+    // The key is the account's: another account may use the same one.
+    let acc2 = account();
+    let theirs = created_ids(&save_keyed(&key, &keyed_batch(&acc2, 3)).await);
+    assert_eq!(stack().stored(&acc2, "EVENT").await, 3);
+    assert!(theirs.iter().all(|id| !other.text.contains(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_with_the_same_key_store_each_event_once() {
+    let acc = account();
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = keyed_batch(&acc, 50);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (key, body) = (key.clone(), body.clone());
+        requests.spawn(async move { created_ids(&save_keyed(&key, &body).await) });
+    }
+    let mut answers = Vec::new();
+    while let Some(ids) = requests.join_next().await {
+        answers.push(ids.unwrap());
+    }
+    assert!(answers.iter().all(|ids| *ids == answers[0]));
+    assert_eq!(stack().stored(&acc, "EVENT").await, 50);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_refused() {
+    let acc = account();
+    let body = keyed_batch(&acc, 1);
+    for key in ["", &"k".repeat(256), "tab\tinside"] {
+        let answer = save_keyed(key, &body).await;
+        assert_eq!(answer.status, 400, "{key:?}: {}", answer.text);
+        assert_eq!(answer.error_code(), 40009, "{key:?}");
+    }
+    assert_eq!(stack().stored(&acc, "EVENT").await, 0);
+}

@@ -1,8 +1,19 @@
 //! Events: what a camera or handler saw, with optional descriptor. Immutable once saved;
 //! saved in batches of up to 1000 that are validated whole before anything is written.
+//!
+//! A batch is written in 40 calls of 25, which is not atomic: a failure part-way answers
+//! 500 with the first calls stored. A request with an `Idempotency-Key` can be repeated
+//! after any failure: its event ids are derived from the account, the key, the body and
+//! the event's place in the batch, its default create time is the one the key's record
+//! keeps, and each event is put only if absent, so every retry (or a concurrent
+//! duplicate) rebuilds the same events, stores the missing ones once and answers the
+//! same ids. The key's record (body fingerprint, time) lives for a day; the same key with
+//! another body is refused (40010, 422).
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -12,9 +23,9 @@ use super::images::{self, StoredImage};
 use super::{Count, SHORT_TEXT_MAX, USER_DATA_MAX, check_text};
 use crate::Services;
 use crate::descriptor::Descriptor;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::query::{Page, PageBuffer, Query, TimeRange};
-use crate::store::dynamo::{from_item, to_item};
+use crate::store::dynamo::{Item, from_item, s, to_item};
 use crate::store::{TableQuery, blobs, keys};
 use crate::timestamps;
 
@@ -33,8 +44,17 @@ pub const EMOTIONS: &[&str] = &[
     "surprise",
 ];
 
+/// Header that makes `POST /1/events` safe to repeat.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Most characters of an idempotency key.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// How long an idempotency key is remembered (its record's TTL).
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+/// Namespace of the UUIDv5 event ids and body fingerprints of keyed requests.
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_4b0e_2c7a_4f55_9a3e_51c8_0b7d_e2a4);
+
 /// Body of `POST /1/events`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvents {
     /// Owner of every event in the batch.
@@ -44,7 +64,7 @@ pub struct NewEvents {
 }
 
 /// One event to save.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Event time; now when absent.
@@ -320,35 +340,182 @@ impl EventFilter {
     }
 }
 
-/// Validates a whole batch, then saves it.
+/// Validates a whole batch, then saves it under fresh random ids.
 pub async fn create(svc: &Services, batch: NewEvents) -> Result<EventsCreated, ApiError> {
+    create_keyed(svc, batch, None).await
+}
+
+/// Validates a whole batch, then saves it. With an idempotency key (see the module doc)
+/// the request may be repeated after any failure; without one this is [`create`].
+pub async fn create_keyed(
+    svc: &Services,
+    batch: NewEvents,
+    key: Option<&str>,
+) -> Result<EventsCreated, ApiError> {
     if batch.events.is_empty() || batch.events.len() > EVENTS_PER_BATCH_MAX {
         return Err(ApiError::bad_json(format!(
             "'events' must hold 1 to {EVENTS_PER_BATCH_MAX} events"
         )));
     }
-    let records = batch
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, new)| {
-            validate(svc, batch.account_id, new)
-                .map_err(|err| ApiError::new(err.code, format!("events[{i}]: {}", err.detail)))
-        })
-        .collect::<Result<Vec<EventRecord>, ApiError>>()?;
-    let created = records
+    let now = timestamps::now();
+    let Some(key) = key else {
+        let records = new_records(svc, &batch, &timestamps::format(now), |_| Uuid::new_v4())?;
+        let items = records.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
+        svc.table.batch_write(items, Vec::new()).await?;
+        return Ok(created(&records));
+    };
+    check_idempotency_key(key)?;
+    let fingerprint = Uuid::new_v5(
+        &IDEMPOTENCY_NAMESPACE,
+        &serde_json::to_vec(&batch).map_err(|e| ApiError::internal("events fingerprint", e))?,
+    );
+    let event_id = |index: usize| {
+        let name = format!("{}/{key}/{fingerprint}/{index}", batch.account_id);
+        Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes())
+    };
+    // Validated before the key is claimed, so a refused body leaves the key unused.
+    let mut records = new_records(svc, &batch, &timestamps::format(now), event_id)?;
+    let record = claim_key(svc, batch.account_id, key, fingerprint, now).await?;
+    if record.create_time != timestamps::format(now) {
+        // A retry: the events the first request did not date get its time, as before.
+        records = new_records(svc, &batch, &record.create_time, event_id)?;
+    }
+    let items = records.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
+    svc.table.put_each_if_absent(items).await?;
+    Ok(created(&records))
+}
+
+fn created(records: &[EventRecord]) -> EventsCreated {
+    let events = records
         .iter()
         .map(|r| EventCreated {
             event_id: r.event.event_id,
             url: format!("/1/events/{}", r.event.event_id),
         })
         .collect();
-    let items = records.iter().map(to_item).collect::<Result<Vec<_>, _>>()?;
-    svc.table.batch_write(items, Vec::new()).await?;
-    Ok(EventsCreated { events: created })
+    EventsCreated { events }
 }
 
-fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventRecord, ApiError> {
+/// Refuses a key that is empty, longer than [`IDEMPOTENCY_KEY_MAX`] or holds anything but
+/// printable ASCII (it becomes part of a DynamoDB key and of log lines).
+pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+    let printable = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !printable {
+        return Err(ApiError::new(
+            ErrorCode::BadIdempotencyKey,
+            format!(
+                "{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters without spaces"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The stored record of an account's idempotency key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdempotencyRecord {
+    pk: String,
+    sk: String,
+    account_id: Uuid,
+    /// UUIDv5 of the request body as serialized back from [`NewEvents`] (so spacing and
+    /// key order do not matter).
+    fingerprint: Uuid,
+    /// Time of the first request: the create time of its events that gave none.
+    create_time: String,
+    /// Epoch seconds after which DynamoDB TTL removes the record.
+    expires_at: i64,
+}
+
+/// Claims `key` for a request with body `fingerprint` at `now`, or finds the request
+/// that claimed it: the same body answers that request's record, another body is 40010.
+/// An expired record that TTL has not removed yet is claimed over.
+async fn claim_key(
+    svc: &Services,
+    account_id: Uuid,
+    key: &str,
+    fingerprint: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<IdempotencyRecord, ApiError> {
+    let pk = keys::idempotency_pk(account_id, key);
+    let sk = keys::IDEMPOTENCY_EVENTS_SK;
+    let epoch = now.timestamp();
+    let values: Item = HashMap::from([
+        (":account".to_string(), s(&account_id.to_string())),
+        (":fingerprint".to_string(), s(&fingerprint.to_string())),
+        (":time".to_string(), s(&timestamps::format(now))),
+        (
+            ":expires".to_string(),
+            AttributeValue::N((epoch + IDEMPOTENCY_TTL_SECONDS).to_string()),
+        ),
+        (":now".to_string(), AttributeValue::N(epoch.to_string())),
+    ]);
+    // A record that vanishes or expires between the claim and the read is claimed again.
+    for _ in 0..3 {
+        let claimed = svc
+            .table
+            .update(
+                &pk,
+                sk,
+                "SET account_id = :account, fingerprint = :fingerprint, create_time = :time, \
+                 expires_at = :expires",
+                Some("attribute_not_exists(pk) OR expires_at < :now"),
+                values.clone(),
+            )
+            .await?;
+        let item = match claimed {
+            Some(item) => item,
+            None => match svc.table.get(&pk, sk).await? {
+                Some(item) => item,
+                None => continue,
+            },
+        };
+        let record: IdempotencyRecord = from_item(item)?;
+        if record.expires_at < epoch {
+            continue;
+        }
+        if record.fingerprint != fingerprint {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                format!(
+                    "{IDEMPOTENCY_HEADER} '{key}' was used at {} with another request body",
+                    record.create_time
+                ),
+            ));
+        }
+        return Ok(record);
+    }
+    Err(ApiError::internal(
+        "idempotency key",
+        format!("the record of key '{key}' kept changing"),
+    ))
+}
+
+/// Checks every event of `batch` and builds its record; `event_id` names the event at
+/// each index and `now` is the create time of events that give none.
+fn new_records(
+    svc: &Services,
+    batch: &NewEvents,
+    now: &str,
+    event_id: impl Fn(usize) -> Uuid,
+) -> Result<Vec<EventRecord>, ApiError> {
+    batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, new)| {
+            validate(svc, batch.account_id, new.clone(), event_id(i), now)
+                .map_err(|err| ApiError::new(err.code, format!("events[{i}]: {}", err.detail)))
+        })
+        .collect()
+}
+
+fn validate(
+    svc: &Services,
+    account_id: Uuid,
+    new: NewEvent,
+    event_id: Uuid,
+    now: &str,
+) -> Result<EventRecord, ApiError> {
     check_text("source", new.source.as_deref(), USER_DATA_MAX)?;
     check_text("external_id", new.external_id.as_deref(), SHORT_TEXT_MAX)?;
     check_text("user_data", new.user_data.as_deref(), USER_DATA_MAX)?;
@@ -415,13 +582,11 @@ fn validate(svc: &Services, account_id: Uuid, new: NewEvent) -> Result<EventReco
         })
         .transpose()
     };
-    let create_time = time("create_time", new.create_time)?
-        .unwrap_or_else(|| timestamps::format(timestamps::now()));
+    let create_time = time("create_time", new.create_time)?.unwrap_or_else(|| now.to_string());
     let end_time = time("end_time", new.end_time)?.unwrap_or_else(|| create_time.clone());
     if end_time < create_time {
         return Err(ApiError::bad_json("'end_time' is before 'create_time'"));
     }
-    let event_id = Uuid::new_v4();
     let gsi1sk = keys::time_sort_key(&create_time, event_id);
     let version = descriptor.as_ref().map(|d| d.version);
     let (gsi3pk, gsi3sk) = keys::descriptor_index(account_id, "EVENT", version, &gsi1sk);

@@ -530,3 +530,59 @@ pub fn put_new_op(table: &str, item: Item) -> Result<TransactWriteItem, ApiError
         .map_err(|e| ApiError::internal("dynamodb put request", e))?;
     Ok(TransactWriteItem::builder().put(put).build())
 }
+
+/// Most conditional puts [`Table::put_each_if_absent`] keeps in flight.
+const PUTS_IN_FLIGHT: usize = 25;
+
+impl Table {
+    /// Puts each item unless one with its key exists: one conditional `PutItem` per item,
+    /// up to 25 in flight. For writes that may be repeated but must never replace what is
+    /// stored (a batch write cannot be conditional). Answers how many items were new.
+    pub async fn put_each_if_absent(&self, items: Vec<Item>) -> Result<usize, ApiError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let written: Vec<bool> = stream::iter(items)
+            .map(|item| self.put_if_absent(item))
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(written.into_iter().filter(|new| *new).count())
+    }
+}
+
+/// A condition on an item that exists, as one write of a transaction (it writes nothing).
+pub fn check_op(
+    table: &str,
+    pk: String,
+    sk: String,
+    condition: &str,
+    values: Item,
+) -> Result<TransactWriteItem, ApiError> {
+    let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S(sk))
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb condition check", e))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// A delete of the item `(pk, sk)` when `condition` holds, as one write of a transaction.
+pub fn delete_op(
+    table: &str,
+    pk: String,
+    sk: String,
+    condition: &str,
+    values: Item,
+) -> Result<TransactWriteItem, ApiError> {
+    let delete = aws_sdk_dynamodb::types::Delete::builder()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S(sk))
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .build()
+        .map_err(|e| ApiError::internal("dynamodb delete request", e))?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}

@@ -128,6 +128,24 @@ pub fn expiry_sk(expire_time: &str, task_id: u64) -> String {
     format!("{expire_time}#{}", padded_id(task_id))
 }
 
+/// Partition of an account's `Idempotency-Key` of `POST /1/events`: one item remembering
+/// the request the key was first used with.
+pub fn idempotency_pk(account_id: Uuid, key: &str) -> String {
+    format!("IDEMPOTENCY#{account_id}#{key}")
+}
+
+/// Sort key of the record of an idempotency key of `POST /1/events`.
+pub const IDEMPOTENCY_EVENTS_SK: &str = "EVENTS";
+
+/// Sort key of a face's own record of its membership in a list, in the face's partition:
+/// the lists of a face read with a consistent query there, which the index cannot give.
+pub fn face_membership_sk(list_id: Uuid) -> String {
+    format!("LIST#{list_id}")
+}
+
+/// Sort-key prefix of a face's membership records in its partition.
+pub const FACE_MEMBERSHIP_PREFIX: &str = "LIST#";
+
 #[cfg(test)]
 mod tests {
     use super::*;
