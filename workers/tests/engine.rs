@@ -1523,3 +1523,70 @@ async fn a_task_deleted_while_running_leaves_nothing() {
         28001
     );
 }
+
+/// What a running task writes stays cheap: the task item (updated for every subtask
+/// counted and every heartbeat) carries no index keys and no big content, yet the task is
+/// listed for its account and for everyone. Before the fix the item carried gsi1/gsi2 keys
+/// (both indexes projecting all of it, every task in one `TASKS` index partition) and a
+/// 4 KB content inline, so each count was billed for 5 KB three times over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_task_item_stays_small_and_off_the_indexes() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account = account();
+    let ids = faces_of(stack, &account, 100).await;
+    let content = json!({
+        "objects_type": "faces",
+        "create_list": 1,
+        "objects_per_subtask": 50,
+        "filters": {"face_ids": ids},
+    });
+    let task_id = create_task(stack, "linker", &account, content).await;
+    let raw_item = |_: ()| async {
+        svc.table
+            .get(&fanout::store::keys::task_pk(task_id), "TASK")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let item_size = |item: &fanout::store::Item| -> usize {
+        item.iter()
+            .map(|(name, value)| name.len() + format!("{value:?}").len())
+            .sum()
+    };
+    let before = raw_item(()).await;
+    let index_keys: Vec<&String> = before.keys().filter(|k| k.starts_with("gsi")).collect();
+    assert!(index_keys.is_empty(), "{index_keys:?}");
+    assert!(item_size(&before) < 2048, "{} bytes", item_size(&before));
+    for listing in [
+        format!("/1/tasks?account_id={account}&page_size=100"),
+        "/1/tasks?page_size=100".to_string(),
+    ] {
+        let listed = stack.get(&listing).await;
+        assert_eq!(listed.status, 200, "{}", listed.text);
+        let found = listed.json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["task_id"] == task_id);
+        assert!(found, "{listing}: {}", listed.text);
+    }
+    let counted = stack
+        .get(&format!("/1/tasks/count?account_id={account}"))
+        .await;
+    assert_eq!(counted.json["count"], 1, "{}", counted.text);
+    let _worker = Worker::start("work,control");
+    wait_task(stack, task_id, Duration::from_secs(60), status_is(5)).await;
+    let after = raw_item(()).await;
+    assert!(!after.keys().any(|k| k.starts_with("gsi")));
+    let shown = task(stack, task_id).await;
+    assert_eq!(
+        shown["content"]["filters"]["face_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+    assert_eq!(result(stack, task_id).await["linked_objects_count"], 100);
+}

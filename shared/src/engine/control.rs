@@ -172,6 +172,7 @@ async fn write_stage(svc: &Services, task: &TaskRecord, stage: u32) -> Result<bo
             svc,
             spec,
             blobs::subtask_content_key(task.task_id, subtask_id),
+            task_store::INLINE_CONTENT_MAX,
         )
         .await?;
         items.push(to_item(&record)?);
@@ -303,7 +304,11 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
     }
     crate::fault::point("after_result_put").await;
     let now = timestamps::now();
-    let mut values = HashMap::from([(":result".to_string(), s(&result_id(task_id).to_string()))]);
+    let mut values = HashMap::from([
+        (":result".to_string(), s(&result_id(task_id).to_string())),
+        // The end time and the expiry are counted from the same instant.
+        (":status_now".to_string(), s(&timestamps::format(now))),
+    ]);
     let mut also = "result_id = :result".to_string();
     // The expiry marker goes first: a crash after it leaves a marker the reconciler
     // handles like any other, never a result nobody will expire.

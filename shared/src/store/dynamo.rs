@@ -167,43 +167,7 @@ impl Table {
         query: &TableQuery,
         mut visit: impl FnMut(Item) -> ControlFlow<()>,
     ) -> Result<(), ApiError> {
-        // Each index `gsiN` is keyed by `gsiNpk` / `gsiNsk`.
-        let (pk_attr, sk_attr) = match query.index {
-            Some(index) => (format!("{index}pk"), format!("{index}sk")),
-            None => ("pk".to_string(), "sk".to_string()),
-        };
-        let mut condition = "#pk = :pk".to_string();
-        let mut values: Item = HashMap::from([(":pk".into(), s(&query.partition))]);
-        let mut names = HashMap::from([("#pk".to_string(), pk_attr)]);
-        match &query.range {
-            KeyRange::All => {}
-            KeyRange::Prefix(prefix) => {
-                condition.push_str(" AND begins_with(#sk, :prefix)");
-                values.insert(":prefix".into(), s(prefix));
-            }
-            KeyRange::Between { gte, lt } => {
-                // Sort keys are `<bound>#<id>`, so BETWEEN gte AND lt keeps exactly [gte, lt).
-                match (gte, lt) {
-                    (Some(gte), Some(lt)) => {
-                        condition.push_str(" AND #sk BETWEEN :gte AND :lt");
-                        values.insert(":gte".into(), s(gte));
-                        values.insert(":lt".into(), s(lt));
-                    }
-                    (Some(gte), None) => {
-                        condition.push_str(" AND #sk >= :gte");
-                        values.insert(":gte".into(), s(gte));
-                    }
-                    (None, Some(lt)) => {
-                        condition.push_str(" AND #sk < :lt");
-                        values.insert(":lt".into(), s(lt));
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-        if condition.contains("#sk") {
-            names.insert("#sk".into(), sk_attr);
-        }
+        let (condition, names, values) = key_condition(query);
         let mut start: Option<Item> = None;
         loop {
             let out = self
@@ -231,6 +195,35 @@ impl Table {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// One page of up to `limit` items of `query`, starting after `start` (the key an
+    /// earlier page answered); answers the items and where the next page starts (`None`
+    /// at the end of the partition).
+    pub async fn query_page(
+        &self,
+        query: &TableQuery,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let (condition, names, values) = key_condition(query);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .set_index_name(query.index.map(str::to_string))
+            .key_condition_expression(&condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(!query.descending)
+            .set_consistent_read(query.index.is_none().then_some(true))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("dynamodb query", aws_error(&e)))?;
+        let next = out.last_evaluated_key.filter(|key| !key.is_empty());
+        Ok((out.items.unwrap_or_default(), next))
     }
 
     /// Like [`Table::for_each`], handing each item deserialized as `T`; an item that does
@@ -483,6 +476,48 @@ pub fn aws_error(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The key condition of `query`: expression, attribute names and values.
+fn key_condition(query: &TableQuery) -> (String, HashMap<String, String>, Item) {
+    // Each index `gsiN` is keyed by `gsiNpk` / `gsiNsk`.
+    let (pk_attr, sk_attr) = match query.index {
+        Some(index) => (format!("{index}pk"), format!("{index}sk")),
+        None => ("pk".to_string(), "sk".to_string()),
+    };
+    let mut condition = "#pk = :pk".to_string();
+    let mut values: Item = HashMap::from([(":pk".into(), s(&query.partition))]);
+    let mut names = HashMap::from([("#pk".to_string(), pk_attr)]);
+    match &query.range {
+        KeyRange::All => {}
+        KeyRange::Prefix(prefix) => {
+            condition.push_str(" AND begins_with(#sk, :prefix)");
+            values.insert(":prefix".into(), s(prefix));
+        }
+        KeyRange::Between { gte, lt } => {
+            // Sort keys are `<bound>#<id>`, so BETWEEN gte AND lt keeps exactly [gte, lt).
+            match (gte, lt) {
+                (Some(gte), Some(lt)) => {
+                    condition.push_str(" AND #sk BETWEEN :gte AND :lt");
+                    values.insert(":gte".into(), s(gte));
+                    values.insert(":lt".into(), s(lt));
+                }
+                (Some(gte), None) => {
+                    condition.push_str(" AND #sk >= :gte");
+                    values.insert(":gte".into(), s(gte));
+                }
+                (None, Some(lt)) => {
+                    condition.push_str(" AND #sk < :lt");
+                    values.insert(":lt".into(), s(lt));
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    if condition.contains("#sk") {
+        names.insert("#sk".into(), sk_attr);
+    }
+    (condition, names, values)
 }
 
 /// A conditional update, as one write of a transaction; `#status` in the expressions

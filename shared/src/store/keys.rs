@@ -77,7 +77,8 @@ pub fn descriptor_index(
 pub const GSI2: &str = "gsi2";
 /// Sort key of a task's own item.
 pub const TASK_SK: &str = "TASK";
-/// Index partition of every task, by id.
+/// Index partition of every task, by id (no longer written: tasks are listed through
+/// [`task_listing`] entries; kept for reading what older builds wrote).
 pub const ALL_TASKS: &str = "TASKS";
 /// Index partition of every task error, by id.
 pub const ALL_ERRORS: &str = "ERRORS";
@@ -96,6 +97,18 @@ pub const SWEEPS: &str = "SWEEP";
 pub const LEASES: &str = "LEASE";
 /// The lease a reconciler pass holds while it runs.
 pub const RECONCILER_LEASE: &str = "RECONCILER";
+
+/// Partition of the listing entries of the tasks of one account (`Some`) or of every
+/// account (`None`), sorted by padded task id. An entry is a small item written with its
+/// task and never changed: the task item itself carries no index keys, so the writes of
+/// a running task (each subtask's count, every heartbeat) touch no index and no shared
+/// partition.
+pub fn task_listing(account_id: Option<Uuid>) -> String {
+    match account_id {
+        Some(account_id) => format!("TASKLIST#{account_id}"),
+        None => "TASKLIST#ALL".to_string(),
+    }
+}
 
 /// A task or error id, zero-padded so that string order is number order.
 pub fn padded_id(id: u64) -> String {

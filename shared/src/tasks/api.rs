@@ -79,26 +79,32 @@ pub async fn create(
         &now_text,
     );
     record.result_storage_policy = new.result_storage_policy;
-    (record.content, record.content_key) =
-        task_store::place_content(svc, &content, blobs::task_content_key(task_id)).await?;
+    (record.content, record.content_key) = task_store::place_content(
+        svc,
+        &content,
+        blobs::task_content_key(task_id),
+        task_store::TASK_CONTENT_INLINE_MAX,
+    )
+    .await?;
     let marker = HashMap::from([
         ("pk".to_string(), s(keys::ACTIVE_TASKS)),
         ("sk".to_string(), s(&keys::active_sk(task_id))),
         ("task_id".to_string(), n(task_id)),
     ]);
     let table = svc.table.name();
-    svc.table
-        .transact(vec![
-            put_new_op(table, to_item(&record)?)?,
-            put_new_op(table, marker)?,
-        ])
-        .await
-        .map_err(|e| match e {
-            crate::store::dynamo::TransactError::Api(err) => err,
-            crate::store::dynamo::TransactError::ConditionFailed => {
-                ApiError::internal("task create", format!("task id {task_id} taken"))
-            }
-        })?;
+    let mut writes = vec![
+        put_new_op(table, to_item(&record)?)?,
+        put_new_op(table, marker)?,
+    ];
+    for entry in task_store::listing_entries(task_id, new.account_id) {
+        writes.push(put_new_op(table, entry)?);
+    }
+    svc.table.transact(writes).await.map_err(|e| match e {
+        crate::store::dynamo::TransactError::Api(err) => err,
+        crate::store::dynamo::TransactError::ConditionFailed => {
+            ApiError::internal("task create", format!("task id {task_id} taken"))
+        }
+    })?;
     // The task is stored: if this send is lost, the reconciler sends it again.
     if let Err(err) = send_control(svc, &ControlMessage::Plan { task_id, stage: 0 }).await {
         tracing::error!(task_id, %err, "plan message not sent; the reconciler will");
@@ -204,6 +210,12 @@ pub async fn delete(
         doomed.into_iter().partition(|(_, sk)| sk == keys::TASK_SK);
     svc.table.batch_write(Vec::new(), others).await?;
     blobs::delete_prefix(svc, &blobs::task_prefix(task_id)).await?;
+    svc.table
+        .batch_write(
+            Vec::new(),
+            task_store::listing_keys(task_id, task.account_id),
+        )
+        .await?;
     if let Some(expire_time) = &task.result_expire_time {
         task_store::forget_expiry(svc, task_id, expire_time).await?;
     }
@@ -463,11 +475,45 @@ async fn visit_tasks(
         }
         return Ok(());
     }
-    let query = newest_first(filter.account_id, "TASK", keys::ALL_TASKS);
-    svc.table
-        .for_each_matching(&query, |r: &TaskRecord| filter.matches(r), visit)
-        .await
+    // The listing entries newest first, a page at a time, each page's tasks read in one
+    // batch and filtered here.
+    let query = TableQuery {
+        index: None,
+        partition: keys::task_listing(filter.account_id),
+        range: KeyRange::All,
+        descending: true,
+    };
+    let mut start = None;
+    loop {
+        let (entries, next) = svc.table.query_page(&query, LISTING_PAGE, start).await?;
+        let keys: Vec<(String, String)> = entries
+            .iter()
+            .filter_map(|entry| entry.get("task_id").and_then(|v| v.as_n().ok()))
+            .filter_map(|id| id.parse::<u64>().ok())
+            .map(|id| (keys::task_pk(id), keys::TASK_SK.to_string()))
+            .collect();
+        let mut tasks: Vec<TaskRecord> = svc
+            .table
+            .batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.task_id));
+        for task in tasks {
+            if filter.matches(&task) && visit(task).is_break() {
+                return Ok(());
+            }
+        }
+        match next {
+            Some(key) => start = Some(key),
+            None => return Ok(()),
+        }
+    }
 }
+
+/// Listing entries read per page (one `BatchGetItem` of their tasks each).
+const LISTING_PAGE: i32 = 100;
 
 /// The index partition listing records of one kind newest first: the account's (gsi1)
 /// when an account is given, every account's (gsi2) otherwise.

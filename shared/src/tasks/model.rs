@@ -161,10 +161,6 @@ numbered!(SubtaskStatus, "subtask status");
 pub struct TaskRecord {
     pk: String,
     sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
-    gsi2pk: String,
-    gsi2sk: String,
     /// Task id (≥ 1).
     pub task_id: u64,
     /// Kind.
@@ -263,10 +259,6 @@ impl TaskRecord {
         TaskRecord {
             pk: keys::task_pk(task_id),
             sk: keys::TASK_SK.into(),
-            gsi1pk: keys::account_partition(account_id, "TASK"),
-            gsi1sk: keys::padded_id(task_id),
-            gsi2pk: keys::ALL_TASKS.into(),
-            gsi2sk: keys::padded_id(task_id),
             task_id,
             task_type,
             task_status: TaskStatus::Pending,

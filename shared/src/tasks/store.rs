@@ -16,6 +16,35 @@ use crate::timestamps;
 
 /// Contents up to this many bytes of JSON stay in their item; larger ones go to S3.
 pub const INLINE_CONTENT_MAX: usize = 16 * 1024;
+/// A task's content stays in the task item up to this many bytes. Every subtask's count
+/// updates the task item, and DynamoDB bills an update by the item's whole size (1 KB
+/// units): a 16 KB content would make each count cost 17 write units instead of 2.
+pub const TASK_CONTENT_INLINE_MAX: usize = 1024;
+
+/// The two listing entries of a task (its account's and every account's), as items.
+pub fn listing_entries(
+    task_id: u64,
+    account_id: uuid::Uuid,
+) -> Vec<HashMap<String, AttributeValue>> {
+    [Some(account_id), None]
+        .into_iter()
+        .map(|account| {
+            HashMap::from([
+                ("pk".to_string(), s(&keys::task_listing(account))),
+                ("sk".to_string(), s(&keys::padded_id(task_id))),
+                ("task_id".to_string(), n(task_id)),
+            ])
+        })
+        .collect()
+}
+
+/// The keys of the listing entries of a task.
+pub fn listing_keys(task_id: u64, account_id: uuid::Uuid) -> Vec<(String, String)> {
+    [Some(account_id), None]
+        .into_iter()
+        .map(|account| (keys::task_listing(account), keys::padded_id(task_id)))
+        .collect()
+}
 
 /// Takes the next value of the counter `name` (`TASK`, `ERROR`): 1, 2, 3, ...
 pub async fn next_id(svc: &Services, name: &str) -> Result<u64, ApiError> {
@@ -79,15 +108,16 @@ async fn read_content(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::internal("stored content", e))
 }
 
-/// Keeps `content` in the item when small, else writes it to `key` in S3; returns the
+/// Keeps `content` in the item when up to `inline_max` bytes, else writes it to `key` in S3; returns the
 /// values for the item's `content` and `content_key`.
 pub async fn place_content(
     svc: &Services,
     content: &Value,
     key: String,
+    inline_max: usize,
 ) -> Result<(Option<String>, Option<String>), ApiError> {
     let text = content.to_string();
-    if text.len() <= INLINE_CONTENT_MAX {
+    if text.len() <= inline_max {
         return Ok((Some(text), None));
     }
     blobs::put(svc, &key, text.into_bytes(), "application/json").await?;
@@ -187,7 +217,10 @@ pub fn status_move(
     let mut values = values;
     let now = timestamps::format(timestamps::now());
     values.insert(":status_to".into(), n(to as u8));
-    values.insert(":status_now".into(), s(&now));
+    // A caller that stamps other times with the same instant passes it as `:status_now`.
+    values
+        .entry(":status_now".into())
+        .or_insert_with(|| s(&now));
     let mut update = "SET task_status = :status_to, last_update_time = :status_now".to_string();
     if to.is_final() {
         update.push_str(", end_time = :status_now");
