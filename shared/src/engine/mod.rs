@@ -1,17 +1,27 @@
 //! The task engine: one lifecycle for every kind.
 //!
 //! ```text
-//! POST /1/tasks/<kind>  validate, store task (0 pending) + active marker, send Plan{0}
-//! control queue         Plan{s}:    kind.plan(s) -> subtask items, task counters, status 1,
-//!                                   then one work message per subtask (batches of 10)
-//! work queue            subtask:    kind.execute -> output in S3; one transaction marks the
-//!                                   subtask ended (only if still pending) and counts it on
-//!                                   the task; whoever sees the stage complete sends Advance
+//! POST /1/tasks/<kind>  validate, store task (0 pending) + active marker + listing
+//!                       entries in one transaction, send Plan{0}
+//! control queue         Plan{s}:    kind.plan(s) -> plan in S3, claimed on the task (status
+//!                                   1, counters) by one conditional write; subtask items
+//!                                   written only if absent; one work message per subtask
+//! work queue            subtask:    kind.execute -> output in the subtask item (S3 when
+//!                                   over 16 KiB); then two writes: the subtask ended (only
+//!                                   if still pending), and its count on the task (only in
+//!                                   the same stage and count epoch); whoever counts the
+//!                                   last sends Advance
 //! control queue         Advance{s}: Plan{s+1}, or when the kind has no stage s+1: status 4,
 //!                                   kind.merge -> result in S3, status 5 (only from 4)
-//! reconciler            drives on tasks whose last step was lost, turns dead-lettered
-//!                       messages into error records
+//! reconciler            (one pass at a time, by lease) recounts and drives on tasks whose
+//!                       last step was lost, turns dead-lettered messages into error
+//!                       records, expires results, sweeps the prefixes of deleted tasks
 //! ```
+//!
+//! A crash between the two writes of a subtask's end leaves it ended but uncounted: the
+//! reconciler recounts the stage from the subtask items and moves the count epoch, so a
+//! late count of a subtask the recount included is refused. Status changes all go through
+//! `tasks::store::status_move` and its transition table (`TaskStatus::sources`).
 //!
 //! Every step is idempotent: a control message handled twice finds its work done, a
 //! subtask message delivered twice finds its subtask no longer pending, and status
