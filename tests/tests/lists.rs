@@ -207,3 +207,98 @@ async fn linking_skips_missing_and_foreign_faces_and_needs_the_list() {
     assert_eq!(err.code, fanout::error::ErrorCode::ListNotFound);
     assert_eq!(stack().stored_in_list(&gone.to_string()).await, 0);
 }
+
+/// Faces of `acc` without descriptors, through the bulk loader.
+async fn bulk_faces(acc: &str, n: usize) -> Vec<String> {
+    let account_id: uuid::Uuid = acc.parse().unwrap();
+    let batch = (0..n)
+        .map(|_| fanout::objects::faces::NewFace {
+            account_id,
+            descriptor: None,
+            descriptor_version: None,
+            external_id: None,
+            user_data: None,
+            event_id: None,
+            avatar: None,
+            lists: None,
+        })
+        .collect();
+    fanout::objects::faces::create_batch(&stack().services, batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(uuid::Uuid::to_string)
+        .collect()
+}
+
+/// An attach of many faces is written in several transactions. A face deleted while they
+/// run must not turn the answer into 22004 ("nothing was changed") after earlier
+/// transactions committed: either the delete came first and nothing changed, or the
+/// attach answers 204 with every other face linked and the deleted one in no list.
+/// The delete is timed into the middle of the attach (half of a measured attach), and
+/// the test insists that at least one attempt landed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_face_deleted_during_a_long_attach_leaves_a_true_answer() {
+    let acc = account();
+    let mut faces = bulk_faces(&acc, 400).await;
+    faces.sort();
+    let started = std::time::Instant::now();
+    let warmup = new_list(&acc).await;
+    let answer = stack()
+        .patch(
+            &format!("/1/lists/{warmup}?account_id={acc}"),
+            &json!({"action": "attach", "face_ids": faces}),
+        )
+        .await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let attach_time = started.elapsed();
+
+    let mut landed_inside = false;
+    for fraction in [0.5, 0.3, 0.7, 0.4, 0.6, 0.2] {
+        // The faces are attached in id order: the last one is in the last transaction.
+        let victim = faces.pop().unwrap();
+        let list = new_list(&acc).await;
+        let path = format!("/1/lists/{list}?account_id={acc}");
+        let body = json!({"action": "attach", "face_ids": faces.iter().chain([&victim]).collect::<Vec<_>>()});
+        let attach = tokio::spawn(async move {
+            let answer = stack().patch(&path, &body).await;
+            (answer, std::time::Instant::now())
+        });
+        tokio::time::sleep(attach_time.mul_f64(fraction)).await;
+        let deleted = stack()
+            .delete(&format!("/1/faces/{victim}?account_id={acc}"))
+            .await;
+        assert_eq!(deleted.status, 204, "{}", deleted.text);
+        let delete_done = std::time::Instant::now();
+        let (answer, attach_done) = attach.await.unwrap();
+        let stored = stack().stored_in_list(&list).await;
+        if answer.status == 404 {
+            assert_eq!(answer.error_code(), 22004, "{}", answer.text);
+            assert_eq!(
+                stored, 1,
+                "22004 after {stored} items were stored: not 'nothing'"
+            );
+            continue;
+        }
+        assert_eq!(answer.status, 204, "{}", answer.text);
+        assert_eq!(stored, 1 + faces.len(), "every face but the deleted one");
+        let members = stack()
+            .get(&format!(
+                "/1/faces?account_id={acc}&list_id={list}&page_size=100&face_ids={victim}"
+            ))
+            .await;
+        assert_eq!(
+            members.json["faces"],
+            json!([]),
+            "the deleted face is listed"
+        );
+        if delete_done < attach_done {
+            landed_inside = true;
+            break;
+        }
+    }
+    assert!(
+        landed_inside,
+        "no delete landed inside an attach ({attach_time:?})"
+    );
+}

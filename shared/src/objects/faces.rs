@@ -5,11 +5,16 @@
 //! (`FACELISTS#<face>`), so both "faces of a list" and "lists of a face" are one query.
 //! Memberships are written in transactions that check the face still exists, so a
 //! membership never outlives its face.
+//!
+//! The index is eventually consistent, so deleting a face does not find its memberships
+//! there: each membership made after creation also has a record in the face's own
+//! partition (`FACE#<face>`, `LIST#<list>`), written and removed with it, and the lists
+//! a face is created in are kept on its item. Delete reads both consistently.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,10 +28,10 @@ use crate::descriptor::Descriptor;
 use crate::error::{ApiError, ErrorCode};
 use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{
-    TRANSACTION_MAX, TransactError, from_item, put_new_op, put_op, s, to_item,
+    TRANSACTION_MAX, TransactError, check_op, delete_op, from_item, put_new_op, put_op, s, to_item,
     unless_condition_failed,
 };
-use crate::store::{KeyRange, TableQuery, blobs, keys};
+use crate::store::{Item, KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
 /// Most lists a face can be put in when it is created.
@@ -152,6 +157,12 @@ pub struct FaceRecord {
     /// The uploaded avatar, whose bytes are in S3 at [`images::face_avatar_key`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<StoredImage>,
+    /// Lists the face was put in when it was created, written with it in one transaction
+    /// (it may have left them since): where delete finds those memberships, which have no
+    /// record in the face's partition (a creation in 40 lists would not fit one
+    /// transaction with them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    created_lists: Vec<Uuid>,
 }
 
 impl FaceRecord {
@@ -203,6 +214,45 @@ impl MembershipRecord {
             account_id,
         }
     }
+}
+
+/// The face's own record of one membership, in the face's partition: a consistent query
+/// there finds every membership made after creation, which the index may not show yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FaceMembershipRecord {
+    pk: String,
+    sk: String,
+    list_id: Uuid,
+    face_id: Uuid,
+    account_id: Uuid,
+}
+
+impl FaceMembershipRecord {
+    fn new(list_id: Uuid, face_id: Uuid, account_id: Uuid) -> FaceMembershipRecord {
+        FaceMembershipRecord {
+            pk: keys::face_pk(face_id),
+            sk: keys::face_membership_sk(list_id),
+            list_id,
+            face_id,
+            account_id,
+        }
+    }
+}
+
+/// Both items of a membership made after creation: the list's and the face's.
+fn membership_items(list_id: Uuid, face_id: Uuid, account_id: Uuid) -> Result<[Item; 2], ApiError> {
+    Ok([
+        to_item(&MembershipRecord::new(list_id, face_id, account_id))?,
+        to_item(&FaceMembershipRecord::new(list_id, face_id, account_id))?,
+    ])
+}
+
+/// The keys of both items of a membership.
+fn membership_keys(list_id: Uuid, face_id: Uuid) -> [(String, String); 2] {
+    [
+        (keys::list_pk(list_id), keys::membership_sk(face_id)),
+        (keys::face_pk(face_id), keys::face_membership_sk(list_id)),
+    ]
 }
 
 /// Filters of `GET /1/faces` and `GET /1/faces/count`.
@@ -284,7 +334,8 @@ pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiErro
             "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
         )));
     }
-    let record = new_record(svc, new)?;
+    let mut record = new_record(svc, new)?;
+    record.created_lists = lists.clone();
     let face_id = record.face_id;
     super::lists::require_all(svc, record.account_id, &lists).await?;
     let account_id = record.account_id;
@@ -378,6 +429,7 @@ fn new_record(svc: &Services, new: NewFace) -> Result<FaceRecord, ApiError> {
         descriptor_version: descriptor.as_ref().map(|d| d.version),
         descriptor: descriptor.as_ref().map(Descriptor::to_le_bytes),
         image: None,
+        created_lists: Vec::new(),
     })
 }
 
@@ -461,38 +513,70 @@ pub async fn patch(
 
 /// Deletes a face, its memberships, then its avatar object.
 ///
+/// Memberships are found without the eventually consistent index: in the face's own
+/// partition and on its item (see the module doc), plus the index for memberships older
+/// than those records. They are deleted before the face, so a retry after a crash finds
+/// the face and does it again, and looked for once more after it: a membership made while
+/// the face was being deleted is removed too (one made after it cannot be: attaching
+/// checks the face in the same transaction, and linking removes what it linked to a face
+/// that is gone).
+///
 /// The object goes last and whether or not the read record had an image, so an upload
 /// racing the delete is removed too (its own conditional update fails once the item is
 /// gone, and it deletes what it wrote). A crash between the item delete and the object
 /// delete leaves an orphan object under the account's prefix that nothing refers to.
 pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(), ApiError> {
-    record(svc, account_id, face_id).await?;
-    let lists = lists_of(svc, face_id).await?;
-    let memberships: Vec<(String, String)> = lists
-        .iter()
-        .map(|&list_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
-        .collect();
-    svc.table.batch_write(Vec::new(), memberships).await?;
-    let face_key = HashMap::from([
-        ("pk".to_string(), s(&keys::face_pk(face_id))),
-        ("sk".to_string(), s(keys::FACE_SK)),
-    ]);
-    let delete = Delete::builder()
-        .table_name(svc.table.name())
-        .set_key(Some(face_key))
-        .condition_expression("account_id = :account")
-        .expression_attribute_values(":account", s(&account_id.to_string()))
-        .build()
-        .map_err(|e| ApiError::internal("dynamodb delete request", e))?;
-    match svc
-        .table
-        .transact(vec![TransactWriteItem::builder().delete(delete).build()])
-        .await
-    {
+    let face = record(svc, account_id, face_id).await?;
+    let mut lists = lists_recorded_on(svc, face_id).await?;
+    lists.extend(&face.created_lists);
+    lists.extend(lists_of(svc, face_id).await?);
+    remove_memberships(svc, face_id, lists).await?;
+    let values = HashMap::from([(":account".to_string(), s(&account_id.to_string()))]);
+    let delete = delete_op(
+        svc.table.name(),
+        keys::face_pk(face_id),
+        keys::FACE_SK.to_string(),
+        "account_id = :account",
+        values,
+    )?;
+    match svc.table.transact(vec![delete]).await {
         Ok(()) | Err(TransactError::ConditionFailed) => {}
         Err(TransactError::Api(err)) => return Err(err),
     }
+    let late = lists_recorded_on(svc, face_id).await?;
+    remove_memberships(svc, face_id, late).await?;
     blobs::delete(svc, &images::face_avatar_key(account_id, face_id)).await
+}
+
+/// The lists named by the membership records in a face's partition (a consistent read).
+async fn lists_recorded_on(svc: &Services, face_id: Uuid) -> Result<HashSet<Uuid>, ApiError> {
+    let query = TableQuery {
+        index: None,
+        partition: keys::face_pk(face_id),
+        range: KeyRange::Prefix(keys::FACE_MEMBERSHIP_PREFIX.into()),
+        descending: false,
+    };
+    let mut lists = HashSet::new();
+    svc.table
+        .for_each_record(&query, |m: FaceMembershipRecord| {
+            lists.insert(m.list_id);
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(lists)
+}
+
+/// Deletes both items of the face's memberships in `lists` (absent ones are fine).
+async fn remove_memberships(
+    svc: &Services,
+    face_id: Uuid,
+    lists: HashSet<Uuid>,
+) -> Result<(), ApiError> {
+    let doomed = lists
+        .into_iter()
+        .flat_map(|list_id| membership_keys(list_id, face_id))
+        .collect();
+    svc.table.batch_write(Vec::new(), doomed).await
 }
 
 /// One page of the faces matching `filter`.
@@ -619,8 +703,15 @@ pub async fn faces_in_list(svc: &Services, list_id: Uuid) -> Result<Vec<Uuid>, A
     Ok(faces)
 }
 
-/// Links faces to a list. Every face must exist in the list's account; then memberships
-/// are written in transactions that re-check each face, so none dangles. Idempotent.
+/// Links faces to a list; idempotent.
+///
+/// Every face is checked before anything is written, so 22004 (a face missing or another
+/// account's) means nothing changed. The memberships are then written in transactions of
+/// 33 faces that check the list and each face again, so none dangles. A face deleted
+/// after the check is left out and the rest is linked (as if the delete came after the
+/// attach); a list deleted meanwhile is 22003 and takes back what this call wrote. Any
+/// other failure (500) may leave the first transactions written: repeating the request
+/// completes it.
 pub async fn attach(
     svc: &Services,
     account_id: Uuid,
@@ -629,34 +720,59 @@ pub async fn attach(
 ) -> Result<(), ApiError> {
     require_all(svc, account_id, face_ids).await?;
     let table = svc.table.name();
-    // Each face costs a check and a put; one slot checks the list.
-    let per_transaction = (TRANSACTION_MAX - 1) / 2;
+    // Each face costs a check and two puts; one slot checks the list.
+    let per_transaction = (TRANSACTION_MAX - 1) / 3;
+    let mut written: Vec<Uuid> = Vec::with_capacity(face_ids.len());
     for chunk in face_ids.chunks(per_transaction) {
-        let mut writes = vec![list_exists_check(table, list_id, account_id)?];
-        for &face_id in chunk {
-            writes.push(face_exists_check(table, face_id, account_id)?);
-            let membership = MembershipRecord::new(list_id, face_id, account_id);
-            writes.push(put_op(table, to_item(&membership)?)?);
-        }
-        match svc.table.transact(writes).await {
-            Ok(()) => {}
-            Err(TransactError::ConditionFailed) => {
-                return Err(ApiError::new(
-                    ErrorCode::FacesNotFound,
-                    "One or more faces or the list were deleted while linking",
-                ));
+        let mut pending = chunk.to_vec();
+        for _ in 0..ATTACH_ATTEMPTS {
+            let mut writes = vec![list_exists_check(table, list_id, account_id)?];
+            for &face_id in &pending {
+                writes.push(face_exists_check(table, face_id, account_id)?);
+                for item in membership_items(list_id, face_id, account_id)? {
+                    writes.push(put_op(table, item)?);
+                }
             }
-            Err(TransactError::Api(err)) => return Err(err),
+            match svc.table.transact(writes).await {
+                Ok(()) => {
+                    written.append(&mut pending);
+                    break;
+                }
+                Err(TransactError::Api(err)) => return Err(err),
+                // A face or the list was deleted after the check: find out which.
+                Err(TransactError::ConditionFailed) => {
+                    match faces_and_list(svc, account_id, &pending, Some(list_id)).await {
+                        Ok(existing) => pending.retain(|id| existing.contains(id)),
+                        Err(err) if err.code == ErrorCode::ListNotFound => {
+                            detach(svc, list_id, &written).await?;
+                            return Err(err);
+                        }
+                        Err(err) => return Err(err),
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            return Err(ApiError::internal(
+                "list attach",
+                "memberships kept failing their checks while their faces and list exist",
+            ));
         }
     }
     Ok(())
 }
 
+/// Tries of one attach transaction: each failed try leaves out the faces that are gone.
+const ATTACH_ATTEMPTS: usize = 4;
+
 /// Unlinks faces from a list; faces not in the list are ignored. Idempotent.
 pub async fn detach(svc: &Services, list_id: Uuid, face_ids: &[Uuid]) -> Result<(), ApiError> {
     let memberships = face_ids
         .iter()
-        .map(|&face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
+        .flat_map(|&face_id| membership_keys(list_id, face_id))
         .collect();
     svc.table.batch_write(Vec::new(), memberships).await
 }
@@ -713,10 +829,10 @@ pub async fn link_existing(
     let last = chunks.len() - 1;
     for (i, chunk) in chunks.into_iter().enumerate() {
         stop()?;
-        let memberships = chunk
-            .iter()
-            .map(|&face_id| to_item(&MembershipRecord::new(list_id, face_id, account_id)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut memberships = Vec::with_capacity(2 * chunk.len());
+        for &face_id in chunk {
+            memberships.extend(membership_items(list_id, face_id, account_id)?);
+        }
         svc.table.batch_write(memberships, Vec::new()).await?;
         let existing = faces_and_list(svc, account_id, chunk, (i == last).then_some(list_id));
         let existing = match existing.await {
@@ -731,7 +847,7 @@ pub async fn link_existing(
         let missing: Vec<(String, String)> = chunk
             .iter()
             .filter(|id| !existing.contains(id))
-            .map(|&face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
+            .flat_map(|&face_id| membership_keys(list_id, face_id))
             .collect();
         svc.table.batch_write(Vec::new(), missing).await?;
         for &face_id in chunk {
@@ -851,6 +967,7 @@ pub async fn ensure_from_event(
         descriptor_version: version,
         descriptor: event.descriptor.clone(),
         image: None,
+        created_lists: Vec::new(),
     };
     svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())
 }
@@ -897,15 +1014,14 @@ fn exists_check(
     sk: &str,
     account_id: Uuid,
 ) -> Result<TransactWriteItem, ApiError> {
-    let check = ConditionCheck::builder()
-        .table_name(table)
-        .key("pk", s(&pk))
-        .key("sk", s(sk))
-        .condition_expression("attribute_exists(pk) AND account_id = :account")
-        .expression_attribute_values(":account", s(&account_id.to_string()))
-        .build()
-        .map_err(|e| ApiError::internal("dynamodb condition check", e))?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
+    let values = HashMap::from([(":account".to_string(), s(&account_id.to_string()))]);
+    check_op(
+        table,
+        pk,
+        sk.to_string(),
+        "attribute_exists(pk) AND account_id = :account",
+        values,
+    )
 }
 
 fn face_exists_check(

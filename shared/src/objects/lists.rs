@@ -220,7 +220,8 @@ pub async fn get(svc: &Services, account_id: Uuid, list_id: Uuid) -> Result<List
     view(svc, list).await
 }
 
-/// Attaches or detaches faces.
+/// Attaches or detaches faces. An attach checks the list and every face before it
+/// writes: 22003 / 22004 mean nothing changed (see [`faces::attach`] for the rest).
 pub async fn patch(
     svc: &Services,
     account_id: Uuid,
@@ -242,16 +243,13 @@ pub async fn patch(
     }
 }
 
-/// Deletes a list and its memberships; the faces stay.
+/// Deletes a list and its memberships (both items of each); the faces stay.
 pub async fn delete(svc: &Services, account_id: Uuid, list_id: Uuid) -> Result<(), ApiError> {
     record(svc, account_id, list_id).await?;
     let members = faces::faces_in_list(svc, list_id).await?;
-    let mut doomed: Vec<(String, String)> = members
-        .into_iter()
-        .map(|face_id| (keys::list_pk(list_id), keys::membership_sk(face_id)))
-        .collect();
-    doomed.push((keys::list_pk(list_id), keys::LIST_SK.to_string()));
-    svc.table.batch_write(Vec::new(), doomed).await
+    faces::detach(svc, list_id, &members).await?;
+    let list = (keys::list_pk(list_id), keys::LIST_SK.to_string());
+    svc.table.batch_write(Vec::new(), vec![list]).await
 }
 
 /// One page of the lists matching `filter`, newest first.
