@@ -25,6 +25,7 @@ const ALL_POINTS: &[&str] = &[
     "inside_stage_write",
     "after_stage_written",
     "inside_enqueue",
+    "before_part_put",
     "after_output_put",
     "after_subtask_end",
     "after_count",
@@ -52,6 +53,9 @@ enum Scenario {
     /// A cross_match of 60 x 60 faces in blocks of 20: a collect stage, a match stage of
     /// 9 tiles whose outputs go to S3, and a merge.
     CrossMatch,
+    /// An exporter of 30 faces: a CSV part written to S3 by a subtask, and a merge into a
+    /// zip archive.
+    Exporter,
 }
 
 impl Scenario {
@@ -59,6 +63,7 @@ impl Scenario {
         match self {
             Scenario::Linker => "linker",
             Scenario::CrossMatch => "cross_match",
+            Scenario::Exporter => "exporter",
         }
     }
 
@@ -68,6 +73,9 @@ impl Scenario {
         match self {
             Scenario::Linker => {
                 faces_of(stack, &account, 40).await;
+            }
+            Scenario::Exporter => {
+                faces_of(stack, &account, 30).await;
             }
             Scenario::CrossMatch => {
                 let descriptors = Lcg(7).clustered(60, 6, 0.25);
@@ -94,6 +102,9 @@ impl Scenario {
                 )
                 .await
             }
+            Scenario::Exporter => {
+                create_task(stack, "exporter", account, json!({"objects_type": "faces"})).await
+            }
             Scenario::CrossMatch => {
                 let set = json!({"objects_type": "faces", "filters": {"user_data": "x"}});
                 create_task(
@@ -110,8 +121,36 @@ impl Scenario {
 
     /// What of the result is the same in every run (ids of lists and objects differ
     /// between accounts).
+    async fn essence_of(self, stack: &Stack, account: &str, task_id: u64) -> Value {
+        if let Scenario::Exporter = self {
+            // A zip archive: its files, each with its header and number of rows.
+            let url = format!(
+                "{}/1/tasks/{task_id}/result?account_id={account}",
+                stack.url
+            );
+            let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+            let mut files = Vec::new();
+            for i in 0..archive.len() {
+                let file = archive.by_index(i).unwrap();
+                let name = file.name().unwrap().to_string();
+                let mut reader = csv::Reader::from_reader(file);
+                let header: Vec<String> = reader
+                    .headers()
+                    .unwrap()
+                    .iter()
+                    .map(str::to_string)
+                    .collect();
+                files.push(json!([name, header, reader.records().count()]));
+            }
+            return json!(files);
+        }
+        self.essence(&result(stack, task_id).await)
+    }
+
     fn essence(self, result: &Value) -> Value {
         match self {
+            Scenario::Exporter => unreachable!("the exporter's result is an archive"),
             Scenario::Linker => json!([
                 result["linked_objects_count"],
                 result["failed_objects_count"]
@@ -180,7 +219,7 @@ async fn run(
         done["count_task_parts_done"], done["count_task_parts_all"],
         "{what}: {done}"
     );
-    let result = scenario.essence(&result(stack, task_id).await);
+    let result = scenario.essence_of(stack, &account, task_id).await;
     let start = std::time::Instant::now();
     loop {
         let outcome = Outcome {
@@ -217,10 +256,14 @@ fn points() -> &'static [&'static str] {
     }
 }
 
-/// Whether a scenario reaches a point at all (the linker's outputs are small, so none
-/// goes to S3).
+/// Whether a scenario reaches a point at all (only the tiles' outputs are big enough for
+/// S3; the linker writes no parts).
 fn reaches(scenario: Scenario, point: &str) -> bool {
-    !(matches!(scenario, Scenario::Linker) && point == "after_output_put")
+    match point {
+        "after_output_put" => matches!(scenario, Scenario::CrossMatch),
+        "before_part_put" => !matches!(scenario, Scenario::Linker),
+        _ => true,
+    }
 }
 
 async fn matrix(scenario: Scenario) {
@@ -245,4 +288,9 @@ async fn a_linker_killed_at_any_fault_point_ends_done_with_the_same_result() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cross_match_killed_at_any_fault_point_ends_done_with_the_same_result() {
     matrix(Scenario::CrossMatch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exporter_killed_at_any_fault_point_ends_done_with_the_same_result() {
+    matrix(Scenario::Exporter).await;
 }
