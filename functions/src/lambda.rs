@@ -1,18 +1,125 @@
-//! The body of every per-route Lambda binary.
+//! The body of the one Lambda binary (`src/bin/lambda.rs`): every function of the
+//! template runs the same `bootstrap`, and its `FANOUT_FUNCTION` variable picks what it
+//! serves: a route of the table by name, `control` (the control queue's consumer) or
+//! `reconcile` (the scheduled reconciler).
 
 use std::convert::Infallible;
+use std::fmt;
 
 use lambda_http::{Error, service_fn};
 
 use fanout::{Services, telemetry};
 
 use crate::dispatch::dispatch;
-use crate::routes;
+use crate::routes::{self, ROUTES, Route};
 
-/// Serves the route named `name` as a Lambda function.
-pub async fn run(name: &str) -> Result<(), Error> {
+/// The environment variable, set per function in the template, that names what the
+/// function serves.
+pub const FUNCTION_VARIABLE: &str = "FANOUT_FUNCTION";
+
+/// The function fed by the control queue.
+pub const CONTROL: &str = "control";
+
+/// The scheduled reconciler.
+pub const RECONCILE: &str = "reconcile";
+
+/// What one function serves.
+#[derive(Clone, Copy)]
+pub enum Function {
+    /// One route of the table, as an API Gateway HTTP API integration.
+    Route(&'static Route),
+    /// The control steps of SQS batches ([`run_control_steps`]).
+    Control,
+    /// One reconciler pass per scheduled event ([`run_reconciler`]).
+    Reconcile,
+}
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Function::Route(route) => write!(f, "Route({})", route.name),
+            Function::Control => f.write_str("Control"),
+            Function::Reconcile => f.write_str("Reconcile"),
+        }
+    }
+}
+
+/// Every value `FANOUT_FUNCTION` may take: the route names, then `control` and
+/// `reconcile`.
+pub fn function_names() -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .map(|route| route.name)
+        .chain([CONTROL, RECONCILE])
+        .collect()
+}
+
+/// The function called `name`, if there is one.
+pub fn function(name: &str) -> Option<Function> {
+    match name {
+        CONTROL => Some(Function::Control),
+        RECONCILE => Some(Function::Reconcile),
+        _ => routes::by_name(name).map(Function::Route),
+    }
+}
+
+/// Whether `name` is a value of `FANOUT_FUNCTION` the binary serves.
+pub fn known(name: &str) -> bool {
+    function(name).is_some()
+}
+
+/// `FANOUT_FUNCTION` is missing, empty or names no function.
+pub struct UnknownFunction {
+    /// The value found (`None`: not set, or not Unicode).
+    pub value: Option<String>,
+}
+
+impl fmt::Display for UnknownFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            None => write!(f, "{FUNCTION_VARIABLE} is not set")?,
+            Some(value) => write!(f, "{FUNCTION_VARIABLE}={value:?} names no function")?,
+        }
+        write!(f, "; set it to one of: {}", function_names().join(", "))
+    }
+}
+
+// `main` returning the error prints its `Debug`: make that the readable message.
+impl fmt::Debug for UnknownFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for UnknownFunction {}
+
+/// The function named by `value` (the content of `FANOUT_FUNCTION`, `None` when unset).
+pub fn resolve(value: Option<&str>) -> Result<Function, UnknownFunction> {
+    value.and_then(function).ok_or_else(|| UnknownFunction {
+        value: value.map(str::to_string),
+    })
+}
+
+/// The function named by this process's `FANOUT_FUNCTION`.
+pub fn from_env() -> Result<Function, UnknownFunction> {
+    let value = std::env::var(FUNCTION_VARIABLE).ok();
+    resolve(value.as_deref())
+}
+
+/// The multi-call binary's body: serves the function `FANOUT_FUNCTION` names, or fails
+/// at startup (before any SDK client is made) naming the variable and its valid values.
+pub async fn run_from_env() -> Result<(), Error> {
+    // Boxed: one future holding all three would be too deeply nested to lay out.
+    match from_env()? {
+        Function::Route(route) => Box::pin(run_route(route)).await,
+        Function::Control => Box::pin(run_control_steps()).await,
+        Function::Reconcile => Box::pin(run_reconciler()).await,
+    }
+}
+
+/// Serves `route` as a Lambda function.
+pub async fn run_route(route: &'static Route) -> Result<(), Error> {
     telemetry::init();
-    let route = routes::by_name(name).ok_or_else(|| format!("no route named {name}"))?;
     let svc: &'static Services = Box::leak(Box::new(Services::from_env().await?));
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, Infallible>(dispatch(svc, route, req).await)
@@ -129,4 +236,55 @@ pub async fn run_control_steps() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_the_two_engine_functions_are_served() {
+        let names = function_names();
+        assert_eq!(names.len(), ROUTES.len() + 2);
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "a route is named like another function"
+        );
+        for name in &names {
+            assert!(known(name), "{name}");
+        }
+        assert!(matches!(function("control"), Some(Function::Control)));
+        assert!(matches!(function("reconcile"), Some(Function::Reconcile)));
+        assert!(matches!(
+            function("get_task"),
+            Some(Function::Route(route)) if route.name == "get_task"
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_unknown_name_is_a_startup_error_naming_the_variable_and_the_choices() {
+        for value in [None, Some(""), Some("get_tasks"), Some("gateway")] {
+            let err = resolve(value).expect_err("no such function");
+            let message = format!("{err:?}");
+            assert!(message.starts_with("FANOUT_FUNCTION"), "{message}");
+            assert!(
+                message.contains("get_task, ") || message.contains(", get_task,"),
+                "{message}"
+            );
+            assert!(message.ends_with("control, reconcile"), "{message}");
+            assert_eq!(message, err.to_string());
+        }
+        assert_eq!(
+            resolve(None).unwrap_err().to_string().split(';').next(),
+            Some("FANOUT_FUNCTION is not set")
+        );
+        assert!(
+            resolve(Some("get_tasks"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("FANOUT_FUNCTION=\"get_tasks\" names no function;")
+        );
+    }
 }

@@ -1,7 +1,8 @@
-//! Fanout's HTTP surface. The route table ([`routes::ROUTES`]) is defined once; each
-//! Lambda binary in `src/bin/` serves one route of it through [`lambda::run`], and the
-//! `gateway` binary serves all of them over plain HTTP for local development. Both pass
-//! the same `lambda_http::Request` through [`dispatch::dispatch`].
+//! Fanout's HTTP surface. The route table ([`routes::ROUTES`]) is defined once; the one
+//! Lambda binary (`lambda`) serves the route its function's `FANOUT_FUNCTION` names
+//! through [`lambda::run_from_env`], and the `gateway` binary serves all of them over
+//! plain HTTP for local development. Both pass the same `lambda_http::Request` through
+//! [`dispatch::dispatch`].
 
 pub mod dispatch;
 pub mod gateway;

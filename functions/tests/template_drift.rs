@@ -1,19 +1,25 @@
 //! The infrastructure template and the route table describe the same functions:
-//! one `AWS::Serverless::Function` per route, building that route's binary, triggered by
-//! exactly that method and path. The only other functions are the scheduled ones in
-//! [`SCHEDULED_BINARIES`] and the queue-fed ones in [`QUEUE_BINARIES`].
+//! one `AWS::Serverless::Function` per route, serving that route (its `FANOUT_FUNCTION`
+//! names it), triggered by exactly that method and path. The only other functions are
+//! the scheduled ones in [`SCHEDULED_FUNCTIONS`] and the queue-fed ones in
+//! [`QUEUE_FUNCTIONS`]. Every function builds the one multi-call binary, [`BINARY`], and
+//! every `FANOUT_FUNCTION` of the template is a name that binary serves.
 
 use std::collections::BTreeSet;
 
+use fanout_functions::lambda;
 use fanout_functions::routes::ROUTES;
 use serde_norway::Value;
 
-/// Binaries of the functions triggered by a schedule (one `Schedule` event) instead of a
-/// route: not in the route table, but built and deployed like the route functions.
-const SCHEDULED_BINARIES: &[&str] = &["reconcile"];
+/// The binary every function builds (`Metadata.BuildProperties.Binary`).
+const BINARY: &str = "lambda";
 
-/// Binaries of the functions fed by a queue (one `SQS` event).
-const QUEUE_BINARIES: &[&str] = &["control"];
+/// The functions triggered by a schedule (one `Schedule` event) instead of a route: not
+/// in the route table, but built and deployed like the route functions.
+const SCHEDULED_FUNCTIONS: &[&str] = &["reconcile"];
+
+/// The functions fed by a queue (one `SQS` event).
+const QUEUE_FUNCTIONS: &[&str] = &["control"];
 
 /// The resource names every function and the worker containers get from the template.
 const RESOURCE_VARIABLES: &[&str] = &[
@@ -31,7 +37,8 @@ fn template() -> Value {
     serde_norway::from_str(&text).expect("template is plain YAML")
 }
 
-/// Every `AWS::Serverless::Function` as (logical id, binary, its single event).
+/// Every `AWS::Serverless::Function` as (logical id, what it serves (its
+/// `FANOUT_FUNCTION`), its single event). Each must build [`BINARY`].
 fn functions(template: &Value) -> Vec<(String, String, Value)> {
     let resources = template["Resources"].as_mapping().expect("Resources");
     let mut out = Vec::new();
@@ -40,20 +47,26 @@ fn functions(template: &Value) -> Vec<(String, String, Value)> {
             continue;
         }
         let id = id.as_str().expect("logical id").to_string();
-        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{id:?} names no binary"));
+        assert_eq!(
+            resource["Metadata"]["BuildProperties"]["Binary"].as_str(),
+            Some(BINARY),
+            "{id:?} must build the {BINARY} binary"
+        );
         assert_eq!(
             resource["Metadata"]["BuildMethod"].as_str(),
             Some("rust-cargolambda"),
             "{id:?}"
         );
+        let function = resource["Properties"]["Environment"]["Variables"]
+            [lambda::FUNCTION_VARIABLE]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id:?} sets no {}", lambda::FUNCTION_VARIABLE));
         let events = resource["Properties"]["Events"]
             .as_mapping()
             .unwrap_or_else(|| panic!("{id:?} has no events"));
         assert_eq!(events.len(), 1, "{id:?} must have exactly one trigger");
         let event = events.values().next().unwrap().clone();
-        out.push((id, binary.to_string(), event));
+        out.push((id, function.to_string(), event));
     }
     out
 }
@@ -64,7 +77,7 @@ fn template_functions_match_the_route_table() {
     let mut deployed = BTreeSet::new();
     let mut scheduled = BTreeSet::new();
     let mut queued = BTreeSet::new();
-    for (id, binary, event) in functions(&template) {
+    for (id, function, event) in functions(&template) {
         match event["Type"].as_str() {
             Some("HttpApi") => {
                 let method = event["Properties"]["Method"]
@@ -72,13 +85,13 @@ fn template_functions_match_the_route_table() {
                     .unwrap()
                     .to_uppercase();
                 let path = event["Properties"]["Path"].as_str().unwrap().to_string();
-                deployed.insert((binary, method, path));
+                deployed.insert((function, method, path));
             }
             Some("Schedule") => {
-                scheduled.insert(binary);
+                scheduled.insert(function);
             }
             Some("SQS") => {
-                queued.insert(binary);
+                queued.insert(function);
             }
             other => panic!("{id:?}: trigger {other:?} is not HttpApi, Schedule or SQS"),
         }
@@ -93,10 +106,57 @@ fn template_functions_match_the_route_table() {
         missing.is_empty() && extra.is_empty(),
         "routes without a function: {missing:?}; functions without a route: {extra:?}"
     );
-    let expected: BTreeSet<_> = SCHEDULED_BINARIES.iter().map(|b| b.to_string()).collect();
+    let expected: BTreeSet<_> = SCHEDULED_FUNCTIONS.iter().map(|f| f.to_string()).collect();
     assert_eq!(scheduled, expected, "scheduled functions");
-    let expected: BTreeSet<_> = QUEUE_BINARIES.iter().map(|b| b.to_string()).collect();
+    let expected: BTreeSet<_> = QUEUE_FUNCTIONS.iter().map(|f| f.to_string()).collect();
     assert_eq!(queued, expected, "queue-fed functions");
+}
+
+/// The multi-call binary serves every `FANOUT_FUNCTION` of the template (a typo there
+/// would only fail at the function's first cold start), each name is deployed once, and
+/// it serves nothing the template does not deploy.
+#[test]
+fn every_function_name_of_the_template_is_served_by_the_binary() {
+    let template = template();
+    let mut deployed = BTreeSet::new();
+    for (id, function, _) in functions(&template) {
+        assert!(
+            lambda::known(&function),
+            "{id}: {}={function:?} is not served by the {BINARY} binary; it serves {:?}",
+            lambda::FUNCTION_VARIABLE,
+            lambda::function_names()
+        );
+        assert!(
+            deployed.insert(function.clone()),
+            "{function} deployed twice"
+        );
+    }
+    let served: BTreeSet<String> = lambda::function_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        deployed, served,
+        "names the binary serves, deployed once each"
+    );
+    let engine: BTreeSet<String> = SCHEDULED_FUNCTIONS
+        .iter()
+        .chain(QUEUE_FUNCTIONS)
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(
+        engine,
+        BTreeSet::from([lambda::RECONCILE.to_string(), lambda::CONTROL.to_string()])
+    );
+}
+
+/// `FANOUT_FUNCTION` is set per function only: in Globals it would be a default that
+/// hides a function missing its own.
+#[test]
+fn the_function_variable_is_not_global() {
+    let template = template();
+    let vars = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(vars[lambda::FUNCTION_VARIABLE].is_null());
 }
 
 /// Control steps on AWS: a function consumes the control queue, so a task created on a
@@ -111,8 +171,8 @@ fn control_steps_run_in_a_queue_fed_function_not_in_the_scaled_workers() {
     let resources = &template["Resources"];
     let (id, _, event) = functions(&template)
         .into_iter()
-        .find(|(_, binary, _)| binary == "control")
-        .expect("a function building the control binary");
+        .find(|(_, function, _)| function == lambda::CONTROL)
+        .expect("a function serving control");
     let function = &resources[id.as_str()]["Properties"];
     assert_eq!(event["Type"].as_str(), Some("SQS"));
     assert_eq!(
@@ -186,31 +246,18 @@ fn the_reconciler_runs_every_minute() {
     let schedules: Vec<_> = functions(&template)
         .into_iter()
         .filter(|(_, _, event)| event["Type"].as_str() == Some("Schedule"))
-        .map(|(_, binary, event)| {
+        .map(|(_, function, event)| {
             let schedule = event["Properties"]["Schedule"]
                 .as_str()
-                .unwrap_or_else(|| panic!("{binary}: no Schedule expression"))
+                .unwrap_or_else(|| panic!("{function}: no Schedule expression"))
                 .to_string();
-            (binary, schedule)
+            (function, schedule)
         })
         .collect();
     assert_eq!(
         schedules,
         [("reconcile".to_string(), "rate(1 minute)".to_string())]
     );
-}
-
-#[test]
-fn every_route_binary_exists() {
-    let bin_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
-    for route in ROUTES {
-        let path = format!("{bin_dir}/{}.rs", route.name);
-        let source = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} missing"));
-        assert!(
-            source.contains(&format!("lambda::run(\"{}\")", route.name)),
-            "{path} serves another route"
-        );
-    }
 }
 
 /// Logical ids of the queues whose `QueueName` a template node reads (`Fn::GetAtt`).
@@ -247,29 +294,24 @@ fn declared_binaries() -> BTreeSet<String> {
     names
 }
 
+/// The binary every function builds is declared, and it is the multi-call body: what a
+/// function serves is chosen by its environment, not at build time.
 #[test]
-fn every_route_and_scheduled_binary_is_declared_for_the_build() {
+fn the_function_binary_is_declared_for_the_build_and_dispatches_on_the_variable() {
     let declared = declared_binaries();
-    let wanted = ROUTES
-        .iter()
-        .map(|r| r.name)
-        .chain(SCHEDULED_BINARIES.iter().copied())
-        .chain(QUEUE_BINARIES.iter().copied());
-    for name in wanted {
-        assert!(
-            declared.contains(name),
-            "functions/Cargo.toml declares no [[bin]] named {name}"
-        );
-    }
-}
-
-#[test]
-fn every_scheduled_binary_exists() {
-    let bin_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
-    for name in SCHEDULED_BINARIES.iter().chain(QUEUE_BINARIES) {
-        let path = format!("{bin_dir}/{name}.rs");
-        assert!(std::path::Path::new(&path).is_file(), "{path} missing");
-    }
+    assert!(
+        declared.contains(BINARY),
+        "functions/Cargo.toml declares no [[bin]] named {BINARY}"
+    );
+    // A binary named like a function would be built but never deployed.
+    let stale: Vec<_> = lambda::function_names()
+        .into_iter()
+        .filter(|name| declared.contains(*name))
+        .collect();
+    assert!(stale.is_empty(), "per-function binaries left: {stale:?}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin/lambda.rs");
+    let source = std::fs::read_to_string(path).unwrap_or_else(|_| panic!("{path} missing"));
+    assert!(source.contains("lambda::run_from_env()"), "{path}");
 }
 
 #[test]

@@ -30,25 +30,26 @@ fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)
         .collect()
 }
 
-/// Every `AWS::Serverless::Function` as (logical id, binary, resource).
+/// Every `AWS::Serverless::Function` as (logical id, what it serves (its
+/// `FANOUT_FUNCTION`: a route name, `control` or `reconcile`), resource).
 fn functions(template: &Value) -> Vec<(&str, &str, &Value)> {
     resources_of(template, "AWS::Serverless::Function")
         .into_iter()
         .map(|(id, resource)| {
-            let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            let binary = resource["Properties"]["Environment"]["Variables"]["FANOUT_FUNCTION"]
                 .as_str()
-                .unwrap_or_else(|| panic!("{id} names no binary"));
+                .unwrap_or_else(|| panic!("{id} sets no FANOUT_FUNCTION"));
             (id, binary, resource)
         })
         .collect()
 }
 
-/// Logical id of the function building `binary`.
+/// Logical id of the function serving `binary` (a `FANOUT_FUNCTION` value).
 fn function_of<'a>(template: &'a Value, binary: &str) -> &'a str {
     functions(template)
         .into_iter()
         .find(|(_, b, _)| *b == binary)
-        .unwrap_or_else(|| panic!("no function builds {binary}"))
+        .unwrap_or_else(|| panic!("no function serves {binary}"))
         .0
 }
 

@@ -1,6 +1,0 @@
-//! Lambda function for the `count_faces` route.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    fanout_functions::lambda::run("count_faces").await
-}

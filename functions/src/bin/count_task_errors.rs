@@ -1,6 +1,0 @@
-//! Lambda function for the `count_task_errors` route.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    fanout_functions::lambda::run("count_task_errors").await
-}

@@ -1,6 +1,0 @@
-//! Lambda function for the `create_linker_task` route.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    fanout_functions::lambda::run("create_linker_task").await
-}

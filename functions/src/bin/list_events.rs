@@ -1,6 +1,0 @@
-//! Lambda function for the `list_events` route.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    fanout_functions::lambda::run("list_events").await
-}
