@@ -1590,3 +1590,61 @@ async fn a_running_task_item_stays_small_and_off_the_indexes() {
     );
     assert_eq!(result(stack, task_id).await["linked_objects_count"], 100);
 }
+
+/// Duplicate control steps injected concurrently while a task runs and after it ended
+/// change nothing: Plan, Advance and Merge of every stage sent again and again (as a
+/// reconciler re-send, a redelivery or a second consumer would), handled by two control
+/// consumers at once. The task ends done once, with exact counts, every face linked once,
+/// and its result stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_steps_during_and_after_a_run_change_nothing() {
+    use fanout::engine::messages::{ControlMessage, send_control};
+    let _engine = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account = account();
+    faces_of(stack, &account, 40).await;
+    let list_id = new_list(stack, &account).await;
+    let _workers = [Worker::start("work,control"), Worker::start("work,control")];
+    let task_id = faces_linker(stack, &account, Some(&list_id), 5).await;
+    let duplicates = |task_id: u64| {
+        [
+            ControlMessage::Plan { task_id, stage: 0 },
+            ControlMessage::Plan { task_id, stage: 1 },
+            ControlMessage::Advance { task_id, stage: 0 },
+            ControlMessage::Merge { task_id },
+        ]
+    };
+    let start = Instant::now();
+    loop {
+        for message in duplicates(task_id) {
+            send_control(svc, &message).await.unwrap();
+        }
+        if task(stack, task_id).await["task_status"] == 5 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "never done");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = result(stack, task_id).await;
+    for _ in 0..5 {
+        for message in duplicates(task_id) {
+            send_control(svc, &message).await.unwrap();
+        }
+    }
+    wait_queue_empty(
+        stack,
+        &svc.config.control_queue_url,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_queue_empty(stack, &svc.config.work_queue_url, Duration::from_secs(60)).await;
+    let done = task(stack, task_id).await;
+    assert_eq!(done["task_status"], 5, "{done}");
+    assert_eq!(done["count_task_parts_all"], 8, "{done}");
+    assert_eq!(done["count_task_parts_done"], 8, "{done}");
+    assert_eq!(subtask_statuses(stack, task_id).await, vec![5; 8]);
+    assert_eq!(result(stack, task_id).await, first);
+    assert_eq!(first["linked_objects_count"], 40);
+    assert_eq!(list_size(stack, &account, &list_id).await, 40);
+}

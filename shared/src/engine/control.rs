@@ -370,7 +370,6 @@ pub async fn fail(
     err: &ApiError,
     additional_info: Option<String>,
 ) -> Result<(), ApiError> {
-    tracing::warn!(task_id = task.task_id, error = %err, "task failed");
     let record = task_store::new_error(svc, task, None, err, additional_info).await?;
     let change = status_move(TaskStatus::Failed, "", None, HashMap::new());
     let table = svc.table.name();
@@ -386,7 +385,12 @@ pub async fn fail(
         put_new_op(table, to_item(&record)?)?,
     ];
     match svc.table.transact(writes).await {
-        Ok(()) | Err(TransactError::ConditionFailed) => {}
+        Ok(()) => tracing::warn!(task_id = task.task_id, error = %err, "task failed"),
+        Err(TransactError::ConditionFailed) => tracing::info!(
+            task_id = task.task_id,
+            error = %err,
+            "task had already ended or is gone: not failed again"
+        ),
         Err(TransactError::Api(err)) => return Err(err),
     }
     task_store::forget_active(svc, task.task_id).await

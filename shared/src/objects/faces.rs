@@ -29,7 +29,6 @@ use crate::error::{ApiError, ErrorCode};
 use crate::query::{Page, PageBuffer, Query, TimeRange};
 use crate::store::dynamo::{
     TRANSACTION_MAX, TransactError, check_op, delete_op, from_item, put_new_op, put_op, s, to_item,
-    unless_condition_failed,
 };
 use crate::store::{Item, KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
@@ -494,19 +493,15 @@ pub async fn patch(
             "Request body has none of 'external_id', 'user_data', 'event_id', 'avatar'",
         ));
     }
-    let result = svc
-        .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&keys::face_pk(face_id)))
-        .key("sk", s(keys::FACE_SK))
-        .update_expression(format!("SET {}", sets.join(", ")))
-        .condition_expression("attribute_exists(pk) AND account_id = :account")
-        .set_expression_attribute_values(Some(values))
-        .send()
-        .await;
-    unless_condition_failed(result, "dynamodb update_item")?
+    svc.table
+        .update(
+            &keys::face_pk(face_id),
+            keys::FACE_SK,
+            &format!("SET {}", sets.join(", ")),
+            Some("attribute_exists(pk) AND account_id = :account"),
+            values,
+        )
+        .await?
         .map(|_| ())
         .ok_or_else(|| ApiError::face_not_found(face_id))
 }
@@ -980,24 +975,27 @@ pub async fn remove_descriptor(
     face_id: Uuid,
     version: u32,
 ) -> Result<bool, ApiError> {
-    let result = svc
+    let removed = svc
         .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&keys::face_pk(face_id)))
-        .key("sk", s(keys::FACE_SK))
-        .update_expression(
+        .update(
+            &keys::face_pk(face_id),
+            keys::FACE_SK,
             "REMOVE #descriptor, descriptor_version, gsi3pk, gsi3sk SET last_update_time = :now",
+            Some("account_id = :account AND descriptor_version = :version"),
+            HashMap::from([
+                (":account".to_string(), s(&account_id.to_string())),
+                (
+                    ":version".to_string(),
+                    AttributeValue::N(version.to_string()),
+                ),
+                (
+                    ":now".to_string(),
+                    s(&timestamps::format(timestamps::now())),
+                ),
+            ]),
         )
-        .condition_expression("account_id = :account AND descriptor_version = :version")
-        .expression_attribute_names("#descriptor", "descriptor")
-        .expression_attribute_values(":account", s(&account_id.to_string()))
-        .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-        .expression_attribute_values(":now", s(&timestamps::format(timestamps::now())))
-        .send()
-        .await;
-    Ok(unless_condition_failed(result, "dynamodb update_item")?.is_some())
+        .await?;
+    Ok(removed.is_some())
 }
 
 /// Index sort-key bounds for a creation-time range.

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::blobs;
-use crate::store::dynamo::{s, unless_condition_failed};
+use crate::store::dynamo::s;
 use crate::store::keys;
 use crate::timestamps;
 
@@ -318,20 +318,17 @@ async fn update_item(
     values: HashMap<String, AttributeValue>,
 ) -> Result<bool, ApiError> {
     let (pk, sk) = owner.item_key();
-    let result = svc
+    let updated = svc
         .table
-        .client()
-        .update_item()
-        .table_name(svc.table.name())
-        .key("pk", s(&pk))
-        .key("sk", s(sk))
-        .update_expression(update)
-        .condition_expression("attribute_exists(pk) AND account_id = :account")
-        .expression_attribute_names("#image", "image")
-        .set_expression_attribute_values(Some(values))
-        .send()
-        .await;
-    Ok(unless_condition_failed(result, "dynamodb update_item")?.is_some())
+        .update(
+            &pk,
+            sk,
+            update,
+            Some("attribute_exists(pk) AND account_id = :account"),
+            values,
+        )
+        .await?;
+    Ok(updated.is_some())
 }
 
 fn image_attribute(image: &StoredImage) -> Result<AttributeValue, ApiError> {

@@ -29,6 +29,8 @@ const RESERVED_NAMES: &[(&str, &str)] = &[
     ("#status", "status"),
     ("#output", "output"),
     ("#value", "value"),
+    ("#descriptor", "descriptor"),
+    ("#image", "image"),
 ];
 /// Attempts at unprocessed batch items before giving up.
 const BATCH_ATTEMPTS: u32 = 8;
@@ -127,8 +129,8 @@ impl Table {
 
     /// Applies `update` to the item `(pk, sk)` when `condition` holds (`None`: always).
     /// Answers the item as it is after the update (`Some`), or `None` when the condition
-    /// did not hold. `#status`, `#output` and `#value` in the expressions name the
-    /// attributes `status`, `output` and `value` (reserved words).
+    /// did not hold. The aliases of [`RESERVED_NAMES`] (`#status`, `#output`, `#value`,
+    /// `#descriptor`, `#image`) name those attributes.
     pub async fn update(
         &self,
         pk: &str,

@@ -304,7 +304,7 @@ impl TaskRecord {
     }
 
     /// The content as `GET /1/tasks` shows it: the content kept in the item (at most
-    /// 16 KiB of JSON), or null for a larger one, kept in S3. A page of 100 tasks then
+    /// 1 KiB of JSON), or null for a larger one, kept in S3. A page of 100 tasks then
     /// stays far below the 6 MB of a Lambda answer and reads no S3 object;
     /// `GET /1/tasks/{task_id}` shows any content.
     pub fn listed_content(&self) -> Value {
@@ -349,7 +349,7 @@ pub struct Task {
     /// Client's text.
     pub description: String,
     /// The validated content (with defaults filled in); in `GET /1/tasks`, null when it
-    /// is over 16 KiB of JSON (read the task itself for it).
+    /// is over 1 KiB of JSON (read the task itself for it).
     #[schema(value_type = Object)]
     pub content: Value,
     /// Creation time.
