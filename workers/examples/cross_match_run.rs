@@ -4,7 +4,8 @@
 //! its side of the creation time between the two loads, so the planner lists each set
 //! through the descriptor index's time range), creates one cross_match task through the
 //! domain API, waits for it
-//! and prints the wall time, the subtask counts and a spot check of the result against
+//! and prints the wall time, the subtask counts, each stage's planning and subtask times,
+//! the merge time and a spot check of the result against
 //! brute force for a few references. Workers run as separate processes
 //! (bench/cross_match.sh starts them).
 //!
@@ -18,6 +19,7 @@ use fanout::kinds;
 use fanout::store::blobs;
 use fanout::tasks::api::{self, NewTask};
 use fanout::tasks::model::TaskStatus;
+use fanout::tasks::store as task_store;
 use fanout::timestamps;
 use fanout_e2e::{Lcg, cosine, faces_with_descriptors};
 use serde_json::{Value, json};
@@ -155,9 +157,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         exact += usize::from(got == expected.iter().map(|e| e.1).collect::<Vec<_>>());
         checked += 1;
     }
+    // Stage times from the records: each stage's planning (from the end of the one
+    // before, or the creation, to its first subtask item), its subtasks (to the last end),
+    // and the merge (to the task's end).
+    let records = task_store::subtask_records(&svc, task.task_id).await?;
+    let time = |t: &str| timestamps::parse(t).expect("a stored time");
+    let mut stages = Vec::new();
+    let mut previous = time(&task.create_time);
+    for stage in 0..=records.iter().map(|r| r.subtask.stage).max().unwrap_or(0) {
+        let of_stage = records.iter().filter(|r| r.subtask.stage == stage);
+        let planned = of_stage.clone().map(|r| time(&r.subtask.create_time)).min();
+        let ended = of_stage
+            .filter_map(|r| r.subtask.end_time.as_deref().map(time))
+            .max();
+        let (Some(planned), Some(ended)) = (planned, ended) else {
+            continue;
+        };
+        let seconds = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+            (to - from).num_milliseconds() as f64 / 1e3
+        };
+        stages.push(format!(
+            "{{\"stage\":{stage},\"planning_seconds\":{:.1},\"subtasks_seconds\":{:.1}}}",
+            seconds(previous, planned),
+            seconds(planned, ended)
+        ));
+        previous = ended;
+    }
+    let finished = time(
+        task.end_time
+            .as_deref()
+            .expect("a done task has an end time"),
+    );
+    let merge_seconds = (finished - previous).num_milliseconds() as f64 / 1e3;
     println!(
-        "{{\"references\":{refs},\"candidates\":{cands},\"objects_per_block\":{per_block},\"load_seconds\":{load_seconds:.1},\"task_id\":{},\"subtasks\":{},\"done\":{},\"task_seconds\":{seconds:.1},\"spot_checked\":{checked},\"spot_exact\":{exact}}}",
-        task.task_id, task.count_task_parts_all, task.count_task_parts_done,
+        "{{\"references\":{refs},\"candidates\":{cands},\"objects_per_block\":{per_block},\"load_seconds\":{load_seconds:.1},\"task_id\":{},\"subtasks\":{},\"done\":{},\"task_seconds\":{seconds:.1},\"stages\":[{}],\"merge_seconds\":{merge_seconds:.1},\"spot_checked\":{checked},\"spot_exact\":{exact}}}",
+        task.task_id,
+        task.count_task_parts_all,
+        task.count_task_parts_done,
+        stages.join(","),
     );
     Ok(())
 }
