@@ -56,9 +56,10 @@ run: emulator-up deploy-local
 	echo "run: watch a task with: curl -s http://$(ADDR)/1/tasks/<task_id>"; \
 	FANOUT_ADDR=$(ADDR) target/debug/gateway
 
-# What a deploy ships: every function built by cargo-lambda for ARCH (arm64 or x86_64;
-# default this machine's), laid out as `sam build` does and zipped, the worker binary,
-# and `sam validate --lint`. Not part of `make test` (a release build of every function).
+# What a deploy ships: the one Lambda binary every function runs, built by cargo-lambda
+# for ARCH (arm64 or x86_64; default this machine's), laid out as `sam build` does for
+# each function and zipped, the worker binary, and `sam validate --lint`. Not part of
+# `make test` (a release build: one thin-LTO link of the functions, one of the worker).
 package:
 	ARCH=$(ARCH) bash infra/package.sh
 

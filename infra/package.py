@@ -4,12 +4,15 @@
 Usage: package.py ARCH   (arm64 | x86_64, the template's Architecture parameter)
 
 The functions are read from the template (Metadata.BuildMethod rust-cargolambda,
-Metadata.BuildProperties.Binary), so a new route needs nothing here. One cargo-lambda
-run builds every binary (one compile of the workspace, one link per binary); each
-`bootstrap` then goes where `sam build` puts it (.aws-sam/build/<LogicalId>/bootstrap)
-and into target/package/<LogicalId>.zip, the archive Lambda's provided.al2023 runtime
-takes. The worker binary (what workers/Dockerfile copies into the image) is built for
-the same architecture into target/package/worker. Finally `sam validate --lint`.
+Metadata.BuildProperties.Binary), so a new route needs nothing here. Every function
+builds the same multi-call binary, `lambda` (its FANOUT_FUNCTION variable picks what it
+serves), so one cargo-lambda run links it once. Its `bootstrap` then goes where
+`sam build` puts each function's (.aws-sam/build/<LogicalId>/bootstrap: one copy, hard
+links for the other functions) and is zipped once into target/package/<binary>.zip, the
+archive Lambda's provided.al2023 runtime takes; target/package/<LogicalId>.zip of each
+function is a hard link to that zip (same bytes, so the same CodeSha256 for every
+function). The worker binary (what workers/Dockerfile copies into the image) is built
+for the same architecture into target/package/worker. Finally `sam validate --lint`.
 """
 
 from __future__ import annotations
@@ -67,6 +70,15 @@ def zip_bootstrap(binary: Path, archive: Path) -> None:
         z.writestr(info, f.read(), compresslevel=9)
 
 
+def place(source: Path, target: Path) -> None:
+    """`target` gets `source`'s bytes: a hard link, or a copy where links fail."""
+    target.unlink(missing_ok=True)
+    try:
+        target.hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in ARCH_FLAG:
         sys.exit("usage: package.py arm64|x86_64")
@@ -84,29 +96,43 @@ def main(argv: list[str]) -> int:
     lambda_dir = ROOT / "target" / "lambda"
     shutil.rmtree(SAM_BUILD, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    sizes = []
+    for stale in OUT.glob("*.zip"):
+        stale.unlink()
+    # One bootstrap and one zip per distinct binary (one: `lambda`), shared by its functions.
+    placed: dict[str, Path] = {}
+    archives: dict[str, Path] = {}
+    for binary in binaries:
+        archives[binary] = OUT / f"{binary}.zip"
+        zip_bootstrap(lambda_dir / binary / "bootstrap", archives[binary])
     for logical_id, binary in sorted(fns.items()):
-        bootstrap = lambda_dir / binary / "bootstrap"
         target = SAM_BUILD / logical_id / "bootstrap"
         target.parent.mkdir(parents=True)
-        shutil.copy2(bootstrap, target)
-        archive = OUT / f"{logical_id}.zip"
-        zip_bootstrap(bootstrap, archive)
-        sizes.append((archive.stat().st_size, bootstrap.stat().st_size, logical_id))
+        if binary in placed:
+            place(placed[binary], target)
+        else:
+            shutil.copy2(lambda_dir / binary / "bootstrap", target)
+            placed[binary] = target
+        place(archives[binary], OUT / f"{logical_id}.zip")
     shutil.copy2(lambda_dir / "worker" / "bootstrap", OUT / "worker")
     zipped = time.monotonic() - started - built
 
     print("package: sam validate --lint", flush=True)
+    validate_started = time.monotonic()
     subprocess.run(["sam", "validate", "--lint", "--template-file", str(TEMPLATE)], cwd=ROOT, check=True)
+    validated = time.monotonic() - validate_started
 
     mib = 1024 * 1024
-    small, large = min(sizes), max(sizes)
+    sizes = ", ".join(
+        f"{binary}: binary {(lambda_dir / binary / 'bootstrap').stat().st_size / mib:.1f} MiB, "
+        f"zip {archives[binary].stat().st_size / mib:.2f} MiB"
+        for binary in binaries
+    )
     print(
-        f"package: {len(sizes)} functions for {arch}: build {built:.0f} s, zip {zipped:.0f} s; "
-        f"zips {small[0] / mib:.1f}-{large[0] / mib:.1f} MiB ({small[2]} .. {large[2]}), "
-        f"binaries {small[1] / mib:.1f}-{large[1] / mib:.1f} MiB; "
+        f"package: {len(fns)} functions, {len(binaries)} binary for {arch}: "
+        f"build {built:.0f} s, zip {zipped:.0f} s, sam validate {validated:.1f} s; {sizes}; "
         f"worker {(OUT / 'worker').stat().st_size / mib:.1f} MiB; "
-        f"layout .aws-sam/build/<LogicalId>/bootstrap, archives target/package/"
+        f"layout .aws-sam/build/<LogicalId>/bootstrap, archives target/package/<LogicalId>.zip "
+        f"(links to target/package/<binary>.zip)"
     )
     return 0
 

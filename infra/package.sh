@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build what a deploy ships, without Docker or AWS credentials:
-#   * every function of infra/template.yaml, built by cargo-lambda for ARCH and laid out
-#     as `sam build` lays it out (.aws-sam/build/<LogicalId>/bootstrap), then zipped
-#     (target/package/<LogicalId>.zip, what Lambda takes);
+#   * the functions of infra/template.yaml: the one multi-call binary they all run
+#     (`lambda`, what each serves picked by its FANOUT_FUNCTION), built once by
+#     cargo-lambda for ARCH, laid out as `sam build` lays it out
+#     (.aws-sam/build/<LogicalId>/bootstrap) and zipped once (target/package/lambda.zip;
+#     target/package/<LogicalId>.zip, what Lambda takes, are hard links to it);
 #   * the worker image's binary (target/package/worker);
 #   * `sam validate --lint` of the template.
 # ARCH: arm64 or x86_64, the template's Architecture parameter (default: this machine's;
