@@ -213,6 +213,38 @@ mod tests {
         }
     }
 
+    /// Creation skips counting when the largest counts pass (`vectors::check_at_creation`):
+    /// sound only if a plan that passes for some counts passes for any smaller ones.
+    #[test]
+    fn fewer_objects_never_break_a_plan_that_more_objects_pass() {
+        let counts = [
+            0u64, 1, 999, 1_000, 4_999, 5_001, 99_999, 100_000, 5_000_001,
+        ];
+        for shape in [TileShape::Cross, TileShape::Square, TileShape::Pairs] {
+            for per_block in [1, 7, 1_000, 5_000] {
+                for entries_per_object in [1, 10, 1_000] {
+                    let plan = VectorPlan {
+                        shape,
+                        per_block,
+                        entries_per_object,
+                    };
+                    for &a in &counts {
+                        for &b in &counts {
+                            for &(c, d) in &[(a, b), (a.min(b), b), (a, a.min(b))] {
+                                if plan.check(&[a, b], 0).is_ok() {
+                                    assert!(
+                                        plan.check(&[c, d], 0).is_ok(),
+                                        "{c},{d} under {a},{b}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_plan_over_the_tile_cap_names_its_tiles_and_the_cap() {
         let err = plan(TileShape::Cross, 1).check(&[101, 101], 0).unwrap_err();
