@@ -1480,10 +1480,13 @@ async fn a_task_deleted_while_running_leaves_nothing() {
     let svc = &stack.services;
     let account = account();
     faces_of(stack, &account, 30).await;
-    let _worker = Worker::start_with(
+    common::settle_tasks(stack).await;
+    let log = std::env::temp_dir().join(format!("fanout-delete-running-{account}.log"));
+    let _worker = Worker::start_logged(
         "work,control",
         &[],
-        &[("FANOUT_FAULT", "before_part_put@all:pause=4")],
+        &[("FANOUT_FAULT", "before_part_put@all:pause=8")],
+        Some(&log),
     );
     let task_id = create_task(
         stack,
@@ -1492,7 +1495,18 @@ async fn a_task_deleted_while_running_leaves_nothing() {
         json!({"objects_type": "faces"}),
     )
     .await;
-    wait_task(stack, task_id, Duration::from_secs(60), status_is(1)).await;
+    // Delete only once the subtask is held at the point, past its checks.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("fault point: pausing")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the subtask never reached before_part_put"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deleted = stack
         .delete(&format!("/1/tasks/{task_id}?account_id={account}"))
         .await;
