@@ -104,25 +104,7 @@ async fn pass(
     let mut report = Report::default();
     crate::fault::point("inside_reconcile").await;
 
-    let mut ids = Vec::new();
-    let query = TableQuery {
-        index: None,
-        partition: keys::ACTIVE_TASKS.into(),
-        range: KeyRange::Prefix("TASK#".into()),
-        descending: false,
-    };
-    svc.table
-        .for_each(&query, |item| {
-            if let Some(id) = item
-                .get("task_id")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                ids.push(id);
-            }
-            ControlFlow::Continue(())
-        })
-        .await?;
+    let ids = task_store::active_task_ids(svc).await?;
     report.active = ids.len();
     let loads: Vec<_> = ids
         .into_iter()

@@ -77,9 +77,6 @@ pub fn descriptor_index(
 pub const GSI2: &str = "gsi2";
 /// Sort key of a task's own item.
 pub const TASK_SK: &str = "TASK";
-/// Index partition of every task, by id (no longer written: tasks are listed through
-/// [`task_listing`] entries; kept for reading what older builds wrote).
-pub const ALL_TASKS: &str = "TASKS";
 /// Index partition of every task error, by id.
 pub const ALL_ERRORS: &str = "ERRORS";
 /// Partition of the markers of tasks that have not ended (read by the reconciler).

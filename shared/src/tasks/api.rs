@@ -456,19 +456,7 @@ async fn visit_tasks(
         let mut ids = ids.clone();
         ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
         ids.dedup();
-        let keys: Vec<(String, String)> = ids
-            .iter()
-            .map(|&id| (keys::task_pk(id), keys::TASK_SK.to_string()))
-            .collect();
-        let mut tasks: Vec<TaskRecord> = svc
-            .table
-            .batch_get(&keys)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_, _>>()?;
-        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.task_id));
-        for task in tasks {
+        for task in newest_by_id(svc, &ids).await? {
             if filter.matches(&task) && visit(task).is_break() {
                 break;
             }
@@ -486,21 +474,12 @@ async fn visit_tasks(
     let mut start = None;
     loop {
         let (entries, next) = svc.table.query_page(&query, LISTING_PAGE, start).await?;
-        let keys: Vec<(String, String)> = entries
+        let ids: Vec<u64> = entries
             .iter()
             .filter_map(|entry| entry.get("task_id").and_then(|v| v.as_n().ok()))
             .filter_map(|id| id.parse::<u64>().ok())
-            .map(|id| (keys::task_pk(id), keys::TASK_SK.to_string()))
             .collect();
-        let mut tasks: Vec<TaskRecord> = svc
-            .table
-            .batch_get(&keys)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_, _>>()?;
-        tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.task_id));
-        for task in tasks {
+        for task in newest_by_id(svc, &ids).await? {
             if filter.matches(&task) && visit(task).is_break() {
                 return Ok(());
             }
@@ -510,6 +489,23 @@ async fn visit_tasks(
             None => return Ok(()),
         }
     }
+}
+
+/// The stored tasks of `ids` (missing ones left out), newest first.
+async fn newest_by_id(svc: &Services, ids: &[u64]) -> Result<Vec<TaskRecord>, ApiError> {
+    let keys: Vec<(String, String)> = ids
+        .iter()
+        .map(|&id| (keys::task_pk(id), keys::TASK_SK.to_string()))
+        .collect();
+    let mut tasks: Vec<TaskRecord> = svc
+        .table
+        .batch_get(&keys)
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect::<Result<_, _>>()?;
+    tasks.sort_unstable_by_key(|t| std::cmp::Reverse(t.task_id));
+    Ok(tasks)
 }
 
 /// Listing entries read per page (one `BatchGetItem` of their tasks each).

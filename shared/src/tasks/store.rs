@@ -26,12 +26,12 @@ pub fn listing_entries(
     task_id: u64,
     account_id: uuid::Uuid,
 ) -> Vec<HashMap<String, AttributeValue>> {
-    [Some(account_id), None]
+    listing_keys(task_id, account_id)
         .into_iter()
-        .map(|account| {
+        .map(|(pk, sk)| {
             HashMap::from([
-                ("pk".to_string(), s(&keys::task_listing(account))),
-                ("sk".to_string(), s(&keys::padded_id(task_id))),
+                ("pk".to_string(), s(&pk)),
+                ("sk".to_string(), s(&sk)),
                 ("task_id".to_string(), n(task_id)),
             ])
         })
@@ -313,13 +313,7 @@ pub async fn remember_expiry(
     task_id: u64,
     expire_time: &str,
 ) -> Result<(), ApiError> {
-    let marker = HashMap::from([
-        ("pk".to_string(), s(keys::RESULT_EXPIRY)),
-        ("sk".to_string(), s(&keys::expiry_sk(expire_time, task_id))),
-        ("task_id".to_string(), n(task_id)),
-        ("expire_time".to_string(), s(expire_time)),
-    ]);
-    svc.table.batch_write(vec![marker], Vec::new()).await
+    remember_due(svc, keys::RESULT_EXPIRY, task_id, expire_time).await
 }
 
 /// Deletes the result-expiry marker of `task_id` (idempotent).
@@ -328,19 +322,31 @@ pub async fn forget_expiry(
     task_id: u64,
     expire_time: &str,
 ) -> Result<(), ApiError> {
-    let marker = (
-        keys::RESULT_EXPIRY.to_string(),
-        keys::expiry_sk(expire_time, task_id),
-    );
-    svc.table.batch_write(Vec::new(), vec![marker]).await
+    forget_due(svc, keys::RESULT_EXPIRY, task_id, expire_time).await
 }
 
 /// Records that the S3 prefix of the deleted task `task_id` is to be deleted once more at
 /// `due`: a worker still running a subtask of it when it was deleted may write there
 /// after the first delete (idempotent).
 pub async fn remember_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(), ApiError> {
+    remember_due(svc, keys::SWEEPS, task_id, due).await
+}
+
+/// Deletes the sweep marker of `task_id` due at `due` (idempotent).
+pub async fn forget_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(), ApiError> {
+    forget_due(svc, keys::SWEEPS, task_id, due).await
+}
+
+/// A marker of `task_id` due at `due` in `partition`, sorted by time so that the markers
+/// due by a time are one key range (the reconciler's `due_markers`).
+async fn remember_due(
+    svc: &Services,
+    partition: &str,
+    task_id: u64,
+    due: &str,
+) -> Result<(), ApiError> {
     let marker = HashMap::from([
-        ("pk".to_string(), s(keys::SWEEPS)),
+        ("pk".to_string(), s(partition)),
         ("sk".to_string(), s(&keys::expiry_sk(due, task_id))),
         ("task_id".to_string(), n(task_id)),
         ("expire_time".to_string(), s(due)),
@@ -348,10 +354,38 @@ pub async fn remember_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(
     svc.table.batch_write(vec![marker], Vec::new()).await
 }
 
-/// Deletes the sweep marker of `task_id` due at `due` (idempotent).
-pub async fn forget_sweep(svc: &Services, task_id: u64, due: &str) -> Result<(), ApiError> {
-    let marker = (keys::SWEEPS.to_string(), keys::expiry_sk(due, task_id));
+async fn forget_due(
+    svc: &Services,
+    partition: &str,
+    task_id: u64,
+    due: &str,
+) -> Result<(), ApiError> {
+    let marker = (partition.to_string(), keys::expiry_sk(due, task_id));
     svc.table.batch_write(Vec::new(), vec![marker]).await
+}
+
+/// The ids of the tasks that have not ended (their markers in the active-task partition).
+pub async fn active_task_ids(svc: &Services) -> Result<Vec<u64>, ApiError> {
+    let mut ids = Vec::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::ACTIVE_TASKS.into(),
+        range: KeyRange::Prefix("TASK#".into()),
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            if let Some(id) = item
+                .get("task_id")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                ids.push(id);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(ids)
 }
 
 /// Deletes the task's marker in the active-task partition (idempotent).

@@ -283,28 +283,8 @@ pub async fn settle_work_queue(stack: &Stack) {
 /// with a zero stall period drives only the calling test's task; then settles the work
 /// queue.
 pub async fn settle_tasks(stack: &Stack) {
-    use fanout::store::{KeyRange, TableQuery, keys};
     let svc = &stack.services;
-    let mut ids = Vec::new();
-    let query = TableQuery {
-        index: None,
-        partition: keys::ACTIVE_TASKS.into(),
-        range: KeyRange::Prefix("TASK#".into()),
-        descending: false,
-    };
-    svc.table
-        .for_each(&query, |item| {
-            if let Some(id) = item
-                .get("task_id")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                ids.push(id);
-            }
-            std::ops::ControlFlow::Continue(())
-        })
-        .await
-        .unwrap();
+    let ids = fanout::tasks::store::active_task_ids(svc).await.unwrap();
     for task_id in ids {
         // Already ended, gone or unreadable: the pass forgets or skips it either way.
         let _ = fanout::tasks::api::cancel(svc, None, task_id).await;
