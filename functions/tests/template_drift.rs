@@ -1,9 +1,11 @@
 //! The infrastructure template and the route table describe the same functions:
 //! one `AWS::Serverless::Function` per route, serving that route (its `FANOUT_FUNCTION`
 //! names it), triggered by exactly that method and path. The only other functions are
-//! the scheduled ones in [`SCHEDULED_FUNCTIONS`] and the queue-fed ones in
-//! [`QUEUE_FUNCTIONS`]. Every function builds the one multi-call binary, [`BINARY`], and
-//! every `FANOUT_FUNCTION` of the template is a name that binary serves.
+//! the scheduled ones in [`SCHEDULED_FUNCTIONS`], the queue-fed ones in
+//! [`QUEUE_FUNCTIONS`] and the HTTP API's Lambda authorizers in [`AUTHORIZER_FUNCTIONS`]
+//! (no event: the API's `Auth` names them). Every function builds the one multi-call
+//! binary, [`BINARY`], and every `FANOUT_FUNCTION` of the template is a name that binary
+//! serves.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +22,10 @@ const SCHEDULED_FUNCTIONS: &[&str] = &["reconcile"];
 
 /// The functions fed by a queue (one `SQS` event).
 const QUEUE_FUNCTIONS: &[&str] = &["control"];
+
+/// The Lambda authorizers of the HTTP API: no event of their own, API Gateway invokes
+/// them before a route (`Auth.Authorizers.<name>.FunctionArn` of the `HttpApi`).
+const AUTHORIZER_FUNCTIONS: &[&str] = &["authorize"];
 
 /// The resource names every function and the worker containers get from the template.
 const RESOURCE_VARIABLES: &[&str] = &[
@@ -38,8 +44,9 @@ fn template() -> Value {
 }
 
 /// Every `AWS::Serverless::Function` as (logical id, what it serves (its
-/// `FANOUT_FUNCTION`), its single event). Each must build [`BINARY`].
-fn functions(template: &Value) -> Vec<(String, String, Value)> {
+/// `FANOUT_FUNCTION`), its single event, or none for an authorizer). Each must build
+/// [`BINARY`].
+fn functions(template: &Value) -> Vec<(String, String, Option<Value>)> {
     let resources = template["Resources"].as_mapping().expect("Resources");
     let mut out = Vec::new();
     for (id, resource) in resources {
@@ -61,11 +68,13 @@ fn functions(template: &Value) -> Vec<(String, String, Value)> {
             [lambda::FUNCTION_VARIABLE]
             .as_str()
             .unwrap_or_else(|| panic!("{id:?} sets no {}", lambda::FUNCTION_VARIABLE));
-        let events = resource["Properties"]["Events"]
-            .as_mapping()
-            .unwrap_or_else(|| panic!("{id:?} has no events"));
-        assert_eq!(events.len(), 1, "{id:?} must have exactly one trigger");
-        let event = events.values().next().unwrap().clone();
+        let event = match resource["Properties"]["Events"].as_mapping() {
+            None => None,
+            Some(events) => {
+                assert_eq!(events.len(), 1, "{id:?} must have exactly one trigger");
+                events.values().next().cloned()
+            }
+        };
         out.push((id, function.to_string(), event));
     }
     out
@@ -77,7 +86,17 @@ fn template_functions_match_the_route_table() {
     let mut deployed = BTreeSet::new();
     let mut scheduled = BTreeSet::new();
     let mut queued = BTreeSet::new();
+    let mut authorizers = BTreeSet::new();
+    let invoked_by_api = authorizer_function_ids(&template);
     for (id, function, event) in functions(&template) {
+        let Some(event) = event else {
+            assert!(
+                invoked_by_api.contains(&id),
+                "{id:?} has no event and is no authorizer of an HttpApi"
+            );
+            authorizers.insert(function);
+            continue;
+        };
         match event["Type"].as_str() {
             Some("HttpApi") => {
                 let method = event["Properties"]["Method"]
@@ -110,6 +129,56 @@ fn template_functions_match_the_route_table() {
     assert_eq!(scheduled, expected, "scheduled functions");
     let expected: BTreeSet<_> = QUEUE_FUNCTIONS.iter().map(|f| f.to_string()).collect();
     assert_eq!(queued, expected, "queue-fed functions");
+    let expected: BTreeSet<_> = AUTHORIZER_FUNCTIONS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(authorizers, expected, "authorizer functions");
+}
+
+/// Logical ids of the functions an `AWS::Serverless::HttpApi` of the template names as
+/// a Lambda authorizer (`Auth.Authorizers.<name>.FunctionArn: Fn::GetAtt [id, Arn]`).
+fn authorizer_function_ids(template: &Value) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    for (api, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::HttpApi") {
+            continue;
+        }
+        let Some(authorizers) = resource["Properties"]["Auth"]["Authorizers"].as_mapping() else {
+            continue;
+        };
+        for (name, authorizer) in authorizers {
+            let id = authorizer["FunctionArn"]["Fn::GetAtt"]
+                .as_sequence()
+                .and_then(|att| match att.as_slice() {
+                    [id, arn] if arn.as_str() == Some("Arn") => id.as_str(),
+                    _ => None,
+                })
+                .unwrap_or_else(|| {
+                    panic!("{api:?} authorizer {name:?}: FunctionArn is not Fn::GetAtt [id, Arn]")
+                });
+            ids.insert(id.to_string());
+        }
+    }
+    ids
+}
+
+/// The authorizer is named by the API and deployed as a function serving `authorize`.
+#[test]
+fn the_api_authorizer_is_a_template_function_serving_authorize() {
+    let template = template();
+    let ids = authorizer_function_ids(&template);
+    assert!(!ids.is_empty(), "no HttpApi names a Lambda authorizer");
+    let functions = functions(&template);
+    for id in ids {
+        let (_, function, event) = functions
+            .iter()
+            .find(|(f, _, _)| *f == id)
+            .unwrap_or_else(|| panic!("authorizer {id:?} is not a function of the template"));
+        assert!(
+            AUTHORIZER_FUNCTIONS.contains(&function.as_str()),
+            "{id:?} serves {function:?}"
+        );
+        assert!(event.is_none(), "{id:?}: an authorizer has no event");
+    }
 }
 
 /// The multi-call binary serves every `FANOUT_FUNCTION` of the template (a typo there
@@ -148,6 +217,12 @@ fn every_function_name_of_the_template_is_served_by_the_binary() {
         engine,
         BTreeSet::from([lambda::RECONCILE.to_string(), lambda::CONTROL.to_string()])
     );
+    for name in AUTHORIZER_FUNCTIONS {
+        assert!(
+            lambda::known(name),
+            "the {BINARY} binary does not serve {name}"
+        );
+    }
 }
 
 /// `FANOUT_FUNCTION` is set per function only: in Globals it would be a default that
@@ -173,6 +248,7 @@ fn control_steps_run_in_a_queue_fed_function_not_in_the_scaled_workers() {
         .into_iter()
         .find(|(_, function, _)| function == lambda::CONTROL)
         .expect("a function serving control");
+    let event = event.expect("the control function's event");
     let function = &resources[id.as_str()]["Properties"];
     assert_eq!(event["Type"].as_str(), Some("SQS"));
     assert_eq!(
@@ -245,8 +321,12 @@ fn the_reconciler_runs_every_minute() {
     let template = template();
     let schedules: Vec<_> = functions(&template)
         .into_iter()
-        .filter(|(_, _, event)| event["Type"].as_str() == Some("Schedule"))
-        .map(|(_, function, event)| {
+        .filter_map(|(_, function, event)| {
+            event
+                .filter(|e| e["Type"].as_str() == Some("Schedule"))
+                .map(|e| (function, e))
+        })
+        .map(|(function, event)| {
             let schedule = event["Properties"]["Schedule"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{function}: no Schedule expression"))

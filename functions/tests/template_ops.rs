@@ -31,7 +31,7 @@ fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)
 }
 
 /// Every `AWS::Serverless::Function` as (logical id, what it serves (its
-/// `FANOUT_FUNCTION`: a route name, `control` or `reconcile`), resource).
+/// `FANOUT_FUNCTION`: a route name, `control`, `reconcile` or `authorize`), resource).
 fn functions(template: &Value) -> Vec<(&str, &str, &Value)> {
     resources_of(template, "AWS::Serverless::Function")
         .into_iter()
