@@ -1043,10 +1043,23 @@ def env_lines(template: dict[str, Any], rv: Resolver, endpoint: str, region: str
     return pairs
 
 
+# Credentials `fanout-admin local-env` (make run) adds to the file: kept across
+# re-deploys, so the tokens made once stay valid while the emulator keeps its data.
+KEPT_ENV = re.compile(r"FANOUT_(ADMIN_TOKEN|ACCOUNT_ID|TOKEN|CLEARML_[A-Z_]+)")
+
+
 def write_env(path: Path, pairs: list[tuple[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    names = {k for k, _ in pairs}
+    kept: list[tuple[str, str]] = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and KEPT_ENV.fullmatch(key) and key not in names:
+                kept.append((key, value))
     tmp = path.with_suffix(".env.tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in pairs), encoding="utf-8")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in pairs + kept), encoding="utf-8")
+    tmp.chmod(0o600)
     tmp.replace(path)
 
 

@@ -9,15 +9,21 @@ use fanout::Services;
 use fanout::error::{ApiError, ErrorCode};
 use fanout::request_id::{self, RequestId};
 
+use crate::access;
 use crate::request;
 use crate::routes::Route;
 
 /// Answers `req` with `route`, echoing (or generating) the `Luna-Request-Id`.
-pub async fn dispatch(svc: &Services, route: &Route, req: Request) -> Response<Body> {
+pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Response<Body> {
     let (request_id, result) = match client_request_id(&req) {
         Ok(id) => {
             let span = tracing::info_span!("request", request_id = %id, route = route.name);
-            let result = (route.handler)(svc, req).instrument(span.clone()).await;
+            let result = async {
+                access::admit(svc, route, &mut req).await?;
+                (route.handler)(svc, req).await
+            }
+            .instrument(span.clone())
+            .await;
             (id, result.map_err(|e| (e, span)))
         }
         Err(err) => (
@@ -35,9 +41,44 @@ pub async fn dispatch(svc: &Services, route: &Route, req: Request) -> Response<B
                     tracing::info!(error_code = err.code.code(), detail = %err.detail, "request rejected");
                 }
             });
-            request::error(&err)
+            let mut response = request::error(&err);
+            challenge(&mut response, &err);
+            response
         }
     };
+    with_request_id(&mut response, &request_id);
+    response
+}
+
+/// The headers that tell a client what to do about a refusal: how to authenticate
+/// (401, RFC 6750) and when to come back (429).
+fn challenge(response: &mut Response<Body>, err: &ApiError) {
+    let value = match err.status() {
+        401 if err.code == ErrorCode::Unauthenticated => Some((
+            http::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="fanout""#.to_string(),
+        )),
+        401 => Some((
+            http::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="fanout", error="invalid_token""#.to_string(),
+        )),
+        429 => Some((
+            http::header::RETRY_AFTER,
+            fanout::auth::rate::retry_after(fanout::timestamps::now()).to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((name, value)) = value
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// Answer for a request refused before any route ran (the local authorizer failed).
+pub fn refused(req: &Request, err: &ApiError) -> Response<Body> {
+    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
+    let mut response = request::error(err);
     with_request_id(&mut response, &request_id);
     response
 }

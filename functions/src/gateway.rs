@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 
 use fanout::Services;
 
-use crate::dispatch::{dispatch, unrouted};
+use crate::access;
+use crate::dispatch::{dispatch, refused, unrouted};
 use crate::routes::{self, Match};
 
 /// Serves connections from `listener` until the process ends.
@@ -74,7 +75,16 @@ async fn handle(
     let response = match found {
         Match::Found(route, params) => {
             let params: HashMap<String, String> = params.into_iter().collect();
-            dispatch(svc, route, request.with_path_parameters(params)).await
+            let request = request.with_path_parameters(params);
+            // What API Gateway's Lambda authorizer does before it invokes the function.
+            match access::authorize_locally(svc, route, &request).await {
+                Ok(None) => dispatch(svc, route, request).await,
+                Ok(Some(verdict)) => {
+                    let request = access::with_context(request, verdict.to_context());
+                    dispatch(svc, route, request).await
+                }
+                Err(err) => refused(&request, &err),
+            }
         }
         Match::MethodNotAllowed => unrouted(&request, true),
         Match::NotFound => unrouted(&request, false),

@@ -23,6 +23,9 @@ pub const CONTROL: &str = "control";
 /// The scheduled reconciler.
 pub const RECONCILE: &str = "reconcile";
 
+/// The HTTP API's Lambda authorizer.
+pub const AUTHORIZE: &str = "authorize";
+
 /// What one function serves.
 #[derive(Clone, Copy)]
 pub enum Function {
@@ -32,6 +35,8 @@ pub enum Function {
     Control,
     /// One reconciler pass per scheduled event ([`run_reconciler`]).
     Reconcile,
+    /// The HTTP API's Lambda authorizer ([`run_authorizer`]).
+    Authorize,
 }
 
 impl fmt::Debug for Function {
@@ -40,17 +45,18 @@ impl fmt::Debug for Function {
             Function::Route(route) => write!(f, "Route({})", route.name),
             Function::Control => f.write_str("Control"),
             Function::Reconcile => f.write_str("Reconcile"),
+            Function::Authorize => f.write_str("Authorize"),
         }
     }
 }
 
-/// Every value `FANOUT_FUNCTION` may take: the route names, then `control` and
-/// `reconcile`.
+/// Every value `FANOUT_FUNCTION` may take: the route names, then `control`,
+/// `reconcile` and `authorize`.
 pub fn function_names() -> Vec<&'static str> {
     ROUTES
         .iter()
         .map(|route| route.name)
-        .chain([CONTROL, RECONCILE])
+        .chain([CONTROL, RECONCILE, AUTHORIZE])
         .collect()
 }
 
@@ -59,6 +65,7 @@ pub fn function(name: &str) -> Option<Function> {
     match name {
         CONTROL => Some(Function::Control),
         RECONCILE => Some(Function::Reconcile),
+        AUTHORIZE => Some(Function::Authorize),
         _ => routes::by_name(name).map(Function::Route),
     }
 }
@@ -114,6 +121,7 @@ pub async fn run_from_env() -> Result<(), Error> {
         Function::Route(route) => Box::pin(run_route(route)).await,
         Function::Control => Box::pin(run_control_steps()).await,
         Function::Reconcile => Box::pin(run_reconciler()).await,
+        Function::Authorize => Box::pin(run_authorizer()).await,
     }
 }
 
@@ -124,6 +132,45 @@ pub async fn run_route(route: &'static Route) -> Result<(), Error> {
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, Infallible>(dispatch(svc, route, req).await)
     }))
+    .await
+}
+
+/// The authorizer's answer to one API Gateway REQUEST authorizer event (payload 2.0,
+/// simple responses): always `isAuthorized`, with the verdict in the context — the
+/// route function answers a denial with its 401 error body (an HTTP API cannot give its
+/// own refusals a body). Only a store failure is an error (API Gateway then answers 500).
+pub async fn authorizer_answer(
+    svc: &Services,
+    event: &serde_json::Value,
+) -> Result<serde_json::Value, fanout::error::ApiError> {
+    let header = event["headers"].as_object().and_then(|headers| {
+        headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, value)| value.as_str())
+    });
+    let verdict = fanout::auth::authorize(svc, header).await?;
+    if let fanout::auth::Verdict::Denied(err) = &verdict {
+        tracing::info!(error_code = err.code.code(), detail = %err.detail, "token refused");
+    }
+    Ok(serde_json::json!({
+        "isAuthorized": true,
+        "context": verdict.to_context(),
+    }))
+}
+
+/// Serves the HTTP API's Lambda authorizer.
+pub async fn run_authorizer() -> Result<(), Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    telemetry::init();
+    let svc: &'static Services = Box::leak(Box::new(Services::from_env().await?));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            authorizer_answer(svc, &event.payload)
+                .await
+                .map_err(|err| Error::from(err.to_string()))
+        },
+    ))
     .await
 }
 
@@ -243,9 +290,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_and_the_two_engine_functions_are_served() {
+    fn every_route_the_engine_functions_and_the_authorizer_are_served() {
         let names = function_names();
-        assert_eq!(names.len(), ROUTES.len() + 2);
+        assert_eq!(names.len(), ROUTES.len() + 3);
         let unique: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(
             unique.len(),
@@ -257,6 +304,7 @@ mod tests {
         }
         assert!(matches!(function("control"), Some(Function::Control)));
         assert!(matches!(function("reconcile"), Some(Function::Reconcile)));
+        assert!(matches!(function("authorize"), Some(Function::Authorize)));
         assert!(matches!(
             function("get_task"),
             Some(Function::Route(route)) if route.name == "get_task"
@@ -273,7 +321,10 @@ mod tests {
                 message.contains("get_task, ") || message.contains(", get_task,"),
                 "{message}"
             );
-            assert!(message.ends_with("control, reconcile"), "{message}");
+            assert!(
+                message.ends_with("control, reconcile, authorize"),
+                "{message}"
+            );
             assert_eq!(message, err.to_string());
         }
         assert_eq!(

@@ -4,6 +4,7 @@
 //! plain HTTP for local development. Both pass the same `lambda_http::Request` through
 //! [`dispatch::dispatch`].
 
+pub mod access;
 pub mod dispatch;
 pub mod gateway;
 pub mod handlers;

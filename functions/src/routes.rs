@@ -10,6 +10,10 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, Schema};
 
 use fanout::Services;
+use fanout::auth::accounts::{Account, AccountCreated, AccountPage, AccountPatch, NewAccount};
+use fanout::auth::tokens::{NewToken, Token, TokenCreated, TokenPage, TokenPatch};
+use fanout::auth::{Action, Resource};
+use fanout::auth::{Action::*, Resource::*};
 use fanout::error::ApiError;
 use fanout::health::Health;
 use fanout::objects::Count;
@@ -22,8 +26,8 @@ use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
 
 use crate::handlers::{
-    events as event_handlers, faces as face_handlers, images as image_handlers,
-    lists as list_handlers, system, tasks as task_handlers,
+    auth as auth_handlers, events as event_handlers, faces as face_handlers,
+    images as image_handlers, lists as list_handlers, system, tasks as task_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -58,8 +62,83 @@ pub struct Route {
     pub path: &'static str,
     /// The handler.
     pub handler: Handler,
+    /// Who may call it.
+    pub access: Access,
     /// Documentation for the OpenAPI document.
     pub doc: RouteDoc,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: no token is asked for.
+    Public,
+    /// Tokens of admin accounts only.
+    Admin,
+    /// Tokens allowed `action` on `resource`, acting on the account found in `account`.
+    Token {
+        /// What the route reads or writes.
+        resource: Resource,
+        /// What it does with it.
+        action: Action,
+        /// Where the request names its account.
+        account: AccountIn,
+    },
+}
+
+/// Where a request names the account it acts on; that name is checked against the
+/// caller's token before the handler runs (and filled in when left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountIn {
+    /// The `account_id` query parameter.
+    Query {
+        /// Whether an admin's token leaving it out means every account (LUNA's admin
+        /// view of tasks and errors) rather than its own.
+        all_allowed: bool,
+    },
+    /// The JSON body's top-level `account_id`.
+    Body,
+    /// Nowhere: the handler checks ownership of what the path names.
+    Nowhere,
+}
+
+const PUBLIC: Access = Access::Public;
+const ADMIN: Access = Access::Admin;
+const QUERY: AccountIn = AccountIn::Query { all_allowed: false };
+const QUERY_OR_ALL: AccountIn = AccountIn::Query { all_allowed: true };
+const BODY: AccountIn = AccountIn::Body;
+const NOWHERE: AccountIn = AccountIn::Nowhere;
+
+const fn token(resource: Resource, action: Action, account: AccountIn) -> Access {
+    Access::Token {
+        resource,
+        action,
+        account,
+    }
+}
+
+/// Largest body of a route that documents none (a stray body is refused past this).
+pub const BODY_LIMIT_NONE: usize = 64 * 1024;
+/// Largest JSON body of most routes.
+pub const BODY_LIMIT_JSON: usize = 1024 * 1024;
+/// Largest body of the routes that take many records or raw image bytes: Lambda's own
+/// limit on a synchronous request (6 MB), so the route's own checks answer first.
+pub const BODY_LIMIT_BULK: usize = 6 * 1000 * 1000;
+
+impl Route {
+    /// Whether the route answers without a token.
+    pub fn is_public(&self) -> bool {
+        self.access == Access::Public
+    }
+
+    /// Most bytes of body the route takes (413 above).
+    pub fn body_limit(&self) -> usize {
+        match (self.name, self.doc.body) {
+            ("create_events" | "put_face_avatar" | "put_event_sample", _) => BODY_LIMIT_BULK,
+            (_, Some(_)) => BODY_LIMIT_JSON,
+            (_, None) => BODY_LIMIT_NONE,
+        }
+    }
 }
 
 /// How a route is documented.
@@ -106,13 +185,14 @@ pub fn image_schema() -> NamedSchema {
 }
 
 macro_rules! route {
-    ($name:literal, $method:ident, $path:literal, $handler:path,
+    ($name:literal, $method:ident, $path:literal, $handler:path, $access:expr,
      $summary:literal, query: $query:expr, body: $body:expr, $status:literal => $response:expr) => {
         Route {
             name: $name,
             method: Method::$method,
             path: $path,
             handler: |svc, req| Box::pin($handler(svc, req)),
+            access: $access,
             doc: RouteDoc {
                 summary: $summary,
                 query: $query,
@@ -126,120 +206,154 @@ macro_rules! route {
 
 const NONE: &[&str] = &[];
 const ACCOUNT: &[&str] = &["account_id"];
+const PAGE: &[&str] = &["page", "page_size"];
+const TOKEN_LIST_PARAMS: &[&str] = &["account_id", "page", "page_size"];
 
 /// Every route of the API.
 pub static ROUTES: &[Route] = &[
-    route!("version", GET, "/version", system::version,
+    route!("version", GET, "/version", system::version, PUBLIC,
         "Service version", query: NONE, body: None, 200 => Some(schema_of::<system::VersionBody>)),
-    route!("healthcheck", GET, "/1/healthcheck", system::healthcheck,
+    route!("healthcheck", GET, "/1/healthcheck", system::healthcheck, PUBLIC,
         "Reachability of DynamoDB, SQS and S3", query: NONE, body: None, 200 => Some(schema_of::<Health>)),
-    route!("config", GET, "/1/config", system::config,
+    route!("config", GET, "/1/config", system::config, ADMIN,
         "Service configuration, secrets hidden", query: NONE, body: None, 200 => None),
-    route!("docs_spec", GET, "/1/docs/spec", system::docs_spec,
+    route!("docs_spec", GET, "/1/docs/spec", system::docs_spec, PUBLIC,
         "This OpenAPI document: YAML for Accept: application/x-yaml, HTML otherwise",
         query: NONE, body: None, 200 => None),
-    route!("create_face", POST, "/1/faces", face_handlers::create,
+    route!("create_face", POST, "/1/faces", face_handlers::create, token(Faces, Creation, BODY),
         "Create a face", query: NONE, body: Some(schema_of::<NewFace>), 201 => Some(schema_of::<FaceCreated>)),
-    route!("list_faces", GET, "/1/faces", face_handlers::list,
+    route!("list_faces", GET, "/1/faces", face_handlers::list, token(Faces, View, QUERY),
         "Faces matching filters, newest first", query: faces::LIST_PARAMS, body: None, 200 => Some(schema_of::<FacePage>)),
-    route!("count_faces", GET, "/1/faces/count", face_handlers::count,
+    route!("count_faces", GET, "/1/faces/count", face_handlers::count, token(Faces, View, QUERY),
         "Number of faces matching filters", query: faces::COUNT_PARAMS, body: None, 200 => Some(schema_of::<Count>)),
-    route!("get_face", GET, "/1/faces/{face_id}", face_handlers::get,
+    route!("get_face", GET, "/1/faces/{face_id}", face_handlers::get, token(Faces, View, QUERY),
         "One face", query: ACCOUNT, body: None, 200 => Some(schema_of::<Face>)),
-    route!("patch_face", PATCH, "/1/faces/{face_id}", face_handlers::patch,
+    route!("patch_face", PATCH, "/1/faces/{face_id}", face_handlers::patch, token(Faces, Modification, QUERY),
         "Change a face's attributes", query: ACCOUNT, body: Some(schema_of::<FacePatch>), 204 => None),
-    route!("delete_face", DELETE, "/1/faces/{face_id}", face_handlers::delete,
+    route!("delete_face", DELETE, "/1/faces/{face_id}", face_handlers::delete, token(Faces, Deletion, QUERY),
         "Delete a face, its list memberships and its avatar image", query: ACCOUNT, body: None,
         204 => None),
-    route!("put_face_avatar", PUT, "/1/faces/{face_id}/avatar", image_handlers::put_face_avatar,
+    route!("put_face_avatar", PUT, "/1/faces/{face_id}/avatar", image_handlers::put_face_avatar, token(Images, Creation, QUERY),
         "Upload a face's avatar: raw JPEG or PNG bytes up to 4 MiB (413 above, 415 other formats); the face's avatar becomes this path",
         query: ACCOUNT, body: Some(image_schema), 204 => None),
-    route!("get_face_avatar", GET, "/1/faces/{face_id}/avatar", image_handlers::get_face_avatar,
+    route!("get_face_avatar", GET, "/1/faces/{face_id}/avatar", image_handlers::get_face_avatar, token(Images, View, QUERY),
         "A face's avatar image with its content type (40006 when it has none)", query: ACCOUNT,
         body: None, 200 => Some(image_schema)),
     route!("delete_face_avatar", DELETE, "/1/faces/{face_id}/avatar",
-        image_handlers::delete_face_avatar, "Delete a face's avatar image (the face stays)",
+        image_handlers::delete_face_avatar, token(Images, Deletion, QUERY), "Delete a face's avatar image (the face stays)",
         query: ACCOUNT, body: None, 204 => None),
-    route!("create_list", POST, "/1/lists", list_handlers::create,
+    route!("create_list", POST, "/1/lists", list_handlers::create, token(Lists, Creation, BODY),
         "Create a list", query: NONE, body: Some(schema_of::<NewList>), 201 => Some(schema_of::<ListCreated>)),
-    route!("list_lists", GET, "/1/lists", list_handlers::list,
+    route!("list_lists", GET, "/1/lists", list_handlers::list, token(Lists, View, QUERY),
         "Lists matching filters, newest first", query: lists::LIST_PARAMS, body: None, 200 => Some(schema_of::<ListPage>)),
-    route!("get_list", GET, "/1/lists/{list_id}", list_handlers::get,
+    route!("get_list", GET, "/1/lists/{list_id}", list_handlers::get, token(Lists, View, QUERY),
         "One list with its face count", query: ACCOUNT, body: None, 200 => Some(schema_of::<List>)),
-    route!("patch_list", PATCH, "/1/lists/{list_id}", list_handlers::patch,
+    route!("patch_list", PATCH, "/1/lists/{list_id}", list_handlers::patch, token(Lists, Modification, QUERY),
         "Attach faces to or detach them from a list (up to 1000)", query: ACCOUNT,
         body: Some(schema_of::<ListPatch>), 204 => None),
-    route!("delete_list", DELETE, "/1/lists/{list_id}", list_handlers::delete,
+    route!("delete_list", DELETE, "/1/lists/{list_id}", list_handlers::delete, token(Lists, Deletion, QUERY),
         "Delete a list (its faces stay)", query: ACCOUNT, body: None, 204 => None),
-    route!("create_events", POST, "/1/events", event_handlers::create,
+    route!("create_events", POST, "/1/events", event_handlers::create, token(Events, Creation, BODY),
         "Save up to 1000 events. Send an Idempotency-Key header (1 to 255 printable ASCII characters, remembered 24 h) to make the request safe to repeat after any failure: a repeat with the same body stores each event once and answers the same ids; the same key with another body is refused (40010, 422)",
         query: NONE, body: Some(schema_of::<NewEvents>), 201 => Some(schema_of::<EventsCreated>)),
-    route!("list_events", GET, "/1/events", event_handlers::list,
+    route!("list_events", GET, "/1/events", event_handlers::list, token(Events, View, QUERY),
         "Events matching filters, newest first", query: events::LIST_PARAMS, body: None, 200 => Some(schema_of::<EventPage>)),
-    route!("get_event", GET, "/1/events/{event_id}", event_handlers::get,
+    route!("get_event", GET, "/1/events/{event_id}", event_handlers::get, token(Events, View, QUERY),
         "One event", query: ACCOUNT, body: None, 200 => Some(schema_of::<Event>)),
-    route!("put_event_sample", PUT, "/1/events/{event_id}/sample", image_handlers::put_event_sample,
+    route!("put_event_sample", PUT, "/1/events/{event_id}/sample", image_handlers::put_event_sample, token(Images, Creation, QUERY),
         "Upload an event's sample image: raw JPEG or PNG bytes up to 4 MiB (413 above, 415 other formats)",
         query: ACCOUNT, body: Some(image_schema), 204 => None),
-    route!("get_event_sample", GET, "/1/events/{event_id}/sample", image_handlers::get_event_sample,
+    route!("get_event_sample", GET, "/1/events/{event_id}/sample", image_handlers::get_event_sample, token(Images, View, QUERY),
         "An event's sample image with its content type (40006 when it has none)", query: ACCOUNT,
         body: None, 200 => Some(image_schema)),
-    route!("create_linker_task", POST, "/1/tasks/linker", task_handlers::create,
+    route!("create_linker_task", POST, "/1/tasks/linker", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a linker task: link faces or events selected by filters to a list",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_gc_task", POST, "/1/tasks/gc", task_handlers::create,
+    route!("create_gc_task", POST, "/1/tasks/gc", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a garbage-collecting task: delete events, or face descriptors of a version",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_cross_match_task", POST, "/1/tasks/cross_match", task_handlers::create,
+    route!("create_cross_match_task", POST, "/1/tasks/cross_match", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a cross-match task: each reference's most similar candidates (cosine similarity clamped to [0, 1])",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_roc_task", POST, "/1/tasks/roc", task_handlers::create,
+    route!("create_roc_task", POST, "/1/tasks/roc", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a ROC task: ROC curve, AUC, EER and top-N hits of labelled objects (cosine similarity clamped to [0, 1])",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_clustering_task", POST, "/1/tasks/clustering", task_handlers::create,
+    route!("create_clustering_task", POST, "/1/tasks/clustering", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a clustering task: connected components of objects joined by similarity >= threshold",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_exporter_task", POST, "/1/tasks/exporter", task_handlers::create,
+    route!("create_exporter_task", POST, "/1/tasks/exporter", task_handlers::create, token(Tasks, Creation, BODY),
         "Create an exporter task: a zip of one CSV row per face or event matching filters, with their images on request",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("create_reporter_task", POST, "/1/tasks/reporter", task_handlers::create,
+    route!("create_reporter_task", POST, "/1/tasks/reporter", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a reporter task: a zip with a CSV of a done clustering task's clusters and the chosen columns of their objects",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
-    route!("list_tasks", GET, "/1/tasks", task_handlers::list,
+    route!("list_tasks", GET, "/1/tasks", task_handlers::list, token(Tasks, View, QUERY_OR_ALL),
         "Tasks matching filters, newest first (content null when over 16 KiB: read the task)",
         query: tasks::TASK_LIST_PARAMS, body: None,
         200 => Some(schema_of::<TaskPage>)),
-    route!("count_tasks", GET, "/1/tasks/count", task_handlers::count,
+    route!("count_tasks", GET, "/1/tasks/count", task_handlers::count, token(Tasks, View, QUERY_OR_ALL),
         "Number of tasks matching filters", query: tasks::TASK_COUNT_PARAMS, body: None,
         200 => Some(schema_of::<Count>)),
-    route!("get_task", GET, "/1/tasks/{task_id}", task_handlers::get,
+    route!("get_task", GET, "/1/tasks/{task_id}", task_handlers::get, token(Tasks, View, QUERY_OR_ALL),
         "One task with its progress", query: ACCOUNT, body: None, 200 => Some(schema_of::<Task>)),
-    route!("cancel_task", PATCH, "/1/tasks/{task_id}", task_handlers::cancel,
+    route!("cancel_task", PATCH, "/1/tasks/{task_id}", task_handlers::cancel, token(Tasks, Modification, QUERY_OR_ALL),
         "Cancel a task that has not ended (body absent or {\"action\": \"cancel\"})",
         query: ACCOUNT, body: None, 204 => None),
-    route!("delete_task", DELETE, "/1/tasks/{task_id}", task_handlers::delete,
+    route!("delete_task", DELETE, "/1/tasks/{task_id}", task_handlers::delete, token(Tasks, Deletion, QUERY_OR_ALL),
         "Delete a task, its subtasks, errors and stored objects", query: ACCOUNT, body: None,
         204 => None),
-    route!("get_task_result", GET, "/1/tasks/{task_id}/result", task_handlers::result,
+    route!("get_task_result", GET, "/1/tasks/{task_id}/result", task_handlers::result, token(Tasks, View, QUERY_OR_ALL),
         "Result of a done task: JSON, or a zip attachment task_<id>.zip; 302 to a presigned S3 URL above 5 MB of JSON or 4 MiB of zip, or for a Range",
         query: ACCOUNT, body: None, 200 => None),
-    route!("list_subtasks", GET, "/1/tasks/{task_id}/subtasks", task_handlers::subtasks,
+    route!("list_subtasks", GET, "/1/tasks/{task_id}/subtasks", task_handlers::subtasks, token(Tasks, View, QUERY_OR_ALL),
         "Subtasks of a task in id order, a page at a time (page_size default 100)",
         query: tasks::SUBTASK_LIST_PARAMS, body: None, 200 => Some(schema_of::<SubtaskPage>)),
-    route!("list_task_errors", GET, "/1/tasks/{task_id}/errors", task_handlers::task_errors,
+    route!("list_task_errors", GET, "/1/tasks/{task_id}/errors", task_handlers::task_errors, token(Errors, View, QUERY_OR_ALL),
         "Errors of a task, newest first", query: tasks::TASK_ERROR_LIST_PARAMS, body: None,
         200 => Some(schema_of::<TaskErrorPage>)),
     route!("count_task_errors", GET, "/1/tasks/{task_id}/errors/count",
-        task_handlers::count_task_errors, "Number of errors of a task",
+        task_handlers::count_task_errors, token(Errors, View, QUERY_OR_ALL), "Number of errors of a task",
         query: tasks::TASK_ERROR_COUNT_PARAMS, body: None, 200 => Some(schema_of::<Count>)),
-    route!("list_errors", GET, "/1/errors", task_handlers::errors,
+    route!("list_errors", GET, "/1/errors", task_handlers::errors, token(Errors, View, QUERY_OR_ALL),
         "Task errors matching filters, newest first", query: tasks::ERROR_LIST_PARAMS, body: None,
         200 => Some(schema_of::<TaskErrorPage>)),
-    route!("count_errors", GET, "/1/errors/count", task_handlers::count_errors,
+    route!("count_errors", GET, "/1/errors/count", task_handlers::count_errors, token(Errors, View, QUERY_OR_ALL),
         "Number of task errors matching filters", query: tasks::ERROR_COUNT_PARAMS, body: None,
         200 => Some(schema_of::<Count>)),
-    route!("get_error", GET, "/1/errors/{error_id}", task_handlers::error,
+    route!("get_error", GET, "/1/errors/{error_id}", task_handlers::error, token(Errors, View, QUERY_OR_ALL),
         "One task error", query: ACCOUNT, body: None, 200 => Some(schema_of::<TaskError>)),
+    route!("create_account", POST, "/1/accounts", auth_handlers::create_account, ADMIN,
+        "Create an account (admin only)", query: NONE, body: Some(schema_of::<NewAccount>),
+        201 => Some(schema_of::<AccountCreated>)),
+    route!("list_accounts", GET, "/1/accounts", auth_handlers::list_accounts, ADMIN,
+        "Accounts, newest first (admin only)", query: PAGE, body: None,
+        200 => Some(schema_of::<AccountPage>)),
+    route!("get_account", GET, "/1/accounts/{account_id}", auth_handlers::get_account, ADMIN,
+        "One account (admin only)", query: NONE, body: None, 200 => Some(schema_of::<Account>)),
+    route!("patch_account", PATCH, "/1/accounts/{account_id}", auth_handlers::patch_account,
+        ADMIN, "Change an account's description or type (admin only)", query: NONE,
+        body: Some(schema_of::<AccountPatch>), 204 => None),
+    route!("delete_account", DELETE, "/1/accounts/{account_id}", auth_handlers::delete_account,
+        ADMIN, "Delete an account and revoke its tokens; its records stay for an admin to remove (admin only)",
+        query: NONE, body: None, 204 => None),
+    route!("create_token", POST, "/1/tokens", auth_handlers::create_token,
+        token(Tokens, Creation, BODY),
+        "Create a token for the caller's account (an admin: any account). The answer is the only one that shows the token; a user account's token grants at most its own permissions and expiration",
+        query: NONE, body: Some(schema_of::<NewToken>), 201 => Some(schema_of::<TokenCreated>)),
+    route!("list_tokens", GET, "/1/tokens", auth_handlers::list_tokens,
+        token(Tokens, View, QUERY), "The account's tokens, newest first (never their secrets)",
+        query: TOKEN_LIST_PARAMS, body: None, 200 => Some(schema_of::<TokenPage>)),
+    route!("get_token", GET, "/1/tokens/{token_id}", auth_handlers::get_token,
+        token(Tokens, View, NOWHERE), "One token of the account (never its secret)", query: NONE,
+        body: None, 200 => Some(schema_of::<Token>)),
+    route!("patch_token", PATCH, "/1/tokens/{token_id}", auth_handlers::patch_token,
+        token(Tokens, Modification, NOWHERE),
+        "Change a token's description, expiration or permissions", query: NONE,
+        body: Some(schema_of::<TokenPatch>), 204 => None),
+    route!("delete_token", DELETE, "/1/tokens/{token_id}", auth_handlers::delete_token,
+        token(Tokens, Deletion, NOWHERE),
+        "Revoke a token: refused from the next request the authorizer checks (API Gateway may keep a cached answer up to its cache time, 300 s at most)",
+        query: NONE, body: None, 204 => None),
 ];
 
 /// The route named `name`.

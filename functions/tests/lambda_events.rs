@@ -74,6 +74,97 @@ async fn create_list_event_with_base64_body_writes_to_dynamodb() {
     assert_eq!(list.user_data, "from a lambda event");
 }
 
+/// A route event that did not come through the authorizer (no context), or whose
+/// context is a denial, is refused with 401 before the handler reads anything.
+#[tokio::test]
+async fn a_route_event_without_an_allowing_authorizer_context_is_refused() {
+    let services = services().await;
+    let route = routes::by_name("create_list").unwrap();
+    let mut raw: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/create_list.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    raw["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let response = dispatch(&services, route, request).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(json(&response)["error_code"], 40011);
+    assert!(response.headers().contains_key("www-authenticate"));
+
+    let denial = fanout::auth::Verdict::Denied(fanout::error::ApiError::new(
+        fanout::error::ErrorCode::TokenExpired,
+        "expired",
+    ));
+    raw["requestContext"]["authorizer"] = serde_json::json!({"lambda": denial.to_context()});
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let response = dispatch(&services, route, request).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(json(&response)["error_code"], 40013);
+}
+
+/// The authorizer function answers API Gateway's REQUEST event (payload 2.0) with a
+/// simple response whose context the route functions read: the caller for a valid
+/// token, a denial (still `isAuthorized`, so the route can answer with an error body)
+/// for a missing, malformed or revoked one.
+#[tokio::test]
+async fn the_authorizer_function_answers_with_the_callers_context() {
+    use fanout::auth::{AccountType, Verdict};
+    let services = services().await;
+    let made = fanout::auth::bootstrap(&services, AccountType::User, None, "authorizer test")
+        .await
+        .unwrap();
+    let fixture = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/authorize_request.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let with =
+        |token: &str| -> Value { serde_json::from_str(&fixture.replace("TOKEN", token)).unwrap() };
+    let answer = fanout_functions::lambda::authorizer_answer(&services, &with(&made.token))
+        .await
+        .unwrap();
+    assert_eq!(answer["isAuthorized"], true);
+    let context = answer["context"].as_object().unwrap();
+    let Verdict::Allowed(caller) = Verdict::from_context(|k| context.get(k)) else {
+        panic!("refused a valid token: {answer}");
+    };
+    assert_eq!(caller.account_id, made.account_id);
+    assert_eq!(caller.account_type, AccountType::User);
+    assert_eq!(caller.token_id, made.token_id);
+    assert!(
+        !answer.to_string().contains(&made.token),
+        "the secret travels on"
+    );
+
+    let mut forged = made.token.clone();
+    forged.pop();
+    forged.push(if made.token.ends_with('A') { 'B' } else { 'A' });
+    for token in [forged.as_str(), "nonsense"] {
+        let answer = fanout_functions::lambda::authorizer_answer(&services, &with(token))
+            .await
+            .unwrap();
+        let context = answer["context"].as_object().unwrap();
+        assert_eq!(context["verdict"], "deny", "{answer}");
+        assert_eq!(context["error_code"], 40012);
+    }
+    let mut bare = with("x");
+    bare["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let answer = fanout_functions::lambda::authorizer_answer(&services, &bare)
+        .await
+        .unwrap();
+    assert_eq!(answer["context"]["error_code"], 40011);
+}
+
 /// The JPEG whose base64 is the body of `put_face_avatar.json`.
 const FIXTURE_JPEG: &[u8] = &[
     0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,

@@ -34,7 +34,13 @@ pub struct Config {
     pub default_descriptor_version: u32,
     /// Custom AWS endpoint (an emulator), when set.
     pub endpoint_url: Option<String>,
+    /// Requests one token may send per minute (`FANOUT_TOKEN_REQUESTS_PER_MINUTE`,
+    /// default [`DEFAULT_TOKEN_REQUESTS_PER_MINUTE`]; 0: no limit).
+    pub token_requests_per_minute: u32,
 }
+
+/// Requests per minute a token may send unless configured otherwise (100 a second).
+pub const DEFAULT_TOKEN_REQUESTS_PER_MINUTE: u32 = 6000;
 
 /// A missing or malformed environment variable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -96,6 +102,13 @@ impl Config {
             descriptor_versions,
             default_descriptor_version,
             endpoint_url: lookup("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
+            token_requests_per_minute: match lookup("FANOUT_TOKEN_REQUESTS_PER_MINUTE") {
+                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "FANOUT_TOKEN_REQUESTS_PER_MINUTE",
+                    reason: format!("'{raw}' is not a whole number of requests"),
+                })?,
+                None => DEFAULT_TOKEN_REQUESTS_PER_MINUTE,
+            },
         })
     }
 

@@ -84,6 +84,29 @@ pub enum ErrorCode {
     /// An `Idempotency-Key` already used by the account with another request body (a
     /// Fanout code; 422 as the IETF Idempotency-Key draft answers a reused key).
     IdempotencyKeyReused,
+    /// No `Authorization: Bearer <token>` header on a route that needs one (a Fanout
+    /// code).
+    Unauthenticated,
+    /// The bearer token is malformed, unknown or revoked (a Fanout code).
+    BadToken,
+    /// The bearer token's expiration time has passed (a Fanout code).
+    TokenExpired,
+    /// The token lacks the permission the route needs (a Fanout code).
+    PermissionDenied,
+    /// The request names an account other than the token's (a Fanout code).
+    ForeignAccount,
+    /// The route is for admin accounts only (a Fanout code).
+    AdminOnly,
+    /// The request body is larger than the route accepts (a Fanout code).
+    BodyTooLarge,
+    /// The token sent more requests this minute than it may (a Fanout code).
+    RateLimited,
+    /// No account with this id (a Fanout code).
+    AccountNotFound,
+    /// No token with this id visible to the caller (a Fanout code).
+    TokenNotFound,
+    /// An account with this id exists already (a Fanout code).
+    AccountExists,
 }
 
 impl ErrorCode {
@@ -122,7 +145,23 @@ impl ErrorCode {
             ErrorCode::PageTooDeep => 40008,
             ErrorCode::BadIdempotencyKey => 40009,
             ErrorCode::IdempotencyKeyReused => 40010,
+            ErrorCode::Unauthenticated => 40011,
+            ErrorCode::BadToken => 40012,
+            ErrorCode::TokenExpired => 40013,
+            ErrorCode::PermissionDenied => 40014,
+            ErrorCode::ForeignAccount => 40015,
+            ErrorCode::AdminOnly => 40016,
+            ErrorCode::BodyTooLarge => 40017,
+            ErrorCode::RateLimited => 40018,
+            ErrorCode::AccountNotFound => 40019,
+            ErrorCode::TokenNotFound => 40020,
+            ErrorCode::AccountExists => 40021,
         }
+    }
+
+    /// The code whose number is `code`, if one is declared.
+    pub fn from_code(code: u32) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.code() == code)
     }
 
     /// The HTTP status this error is answered with.
@@ -142,8 +181,14 @@ impl ErrorCode {
             | ErrorCode::TaskResultNotReady
             | ErrorCode::TaskResultImpossible
             | ErrorCode::TaskCancelled
-            | ErrorCode::ImageNotFound => 404,
-            ErrorCode::ImageTooLarge => 413,
+            | ErrorCode::ImageNotFound
+            | ErrorCode::AccountNotFound
+            | ErrorCode::TokenNotFound => 404,
+            ErrorCode::Unauthenticated | ErrorCode::BadToken | ErrorCode::TokenExpired => 401,
+            ErrorCode::PermissionDenied | ErrorCode::ForeignAccount | ErrorCode::AdminOnly => 403,
+            ErrorCode::ImageTooLarge | ErrorCode::BodyTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::AccountExists => 409,
             ErrorCode::ImageUnsupported => 415,
             ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::BadQuery
@@ -197,11 +242,22 @@ impl ErrorCode {
             ErrorCode::PageTooDeep => "Page beyond the listing depth",
             ErrorCode::BadIdempotencyKey => "Bad format of Idempotency-Key header",
             ErrorCode::IdempotencyKeyReused => "Idempotency-Key reused with another request",
+            ErrorCode::Unauthenticated => "Authentication required",
+            ErrorCode::BadToken => "Invalid token",
+            ErrorCode::TokenExpired => "Token expired",
+            ErrorCode::PermissionDenied => "Permission denied",
+            ErrorCode::ForeignAccount => "Account not accessible with this token",
+            ErrorCode::AdminOnly => "Admin account required",
+            ErrorCode::BodyTooLarge => "Request body too large",
+            ErrorCode::RateLimited => "Too many requests",
+            ErrorCode::AccountNotFound => "Object not found",
+            ErrorCode::TokenNotFound => "Object not found",
+            ErrorCode::AccountExists => "Object already exists",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -234,6 +290,17 @@ impl ErrorCode {
         ErrorCode::PageTooDeep,
         ErrorCode::BadIdempotencyKey,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::Unauthenticated,
+        ErrorCode::BadToken,
+        ErrorCode::TokenExpired,
+        ErrorCode::PermissionDenied,
+        ErrorCode::ForeignAccount,
+        ErrorCode::AdminOnly,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::AccountNotFound,
+        ErrorCode::TokenNotFound,
+        ErrorCode::AccountExists,
     ];
 }
 

@@ -4,6 +4,7 @@
 //! Nothing here knows about Lambda or HTTP: the `functions` crate parses requests, calls
 //! these functions and renders their results or [`error::ApiError`]s.
 
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod descriptor;

@@ -22,6 +22,19 @@ pub struct Stack {
     /// Services for checking the store directly through the SDK, from any test's runtime
     /// (see [`on_runtime`]).
     pub services: Arc<Services>,
+    /// A token of an admin account, made through the store when the stack starts: every
+    /// request of [`Stack::call`] and its kin carries it unless it sends its own
+    /// `Authorization` header (an admin acts on the account its request names).
+    pub admin_token: String,
+}
+
+/// An account of type `user` with a token allowed everything, made through the API.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The account.
+    pub account_id: String,
+    /// Its token.
+    pub token: String,
 }
 
 /// An HTTP answer, read whole.
@@ -136,20 +149,29 @@ fn start() -> Stack {
                 config,
                 on_runtime::clients(tokio::runtime::Handle::current()).await,
             ));
+            let admin = fanout::auth::bootstrap(
+                &checks,
+                fanout::auth::AccountType::Admin,
+                None,
+                "end-to-end tests",
+            )
+            .await
+            .expect("bootstrap an admin token");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
             let addr: SocketAddr = listener.local_addr().expect("addr");
-            tx.send((addr, checks)).expect("send");
+            tx.send((addr, checks, admin.token)).expect("send");
             fanout_functions::gateway::serve(gateway, listener)
                 .await
                 .expect("gateway");
         });
     });
-    let (addr, services) = rx.recv().expect("gateway did not start");
+    let (addr, services, admin_token) = rx.recv().expect("gateway did not start");
     Stack {
         url: format!("http://{addr}"),
         services,
+        admin_token,
     }
 }
 
@@ -190,16 +212,79 @@ impl Stack {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            request = request.bearer_auth(&self.admin_token);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         answer(request.send().await.expect("request")).await
     }
 
+    /// Sends a request with `token` (`None`: no `Authorization` header at all).
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        match token {
+            Some(token) => {
+                let header = format!("Bearer {token}");
+                self.call_with(method, path, body, &[("authorization", &header)])
+                    .await
+            }
+            None => {
+                let mut request = client().request(method, format!("{}{path}", self.url));
+                if let Some(body) = body {
+                    request = request
+                        .header("content-type", "application/json")
+                        .body(body.to_string());
+                }
+                answer(request.send().await.expect("request")).await
+            }
+        }
+    }
+
+    /// A new `user` account and a token for it with every permission (through the API,
+    /// with the admin token).
+    pub async fn user(&self) -> User {
+        let created = self
+            .post(
+                "/1/accounts",
+                &serde_json::json!({"description": "test user"}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let account_id = created.json["account_id"]
+            .as_str()
+            .expect("account_id")
+            .to_string();
+        let token = self.token_for(&account_id, &serde_json::json!({})).await;
+        User { account_id, token }
+    }
+
+    /// A token for `account_id` made by the admin with `extra` fields of `POST /1/tokens`
+    /// (permissions, expiration_time).
+    pub async fn token_for(&self, account_id: &str, extra: &Value) -> String {
+        let mut body = serde_json::json!({"account_id": account_id});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let made = self.post("/1/tokens", &body).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        made.json["token"].as_str().expect("token").to_string()
+    }
+
     /// Sends a raw text body (for malformed JSON).
     pub async fn send_raw(&self, method: Method, path: &str, body: &str) -> Answer {
         let request = client()
             .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
             .header("content-type", "application/json")
             .body(body.to_string());
         answer(request.send().await.expect("request")).await
@@ -405,6 +490,7 @@ impl Stack {
     ) -> Answer {
         let mut request = client()
             .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
             .body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -416,6 +502,7 @@ impl Stack {
     pub async fn get_bytes(&self, path: &str) -> RawAnswer {
         let response = client()
             .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
             .send()
             .await
             .expect("request");

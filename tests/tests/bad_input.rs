@@ -45,8 +45,8 @@ async fn face_bodies_with_wrong_types_ids_lengths_or_fields() {
     let good = descriptor(1);
     let too_long = [good.clone(), vec![0.5]].concat();
     let cases = [
-        json!({"descriptor": good}),
         json!({"account_id": "not-a-uuid", "descriptor": good}),
+        json!({"account_id": 5, "descriptor": good}),
         json!({"account_id": acc, "descriptor": &good[..511]}),
         json!({"account_id": acc, "descriptor": too_long}),
         json!({"account_id": acc, "descriptor": good, "descriptor_version": 12}),
@@ -78,7 +78,7 @@ async fn list_and_event_bodies_are_checked_too() {
     .await;
     refused(
         "/1/lists",
-        json!({"user_data": "x"}),
+        json!({"account_id": acc, "user_data": 7}),
         &acc,
         "LIST",
         400,
@@ -120,7 +120,6 @@ async fn list_and_event_bodies_are_checked_too() {
 async fn query_parameters_are_validated() {
     let acc = account();
     let cases = [
-        ("/1/faces".to_string(), 12014),
         (format!("/1/faces?account_id={acc}&page_size=0"), 101),
         (format!("/1/faces?account_id={acc}&page_size=101"), 101),
         (format!("/1/faces?account_id={acc}&page=0"), 101),
@@ -134,10 +133,12 @@ async fn query_parameters_are_validated() {
         (format!("/1/faces?account_id={acc}&colour=red"), 12018),
         (format!("/1/events?account_id={acc}&gender=3"), 101),
         (format!("/1/events?account_id={acc}&age__gte=x"), 101),
-        ("/1/lists".to_string(), 12014),
         (format!("/1/faces/count?account_id={acc}&page=1"), 12018),
         (format!("/1/faces/not-a-uuid?account_id={acc}"), 101),
-        (format!("/1/faces/{}", uuid::Uuid::new_v4()), 12014),
+        (
+            format!("/1/faces/{}?account_id=", uuid::Uuid::new_v4()),
+            101,
+        ),
     ];
     for (path, code) in cases {
         let answer = stack().get(&path).await;

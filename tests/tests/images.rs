@@ -209,12 +209,20 @@ async fn empty_body_is_12030() {
 }
 
 #[tokio::test]
-async fn upload_without_account_is_12014() {
+async fn upload_without_account_acts_on_the_tokens_account() {
+    // No account_id: the token's own account (here the tests' admin), where this face
+    // of another account is not found, and nothing is stored.
     let acc = account();
     let face = create_face(&acc).await;
-    let put = put(&format!("/1/faces/{face}/avatar"), None, jpeg(10)).await;
-    assert_eq!(put.status, 400, "{}", put.text);
-    assert_eq!(put.error_code(), 12014);
+    let put = put(
+        &format!("/1/faces/{face}/avatar"),
+        Some("image/jpeg"),
+        jpeg(10),
+    )
+    .await;
+    assert_eq!(put.status, 404, "{}", put.text);
+    assert_eq!(put.error_code(), 22002);
+    assert!(objects_of(&acc).await.is_empty());
 }
 
 #[tokio::test]

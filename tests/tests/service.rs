@@ -18,7 +18,12 @@ async fn request_id_is_echoed_or_generated() {
 
     // Errors carry it too.
     let error = stack()
-        .call_with(Method::GET, "/1/faces", None, &[("Luna-Request-Id", given)])
+        .call_with(
+            Method::GET,
+            "/1/faces?page=0",
+            None,
+            &[("Luna-Request-Id", given)],
+        )
         .await;
     assert_eq!(error.status, 400);
     assert_eq!(error.headers["luna-request-id"], given);

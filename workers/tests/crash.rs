@@ -128,7 +128,15 @@ impl Scenario {
                 "{}/1/tasks/{task_id}/result?account_id={account}",
                 stack.url
             );
-            let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+            let bytes = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(&stack.admin_token)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
             let mut files = Vec::new();
             for i in 0..archive.len() {

@@ -42,7 +42,12 @@ async fn download(stack: &Stack, account: &str, task_id: u64) -> Download {
         "{}/1/tasks/{task_id}/result?account_id={account}",
         stack.url
     );
-    let answer = raw_client().get(url).send().await.unwrap();
+    let answer = raw_client()
+        .get(url)
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .unwrap();
     let status = answer.status().as_u16();
     if status == 302 {
         let location = answer.headers()["location"].to_str().unwrap().to_string();
@@ -565,6 +570,7 @@ async fn results_are_private_to_their_account_and_ranges_go_through_s3() {
     );
     let ranged = raw_client()
         .get(url)
+        .bearer_auth(&stack.admin_token)
         .header("range", "bytes=0-3")
         .send()
         .await

@@ -1,5 +1,6 @@
 //! Route handlers: parse the request, call the domain, shape the answer.
 
+pub mod auth;
 pub mod events;
 pub mod faces;
 pub mod images;

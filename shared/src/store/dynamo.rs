@@ -31,6 +31,8 @@ const RESERVED_NAMES: &[(&str, &str)] = &[
     ("#value", "value"),
     ("#descriptor", "descriptor"),
     ("#image", "image"),
+    ("#description", "description"),
+    ("#permissions", "permissions"),
 ];
 /// Attempts at unprocessed batch items before giving up.
 const BATCH_ATTEMPTS: u32 = 8;
@@ -130,7 +132,7 @@ impl Table {
     /// Applies `update` to the item `(pk, sk)` when `condition` holds (`None`: always).
     /// Answers the item as it is after the update (`Some`), or `None` when the condition
     /// did not hold. The aliases of [`RESERVED_NAMES`] (`#status`, `#output`, `#value`,
-    /// `#descriptor`, `#image`) name those attributes.
+    /// `#descriptor`, `#image`, `#description`, `#permissions`) name those attributes.
     pub async fn update(
         &self,
         pk: &str,

@@ -156,6 +156,30 @@ pub fn face_membership_sk(list_id: Uuid) -> String {
 /// Sort-key prefix of a face's membership records in its partition.
 pub const FACE_MEMBERSHIP_PREFIX: &str = "LIST#";
 
+/// Sort key of an account's item.
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+
+/// Index partition listing every account.
+pub const ACCOUNTS_LISTING: &str = "ACCOUNTS";
+
+/// Partition key of an account.
+pub fn account_pk(account_id: Uuid) -> String {
+    format!("ACCOUNT#{account_id}")
+}
+
+/// Sort key of a token's item.
+pub const TOKEN_SK: &str = "TOKEN";
+
+/// Partition key of a token (its secret's hash, owner and permissions).
+pub fn token_pk(token_id: Uuid) -> String {
+    format!("TOKEN#{token_id}")
+}
+
+/// Partition key of a token's request counters (one item per minute window).
+pub fn rate_pk(token_id: Uuid) -> String {
+    format!("RATE#{token_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
