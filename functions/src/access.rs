@@ -76,6 +76,19 @@ pub async fn admit(svc: &Services, route: &Route, req: &mut Request) -> Result<(
         Verdict::Allowed(caller) => caller,
         Verdict::Denied(err) => return Err(err),
     };
+    // API Gateway may serve a cached verdict for a token that has expired since: the
+    // expiration travels in the context, so it holds to the second whatever the cache.
+    if let Some(expiration) = caller
+        .expiration_time
+        .as_deref()
+        .and_then(timestamps::parse)
+        && expiration <= timestamps::now()
+    {
+        return Err(ApiError::new(
+            ErrorCode::TokenExpired,
+            format!("the token expired at {}", timestamps::format(expiration)),
+        ));
+    }
     match resource_action {
         None => caller.require_admin()?,
         Some((resource, action)) => caller.require(resource, action)?,

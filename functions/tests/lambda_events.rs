@@ -107,6 +107,20 @@ async fn a_route_event_without_an_allowing_authorizer_context_is_refused() {
     let response = dispatch(&services, route, request).await;
     assert_eq!(response.status(), 401);
     assert_eq!(json(&response)["error_code"], 40013);
+
+    // A cached allowing verdict of a token that has expired since.
+    raw["requestContext"]["authorizer"]["lambda"] = serde_json::json!({
+        "verdict": "allow",
+        "account_id": FIXTURE_ACCOUNT,
+        "account_type": "user",
+        "token_id": "5b0c9c1e-3a3f-4d52-9a43-0c6f2b1d7e11",
+        "permissions": "lists:vcmd",
+        "expiration_time": "2026-01-01T00:00:00+00:00",
+    });
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let response = dispatch(&services, route, request).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(json(&response)["error_code"], 40013);
 }
 
 /// The authorizer function answers API Gateway's REQUEST event (payload 2.0) with a

@@ -250,6 +250,28 @@ impl Stack {
         }
     }
 
+    /// Sends raw bytes with `token` (`None`: no `Authorization` header), with a
+    /// Content-Type when given.
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = client()
+            .request(method, format!("{}{path}", self.url))
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
     /// A new `user` account and a token for it with every permission (through the API,
     /// with the admin token).
     pub async fn user(&self) -> User {
