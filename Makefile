@@ -45,7 +45,10 @@ lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 run: emulator-up deploy-local
-	cargo build -p fanout-functions --bin gateway -p fanout-workers --bin worker
+	cargo build -p fanout-functions --bin gateway --bin fanout-admin -p fanout-workers --bin worker
+	@# An admin token and a demo account with a token, made once (kept while the
+	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
+	set -a; . $(LOCAL_ENV); set +a; target/debug/fanout-admin local-env --file $(LOCAL_ENV)
 	set -a; . $(LOCAL_ENV); set +a; \
 	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
 	for i in $$(seq 1 $(WORKERS)); do \
@@ -53,7 +56,7 @@ run: emulator-up deploy-local
 	    target/debug/worker $$extra & \
 	done; \
 	echo "run: $(WORKERS) worker(s) started; API on http://$(ADDR)"; \
-	echo "run: watch a task with: curl -s http://$(ADDR)/1/tasks/<task_id>"; \
+	echo "run: send the tokens above: . $(LOCAL_ENV); curl -H \"Authorization: Bearer \$$FANOUT_TOKEN\" http://$(ADDR)/1/tasks"; \
 	FANOUT_ADDR=$(ADDR) target/debug/gateway
 
 # What a deploy ships: the one Lambda binary every function runs, built by cargo-lambda
