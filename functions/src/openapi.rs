@@ -5,17 +5,21 @@ use std::collections::BTreeMap;
 
 use http::Method;
 use utoipa::openapi::path::{
-    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, ParameterStyle, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, Content, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder,
-    Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
+    Ref, RefOr, Required, Response, ResponseBuilder, ResponsesBuilder, Schema,
 };
 
 use fanout::error::{ApiError, ErrorBody};
+use fanout::health::Health;
+use fanout::query::{MAX_IDS_IN_FILTER, PAGE_SIZE_MAX};
 
-use crate::routes::{NamedSchema, ROUTES, schema_of};
+use crate::routes::{Access, AccountIn, NamedSchema, ROUTES, Route, schema_of};
 
 /// Builds the document.
 pub fn spec() -> OpenApi {
@@ -26,6 +30,7 @@ pub fn spec() -> OpenApi {
         named.name
     };
     let error_schema = remember(schema_of::<ErrorBody>());
+    let health_schema = remember(schema_of::<Health>());
     let mut paths = PathsBuilder::new();
     for route in ROUTES {
         let mut op = OperationBuilder::new()
@@ -36,33 +41,41 @@ pub fn spec() -> OpenApi {
                     .name("Luna-Request-Id")
                     .parameter_in(ParameterIn::Header)
                     .required(Required::False)
+                    .schema(Some(string_with_pattern(REQUEST_ID_PATTERN)))
                     .description(Some(
                         "`<unix time>,<uuid>`; generated when absent, echoed in the answer",
                     )),
             );
+        if route.name == "create_events" {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .schema(Some(string_with_pattern("^[!-~]{1,255}$")))
+                    .description(Some(
+                        "1 to 255 printable ASCII characters without spaces; a repeat with the same key and body stores each event once",
+                    )),
+            );
+        }
+        if !route.is_public() {
+            op = op.security(SecurityRequirement::new(BEARER, Vec::<String>::new()));
+        }
         for segment in route.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                let (schema, description) = path_schema(name);
                 op = op.parameter(
                     ParameterBuilder::new()
                         .name(name)
                         .parameter_in(ParameterIn::Path)
                         .required(Required::True)
-                        .description(Some("UUID")),
+                        .schema(Some(schema))
+                        .description(Some(description)),
                 );
             }
         }
         for name in route.doc.query {
-            op = op.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(if *name == "account_id" {
-                        Required::True
-                    } else {
-                        Required::False
-                    })
-                    .description(Some(query_doc(name))),
-            );
+            op = op.parameter(query_parameter(route, name));
         }
         if let Some(body) = route.doc.body {
             let named = body();
@@ -82,23 +95,53 @@ pub fn spec() -> OpenApi {
             for media_type in media_types {
                 ok = ok.content(*media_type, content_of(&name));
             }
+        } else {
+            for (media_type, schema) in untyped_success(route) {
+                ok = ok.content(
+                    media_type,
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                );
+            }
         }
-        let error = ResponseBuilder::new()
-            .description("error: `error_code`, `desc`, `detail`, `link`")
-            .content("application/json", content_of(&error_schema))
-            .build();
-        let responses = ResponsesBuilder::new()
-            .response(route.doc.status.to_string(), ok.build())
-            .response("4XX", error.clone())
-            .response("5XX", error)
-            .build();
-        op = op.responses(responses);
+        let mut responses =
+            ResponsesBuilder::new().response(route.doc.status.to_string(), ok.build());
+        if route.name == "get_task_result" {
+            responses = responses.response(
+                "302",
+                ResponseBuilder::new()
+                    .description("the result is in S3: `Location` is a presigned URL (large results, or a `Range` request)")
+                    .build(),
+            );
+        }
+        for (status, description) in error_statuses(route) {
+            responses = responses.response(
+                status.to_string(),
+                error_response(&error_schema, description),
+            );
+        }
+        if route.name == "healthcheck" {
+            responses = responses.response(
+                "502",
+                ResponseBuilder::new()
+                    .description("a dependency did not answer: the same body, its failed components carrying an error")
+                    .content("application/json", content_of(&health_schema))
+                    .build(),
+            );
+        }
+        responses = responses.response(
+            "5XX",
+            error_response(&error_schema, "internal error or unavailable dependency"),
+        );
+        op = op.responses(responses.build());
         paths = paths.path(
             route.path,
             PathItem::new(http_method(&route.method), op.build()),
         );
     }
-    let mut components = ComponentsBuilder::new();
+    let mut components = ComponentsBuilder::new().security_scheme(
+        BEARER,
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+    );
     for (name, schema) in schemas {
         components = components.schema(name, schema);
     }
@@ -108,12 +151,214 @@ pub fn spec() -> OpenApi {
                 .title("Fanout")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Serverless batch tasks with a LUNA Tasks compatible API. Every object is scoped by account_id.",
+                    "Serverless batch tasks with a LUNA Tasks compatible API. Every object is scoped by account_id. \
+                     Every route but GET /version, GET /1/healthcheck and GET /1/docs/spec takes `Authorization: Bearer <token>`.",
                 )),
         )
         .paths(paths.build())
         .components(Some(components.build()))
         .build()
+}
+
+/// Name of the security scheme: `Authorization: Bearer <token>`.
+const BEARER: &str = "bearer";
+
+/// `Luna-Request-Id`: ten digits of unix time, a comma, a lower-case hyphenated UUID.
+const REQUEST_ID_PATTERN: &str =
+    "^[0-9]{10},[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// The error statuses a route can answer with (besides 5xx), each with when.
+fn error_statuses(route: &Route) -> Vec<(u16, &'static str)> {
+    let mut statuses = vec![(
+        400,
+        "bad request: unknown or malformed query parameter, bad Luna-Request-Id, body that fails validation",
+    )];
+    // Routes other than the public ones take a bearer token: without a valid one 401,
+    // without the permission (or for another account) 403, past its rate limit 429.
+    let public = route.is_public();
+    if !public {
+        statuses.push((
+            401,
+            "no bearer token, or an unknown, revoked or expired one",
+        ));
+        statuses.push((403, "the token may not do this, or not on this account"));
+        statuses.push((
+            404,
+            "the object, or one it names, does not exist in the account",
+        ));
+    }
+    if route.name == "create_account" {
+        statuses.push((409, "an account with this id exists already"));
+    }
+    // Every route has a body limit, also those that take no body (a stray one).
+    statuses.push((413, "the body is larger than the route accepts"));
+    if route
+        .doc
+        .body
+        .is_some_and(|body| body().name == "ImageBytes")
+    {
+        statuses.push((
+            415,
+            "the body is neither JPEG nor PNG, or contradicts its Content-Type",
+        ));
+    }
+    if route.name == "create_events" {
+        statuses.push((422, "the Idempotency-Key was used with another body"));
+    }
+    if !public {
+        statuses.push((429, "the token sent more requests this minute than it may"));
+    }
+    statuses
+}
+
+/// A response with the error body.
+fn error_response(error_schema: &str, description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(format!(
+            "{description}; body: `error_code`, `desc`, `detail`, `link`"
+        ))
+        .content("application/json", content_of(error_schema))
+        .build()
+}
+
+/// Media types (and schemas) of a success answer whose type the route table leaves open.
+fn untyped_success(route: &Route) -> Vec<(&'static str, Schema)> {
+    let any_object = || Schema::Object(ObjectBuilder::new().schema_type(Type::Object).build());
+    let text = || Schema::Object(ObjectBuilder::new().schema_type(Type::String).build());
+    let binary = || {
+        Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .build(),
+        )
+    };
+    match route.name {
+        "config" => vec![("application/json", any_object())],
+        "docs_spec" => vec![("application/x-yaml", text()), ("text/html", text())],
+        "get_task_result" => vec![
+            ("application/json", any_object()),
+            ("application/zip", binary()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A string matching `pattern`.
+fn string_with_pattern(pattern: &str) -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .build(),
+    )
+}
+
+fn uuid_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .build(),
+    )
+}
+
+fn int_schema(min: u64, max: u64) -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min as usize))
+            .maximum(Some(max as usize))
+            .build(),
+    )
+}
+
+fn date_time_schema() -> Schema {
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .build(),
+    )
+}
+
+/// A path parameter: integer ids for tasks and their errors, UUIDs otherwise.
+fn path_schema(name: &str) -> (Schema, &'static str) {
+    match name {
+        "task_id" | "error_id" => (int_schema(1, u64::MAX), "integer id, >= 1"),
+        _ => (uuid_schema(), "UUID"),
+    }
+}
+
+/// One query parameter of `route` with the schema of the values the service accepts.
+fn query_parameter(route: &Route, name: &str) -> ParameterBuilder {
+    // No query parameter is required: an absent `account_id` is the token's account
+    // (or every account, for an admin's token where the route allows it).
+    let description = match (name, route.access) {
+        (
+            "account_id",
+            Access::Token {
+                account: AccountIn::Query { all_allowed: true },
+                ..
+            },
+        ) => {
+            "only this account's (UUID); default: the token's account, or every account for an admin's token"
+        }
+        ("account_id", _) => {
+            "the account acted on (UUID); default: the token's account; another than the token's is 403 unless the token is an admin's"
+        }
+        _ => query_doc(name),
+    };
+    let mut parameter = ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description));
+    if let Some(items) = list_items(name) {
+        // `a,b,c`: an array serialized without explode.
+        let array = ArrayBuilder::new()
+            .items(RefOr::T(items))
+            .min_items(Some(1))
+            .max_items(Some(MAX_IDS_IN_FILTER));
+        parameter = parameter
+            .schema(Some(Schema::Array(array.build())))
+            .style(Some(ParameterStyle::Form))
+            .explode(Some(false));
+    } else {
+        parameter = parameter.schema(Some(scalar_query_schema(name)));
+    }
+    parameter
+}
+
+/// Items of a comma-separated list parameter; `None` for a single value.
+fn list_items(name: &str) -> Option<Schema> {
+    match name {
+        "face_ids" | "list_ids" | "event_ids" | "handler_ids" | "stream_ids" => Some(uuid_schema()),
+        "task_ids" | "error_ids" => Some(int_schema(1, u64::MAX)),
+        "sources" | "track_ids" | "tags" | "external_ids" | "emotions" => {
+            // Items are trimmed; one with no other character than blanks is refused.
+            Some(string_with_pattern("^[^,]*[^,\\s][^,]*$"))
+        }
+        _ => None,
+    }
+}
+
+/// The schema of a single-valued query parameter.
+fn scalar_query_schema(name: &str) -> Schema {
+    match name {
+        "account_id" | "list_id" | "result_id" => uuid_schema(),
+        "page" => int_schema(1, u64::from(u32::MAX)),
+        "page_size" => int_schema(1, u64::from(PAGE_SIZE_MAX)),
+        "gender" => int_schema(0, 1),
+        "age__gte" => int_schema(0, 200),
+        "age__lt" => int_schema(0, 201),
+        "task_type" => int_schema(0, 9),
+        "task_status" => int_schema(0, 5),
+        "error_code" => int_schema(0, u64::from(u32::MAX)),
+        "status_code" => int_schema(400, 599),
+        n if n.ends_with("_time__gte") || n.ends_with("_time__lt") => date_time_schema(),
+        _ => Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()),
+    }
 }
 
 /// The document as YAML.
@@ -172,14 +417,13 @@ fn http_method(method: &Method) -> HttpMethod {
 
 fn query_doc(name: &str) -> &'static str {
     match name {
-        "account_id" => "owner account (UUID), required",
-        "page" => "page number, >= 1, default 1",
+        "page" => "page number, >= 1, default 1; page x page_size at most 10000",
         "page_size" => "items per page, 1..100, default 10",
-        n if n.ends_with("__gte") => {
-            "included lower bound (RFC 3339 date-time, or integer for age)"
-        }
-        n if n.ends_with("__lt") => "excluded upper bound (RFC 3339 date-time, or integer for age)",
-        n if n.ends_with('s') => "comma-separated values (at most 100)",
+        "age__gte" => "included lower bound of age",
+        "age__lt" => "excluded upper bound of age",
+        n if n.ends_with("__gte") => "included lower bound (RFC 3339 date-time with offset)",
+        n if n.ends_with("__lt") => "excluded upper bound (RFC 3339 date-time with offset)",
+        n if list_items(n).is_some() => "comma-separated values (at most 100)",
         _ => "exact value",
     }
 }
@@ -234,6 +478,107 @@ mod tests {
         assert!(!ok.content.contains_key("application/json"));
         let yaml = yaml().unwrap();
         assert!(yaml.contains("format: binary"));
+    }
+
+    /// Found by schemathesis: no parameter had a schema, so no operation could be
+    /// generated (an OpenAPI parameter needs `schema` or `content`).
+    #[test]
+    fn every_parameter_has_a_schema() {
+        let spec = serde_json::to_value(spec()).unwrap();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for parameter in op["parameters"].as_array().unwrap() {
+                    assert!(
+                        parameter["schema"].is_object(),
+                        "{method} {path}: {} has no schema",
+                        parameter["name"]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_ids_lists_and_optional_account_filters() {
+        let spec = serde_json::to_value(spec()).unwrap();
+        let parameter = |path: &str, method: &str, name: &str| {
+            spec["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{method} {path} has no {name}"))
+                .clone()
+        };
+        let task_id = parameter("/1/tasks/{task_id}", "get", "task_id");
+        assert_eq!(task_id["schema"]["type"], "integer");
+        assert_eq!(
+            parameter("/1/faces/{face_id}", "get", "face_id")["schema"]["format"],
+            "uuid"
+        );
+        let face_ids = parameter("/1/faces", "get", "face_ids");
+        assert_eq!(face_ids["schema"]["type"], "array");
+        assert_eq!(face_ids["explode"], false);
+        for path in ["/1/faces", "/1/tasks"] {
+            let account = parameter(path, "get", "account_id");
+            assert_eq!(account["required"], false, "{path}: the token's by default");
+        }
+        let status = parameter("/1/tasks", "get", "task_status");
+        assert_eq!(status["schema"]["type"], "integer", "a number, not a list");
+    }
+
+    #[test]
+    fn error_answers_are_listed_with_the_error_body() {
+        let spec = spec();
+        for route in ROUTES {
+            let item = &spec.paths.paths[route.path];
+            let op = match route.method {
+                Method::GET => &item.get,
+                Method::POST => &item.post,
+                Method::PUT => &item.put,
+                Method::PATCH => &item.patch,
+                _ => &item.delete,
+            };
+            let responses = &op.as_ref().unwrap().responses.responses;
+            assert!(
+                !responses.contains_key("4XX"),
+                "{}: exact statuses",
+                route.name
+            );
+            for status in ["400", "413", "5XX"] {
+                assert!(responses.contains_key(status), "{} {status}", route.name);
+            }
+            for status in ["401", "403", "429"] {
+                assert_eq!(
+                    responses.contains_key(status),
+                    !route.is_public(),
+                    "{} {status}",
+                    route.name
+                );
+            }
+            let RefOr::T(bad) = &responses["400"] else {
+                panic!("400 is a reference");
+            };
+            let json = serde_json::to_string(&bad.content["application/json"]).unwrap();
+            assert!(json.contains("ErrorBody"), "{}: {json}", route.name);
+        }
+        let public: Vec<_> = ROUTES
+            .iter()
+            .filter(|r| r.is_public())
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(public, ["version", "healthcheck", "docs_spec"]);
+        let avatar = &spec.paths.paths["/1/faces/{face_id}/avatar"];
+        let upload = &avatar.put.as_ref().unwrap().responses.responses;
+        for status in ["404", "413", "415"] {
+            assert!(upload.contains_key(status), "avatar upload {status}");
+        }
+        let events = &spec.paths.paths["/1/events"]
+            .post
+            .as_ref()
+            .unwrap()
+            .responses;
+        assert!(events.responses.contains_key("422"));
     }
 
     #[test]
