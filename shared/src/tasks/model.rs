@@ -9,9 +9,22 @@ use uuid::Uuid;
 use crate::store::keys;
 
 /// `From<T> for u8` and `TryFrom<u8>` for an enum whose variants carry LUNA numbers and
-/// are all listed in `T::ALL` (serde reads and writes the numbers through these).
+/// are all listed in `T::ALL` (serde reads and writes the numbers through these), and
+/// its OpenAPI schema: an integer, one of those numbers, described by `$doc`.
 macro_rules! numbered {
-    ($name:ident, $what:literal) => {
+    ($name:ident, $what:literal, $doc:literal) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                    .enum_values(Some($name::ALL.into_iter().map(|v| v as u8)))
+                    .description(Some($doc))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl From<$name> for u8 {
             fn from(value: $name) -> u8 {
                 value as u8
@@ -31,7 +44,7 @@ macro_rules! numbered {
 }
 
 /// Lifecycle of a task (LUNA numbering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 pub enum TaskStatus {
     /// Created, not planned yet.
@@ -83,10 +96,14 @@ impl TaskStatus {
     }
 }
 
-numbered!(TaskStatus, "task status");
+numbered!(
+    TaskStatus,
+    "task status",
+    "Lifecycle of a task (LUNA numbering): 0 pending, 1 in progress, 2 cancelled, 3 failed, 4 collecting results, 5 done."
+);
 
 /// Kind of a task (LUNA numbering; a kind's module declares which one it is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 pub enum TaskType {
     /// Not a known kind.
@@ -127,10 +144,14 @@ impl TaskType {
     ];
 }
 
-numbered!(TaskType, "task type");
+numbered!(
+    TaskType,
+    "task type",
+    "Kind of a task (LUNA numbering): 0 unknown, 1 linker, 2 clustering, 3 reporter, 4 gc, 5 additional extract, 6 cross match, 7 roc, 8 exporter, 9 estimator."
+);
 
 /// Status of one subtask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 pub enum SubtaskStatus {
     /// Queued (or running: a running subtask keeps this status until it ends).
@@ -153,7 +174,11 @@ impl SubtaskStatus {
     ];
 }
 
-numbered!(SubtaskStatus, "subtask status");
+numbered!(
+    SubtaskStatus,
+    "subtask status",
+    "Status of one subtask: 0 pending (queued or running), 2 cancelled, 3 failed, 5 done."
+);
 
 /// The stored item of a task. Besides the fields the API shows it keeps the engine's
 /// bookkeeping: how many stages are planned and queued, and the current stage's counters.
@@ -350,7 +375,7 @@ pub struct Task {
     pub description: String,
     /// The validated content (with defaults filled in); in `GET /1/tasks`, null when it
     /// is over 1 KiB of JSON (read the task itself for it).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub content: Value,
     /// Creation time.
     pub create_time: String,
@@ -586,6 +611,29 @@ mod tests {
         assert!(SubtaskStatus::try_from(1).is_err());
         let json = serde_json::to_string(&TaskStatus::Done).unwrap();
         assert_eq!(json, "5");
+    }
+
+    /// Found by schemathesis: the document said these were strings ("Pending", ...)
+    /// while the API writes their numbers.
+    #[test]
+    fn numbered_enums_are_documented_as_their_numbers() {
+        use serde_json::json;
+        use utoipa::PartialSchema;
+        for (schema, numbers) in [
+            (TaskStatus::schema(), json!([0, 1, 2, 3, 4, 5])),
+            (TaskType::schema(), json!([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])),
+            (SubtaskStatus::schema(), json!([0, 2, 3, 5])),
+        ] {
+            let schema = serde_json::to_value(schema).unwrap();
+            assert_eq!(schema["type"], "integer", "{schema}");
+            assert_eq!(schema["enum"], numbers, "{schema}");
+        }
+        let task = serde_json::to_value(Task::schema()).unwrap();
+        let content = &task["properties"]["content"];
+        assert!(
+            content.to_string().contains("null"),
+            "a listed task's content may be null: {content}"
+        );
     }
 
     #[test]
