@@ -999,12 +999,39 @@ pub async fn remove_descriptor(
 }
 
 /// Index sort-key bounds for a creation-time range.
+///
+/// The keys are `<time>#<id>` with the time in [`timestamps::format`], whose text sorts
+/// like the time only for years 0000 to 9999 (chrono writes `-0001-…` and `+10000-…`
+/// beyond), and DynamoDB refuses a `BETWEEN` whose lower bound sorts above its upper
+/// one. So a bound outside those years is dropped when it excludes nothing and makes
+/// the range empty otherwise, and an empty range (`gte >= lt`, e.g. reversed by the
+/// client) becomes `BETWEEN x AND x` for a bare time `x`, which no `<time>#<id>` key
+/// equals: the query finds nothing instead of failing.
 pub(crate) fn time_range_keys(range: &TimeRange) -> KeyRange {
+    let first = timestamps::parse(KEY_TIME_FIRST).expect("a valid time");
+    let last = timestamps::parse(KEY_TIME_LAST).expect("a valid time");
+    let gte = range.gte.filter(|gte| *gte > first);
+    let lt = range.lt.filter(|lt| *lt <= last);
+    let empty = range.gte.is_some_and(|gte| gte > last)
+        || range.lt.is_some_and(|lt| lt <= first)
+        || gte.zip(lt).is_some_and(|(gte, lt)| gte >= lt);
+    if empty {
+        return KeyRange::Between {
+            gte: Some(KEY_TIME_FIRST_FORMATTED.into()),
+            lt: Some(KEY_TIME_FIRST_FORMATTED.into()),
+        };
+    }
     KeyRange::Between {
-        gte: range.gte.map(timestamps::format),
-        lt: range.lt.map(timestamps::format),
+        gte: gte.map(timestamps::format),
+        lt: lt.map(timestamps::format),
     }
 }
+
+/// The first and last times whose [`timestamps::format`] sorts like the time.
+const KEY_TIME_FIRST: &str = "0000-01-01T00:00:00Z";
+const KEY_TIME_LAST: &str = "9999-12-31T23:59:59.999999Z";
+/// [`KEY_TIME_FIRST`] as keys write it: the bound of an empty range.
+const KEY_TIME_FIRST_FORMATTED: &str = "0000-01-01T00:00:00.000000+00:00";
 
 fn exists_check(
     table: &str,
@@ -1036,4 +1063,60 @@ fn list_exists_check(
     account_id: Uuid,
 ) -> Result<TransactWriteItem, ApiError> {
     exists_check(table, keys::list_pk(list_id), keys::LIST_SK, account_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(gte: Option<&str>, lt: Option<&str>) -> TimeRange {
+        TimeRange {
+            gte: gte.map(|t| timestamps::parse(t).unwrap()),
+            lt: lt.map(|t| timestamps::parse(t).unwrap()),
+        }
+    }
+
+    fn bounds(range: &TimeRange) -> (Option<String>, Option<String>) {
+        match time_range_keys(range) {
+            KeyRange::Between { gte, lt } => (gte, lt),
+            other => panic!("not a between: {other:?}"),
+        }
+    }
+
+    /// Found by schemathesis: `GET /1/lists?create_time__gte=0267-…&create_time__lt=0251-…`
+    /// answered 500 (DynamoDB refuses a BETWEEN whose bounds are reversed).
+    #[test]
+    fn reversed_or_empty_ranges_query_nothing_instead_of_failing() {
+        for (gte, lt) in [
+            ("0267-11-25T10:22:50+06:47", "0251-10-04T14:34:45.735Z"),
+            ("2020-01-02T00:00:00Z", "2020-01-01T00:00:00Z"),
+            ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00Z"),
+        ] {
+            let (low, high) = bounds(&range(Some(gte), Some(lt)));
+            let (low, high) = (low.unwrap(), high.unwrap());
+            assert!(low <= high, "{gte} {lt}: {low} > {high}");
+            assert!(!low.contains('#'), "a bare time, which no key equals");
+            assert_eq!(low, high);
+        }
+    }
+
+    /// Years past 9999 (or before 0000) once in UTC format as `+10000-…` (`-0001-…`),
+    /// which sort before every other key.
+    #[test]
+    fn bounds_beyond_four_digit_years_are_dropped_or_empty() {
+        let late = "9999-12-31T23:30:00-01:00";
+        let early = "0000-01-01T00:30:00+01:00";
+        let (low, high) = bounds(&range(Some("2020-01-01T00:00:00Z"), Some(late)));
+        assert_eq!(low.as_deref(), Some("2020-01-01T00:00:00.000000+00:00"));
+        assert_eq!(high, None, "an upper bound past every key bounds nothing");
+        let (low, high) = bounds(&range(Some(early), Some("2020-01-01T00:00:00Z")));
+        assert_eq!(low, None, "a lower bound before every key bounds nothing");
+        assert_eq!(high.as_deref(), Some("2020-01-01T00:00:00.000000+00:00"));
+        for (gte, lt) in [(Some(late), None), (None, Some(early))] {
+            let (low, high) = bounds(&range(gte, lt));
+            assert_eq!(low, high, "{gte:?} {lt:?} selects nothing");
+        }
+        let (low, high) = bounds(&range(None, None));
+        assert_eq!((low, high), (None, None));
+    }
 }
