@@ -1,5 +1,5 @@
 //! Regressions for what the schemathesis run (`tests/fuzz/run.sh`, RELIABILITY.md
-//! "Fuzzing") found: each request here once answered a 5xx.
+//! "Fuzzing") found: each request here once answered a 5xx or no answer at all.
 
 use fanout_e2e::{account, stack};
 use serde_json::json;
@@ -60,3 +60,20 @@ async fn reversed_time_ranges_list_nothing() {
     }
 }
 
+/// `GET /1/errors/18446744073709551615` computed `error_id + 1`: a panic, and the
+/// gateway closed the connection without an answer (500 on Lambda).
+#[tokio::test]
+async fn the_largest_ids_are_not_found_rather_than_crashing() {
+    let max = u64::MAX;
+    for path in [
+        format!("/1/errors/{max}"),
+        format!("/1/tasks/{max}"),
+        format!("/1/tasks/{max}/result"),
+        format!("/1/tasks/{max}/subtasks"),
+        format!("/1/tasks/{max}/errors"),
+        format!("/1/tasks/{max}/errors/count"),
+    ] {
+        let answer = stack().get(&path).await;
+        assert_eq!(answer.status, 404, "{path}: {}", answer.text);
+    }
+}

@@ -701,6 +701,16 @@ pub async fn count_errors(svc: &Services, filter: &ErrorFilter) -> Result<Count,
     Ok(Count { count })
 }
 
+/// Sort keys of one error id in the index of every error: from the id up to the next,
+/// open above for the largest id, which has no next (`u64::MAX + 1` overflowed: a panic
+/// in a debug build, a reversed range in a release one).
+fn error_id_keys(error_id: u64) -> KeyRange {
+    KeyRange::Between {
+        gte: Some(keys::padded_id(error_id)),
+        lt: error_id.checked_add(1).map(keys::padded_id),
+    }
+}
+
 /// One error by id.
 pub async fn error(
     svc: &Services,
@@ -710,10 +720,7 @@ pub async fn error(
     let query = TableQuery {
         index: Some(keys::GSI2),
         partition: keys::ALL_ERRORS.into(),
-        range: KeyRange::Between {
-            gte: Some(keys::padded_id(error_id)),
-            lt: Some(keys::padded_id(error_id + 1)),
-        },
+        range: error_id_keys(error_id),
         descending: false,
     };
     let mut found = None;
@@ -731,5 +738,26 @@ pub async fn error(
             ErrorCode::TaskErrorNotFound,
             format!("Task error with id '{error_id}' not found"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by schemathesis: `GET /1/errors/18446744073709551615` panicked on
+    /// `error_id + 1` and the gateway closed the connection without an answer.
+    #[test]
+    fn the_largest_error_id_has_an_open_upper_bound() {
+        let KeyRange::Between { gte, lt } = error_id_keys(u64::MAX) else {
+            panic!("not a range");
+        };
+        assert_eq!(gte.as_deref(), Some("18446744073709551615"));
+        assert_eq!(lt, None);
+        let KeyRange::Between { gte, lt } = error_id_keys(7) else {
+            panic!("not a range");
+        };
+        assert_eq!(gte, Some(keys::padded_id(7)));
+        assert_eq!(lt, Some(keys::padded_id(8)));
     }
 }
