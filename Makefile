@@ -1,8 +1,9 @@
 # Fanout developer entry points (GNU make).
 #
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
-#   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test
+#   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test, fuzz
 #   make chaos  the full crash matrix (RELIABILITY.md)
+#   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
 #   make package  release build of every function for AWS, zipped, and sam validate
 #
 # The emulator is LocalStack on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): its
@@ -27,7 +28,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package chaos
+.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package chaos fuzz
 
 venv:
 	bash localstack/venv.sh
@@ -75,6 +76,16 @@ chaos:
 	set -a; . $(LOCAL_ENV); set +a; \
 	FANOUT_CHAOS=full cargo test -p fanout-workers --features fanout/faults --test crash -- --nocapture
 
+# Property-based fuzzing of the HTTP API with schemathesis (tests/fuzz/run.sh): the
+# gateway over the local stack, every documented operation sent generated requests;
+# no 5xx and every answer as documented. FUZZ_EXAMPLES (default 50) per operation.
+fuzz:
+	trap 'bash localstack/stop.sh' EXIT; \
+	$(MAKE) --no-print-directory emulator-up; \
+	$(MAKE) --no-print-directory deploy-local; \
+	set -a; . $(LOCAL_ENV); set +a; \
+	bash tests/fuzz/run.sh
+
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:
 	cargo build -p fanout-workers --bin worker
@@ -91,4 +102,5 @@ test:
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
-	cargo test --workspace --features fanout/faults
+	cargo test --workspace --features fanout/faults; \
+	FUZZ_CARGO_ARGS="--features fanout/faults" bash tests/fuzz/run.sh
