@@ -5,6 +5,7 @@
 //! [`dispatch::dispatch`].
 
 pub mod access;
+pub mod cli;
 pub mod dispatch;
 pub mod gateway;
 pub mod handlers;
