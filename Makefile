@@ -5,6 +5,7 @@
 #   make chaos  the full crash matrix (RELIABILITY.md)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
 #   make package  release build of every function for AWS, zipped, and sam validate
+#   make reset  stop the emulator: its data goes, the next make run starts from empty
 #
 # The emulator is LocalStack on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): its
 # Docker image when a Docker engine answers, host mode otherwise (LocalStack's runtime on
@@ -28,7 +29,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down lint-infra run reconcile test package chaos fuzz
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz
 
 venv:
 	bash localstack/venv.sh
@@ -41,6 +42,14 @@ deploy-local:
 
 emulator-down:
 	bash localstack/stop.sh
+
+# Start from empty: the emulator keeps its data (objects, tasks, tokens) in memory while
+# it runs, after `make run` stops too; this stops it, so the next `make run` begins with
+# no records, task ids from 1, and new tokens.
+reset:
+	bash localstack/stop.sh
+	if [ -f $(LOCAL_ENV) ]; then sed -i -E '/^FANOUT_(ADMIN_TOKEN|ACCOUNT_ID|TOKEN)=/d' $(LOCAL_ENV); fi
+	@echo "reset: emulator stopped, its data gone; make run starts from empty"
 
 lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml

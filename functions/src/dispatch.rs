@@ -1,6 +1,8 @@
 //! Runs one route for one request: request id, log span, handler, error rendering.
 //! Lambda and the local gateway both come through here.
 
+use std::time::Instant;
+
 use http::HeaderValue;
 use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
@@ -15,6 +17,9 @@ use crate::routes::Route;
 
 /// Answers `req` with `route`, echoing (or generating) the `Luna-Request-Id`.
 pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let (request_id, result) = match client_request_id(&req) {
         Ok(id) => {
             let span = tracing::info_span!("request", request_id = %id, route = route.name);
@@ -47,7 +52,29 @@ pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Respon
         }
     };
     with_request_id(&mut response, &request_id);
+    access_line(&method, &path, &response, &request_id, started);
     response
+}
+
+/// One access log line per request: method, path (never the query, which may name
+/// accounts), status, milliseconds and the request id. JSON in Lambda like every line.
+fn access_line(
+    method: &http::Method,
+    path: &str,
+    response: &Response<Body>,
+    request_id: &RequestId,
+    started: Instant,
+) {
+    tracing::info!(
+        target: "access",
+        method = %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        "{method} {path} {}",
+        response.status().as_u16()
+    );
 }
 
 /// The headers that tell a client what to do about a refusal: how to authenticate
@@ -77,9 +104,17 @@ fn challenge(response: &mut Response<Body>, err: &ApiError) {
 
 /// Answer for a request refused before any route ran (the local authorizer failed).
 pub fn refused(req: &Request, err: &ApiError) -> Response<Body> {
+    let started = Instant::now();
     let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
     let mut response = request::error(err);
     with_request_id(&mut response, &request_id);
+    access_line(
+        req.method(),
+        req.uri().path(),
+        &response,
+        &request_id,
+        started,
+    );
     response
 }
 
@@ -106,6 +141,13 @@ pub fn unrouted(req: &Request, method_known_path: bool) -> Response<Body> {
         *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
     }
     with_request_id(&mut response, &request_id);
+    access_line(
+        req.method(),
+        req.uri().path(),
+        &response,
+        &request_id,
+        Instant::now(),
+    );
     response
 }
 

@@ -1,5 +1,8 @@
 //! Structured logs: JSON lines in Lambda (and whenever `FANOUT_LOG_FORMAT=json`), compact
-//! text otherwise. The level comes from `RUST_LOG` (default `info`).
+//! text otherwise, coloured only when standard error is a terminal (a log file or a pipe
+//! gets plain text). The level comes from `RUST_LOG` (default `info`).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,7 +13,8 @@ pub fn init() {
         || std::env::var("FANOUT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(!json && std::io::stderr().is_terminal());
     let _ = if json {
         builder
             .json()
