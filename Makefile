@@ -55,7 +55,7 @@ lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 run: emulator-up deploy-local
-	cargo build -p fanout-functions --bin gateway --bin fanout-admin -p fanout-workers --bin worker
+	cargo build -p fanout-functions --bin gateway --bin fanout-admin --bin fanout -p fanout-workers --bin worker
 	@# An admin token and a demo account with a token, made once (kept while the
 	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
 	set -a; . $(LOCAL_ENV); set +a; target/debug/fanout-admin local-env --file $(LOCAL_ENV)

@@ -424,6 +424,17 @@ async fn show(client: &Client, out: Out, path: &str) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
+/// Prints a count: the number alone, or the API's JSON with `--json`.
+pub async fn count(client: &Client, out: Out, path: &str) -> Result<Exit, CliError> {
+    let answer = client.call(Method::GET, path, Payload::None).await?;
+    if out.json {
+        out.value(&answer);
+    } else {
+        println!("{}", answer["count"]);
+    }
+    Ok(Exit::Ok)
+}
+
 async fn delete(client: &Client, out: Out, path: &str, what: &str) -> Result<Exit, CliError> {
     let answer = client.call(Method::DELETE, path, Payload::None).await?;
     out.done(&format!("{what} deleted"), &answer);
@@ -462,7 +473,7 @@ async fn faces(client: &Client, out: Out, command: ObjectCommand) -> Result<Exit
             show(client, out, &format!("/1/faces{}", listing.query()?)).await
         }
         ObjectCommand::Count(listing) => {
-            show(client, out, &format!("/1/faces/count{}", listing.query()?)).await
+            count(client, out, &format!("/1/faces/count{}", listing.query()?)).await
         }
         ObjectCommand::Patch { id, body } => {
             let answer = client

@@ -164,15 +164,7 @@ pub async fn run(client: &Client, out: Out, command: TaskCommand) -> Result<Exit
             Ok(Exit::Ok)
         }
         TaskCommand::Count(listing) => {
-            let answer = client
-                .call(
-                    Method::GET,
-                    &format!("/1/tasks/count{}", listing.query()?),
-                    Payload::None,
-                )
-                .await?;
-            out.value(&answer);
-            Ok(Exit::Ok)
+            super::count(client, out, &format!("/1/tasks/count{}", listing.query()?)).await
         }
         TaskCommand::Get { id } => {
             let answer = client
@@ -224,17 +216,31 @@ pub async fn run(client: &Client, out: Out, command: TaskCommand) -> Result<Exit
     }
 }
 
-/// One line about a task: id, kind number, status, progress, description.
+/// The kind's name of a LUNA task type number (from the kinds registry).
+fn kind_name(task_type: u64) -> String {
+    fanout::tasks::model::TaskType::ALL
+        .into_iter()
+        .find(|t| *t as u64 == task_type)
+        .and_then(fanout::kinds::by_type)
+        .map(|kind| kind.name().to_string())
+        .unwrap_or_else(|| format!("type {task_type}"))
+}
+
+/// One line about a task: id, kind, status, progress, description.
 fn task_line(task: &Value) -> String {
     format!(
-        "{:>6}  type {}  {:<18} {}/{} parts  {}",
-        task["task_id"],
-        task["task_type"],
+        "{:>7}  {:<12} {:<18} {:>9}  {}",
+        task["task_id"].to_string(),
+        kind_name(task["task_type"].as_u64().unwrap_or(0)),
         status_name(task["task_status"].as_u64().unwrap_or(99)),
-        task["count_task_parts_done"],
-        task["count_task_parts_all"],
+        format!(
+            "{}/{} parts",
+            task["count_task_parts_done"], task["count_task_parts_all"]
+        ),
         task["description"].as_str().unwrap_or_default()
     )
+    .trim_end()
+    .to_string()
 }
 
 /// How progress is shown: a bar on a terminal, else a line per change (for logs).
