@@ -20,6 +20,7 @@
 #   FUZZ_SEED      hypothesis seed (default fixed, so a run is repeatable; any integer)
 #   FUZZ_WORKERS   concurrent schemathesis workers (default 2)
 #   FUZZ_PHASES    schemathesis phases (default examples,coverage,fuzzing)
+#   FUZZ_MODE      positive (valid requests only), negative or all (default)
 #   FUZZ_TIMEOUT   hard limit of the schemathesis run in seconds (default 600)
 #   FUZZ_GATEWAY   a gateway binary to run instead of building target/debug/gateway
 #   FUZZ_CARGO_ARGS  extra arguments of that build (make test: the features its tests
@@ -45,6 +46,7 @@ FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-50}"
 FUZZ_SEED="${FUZZ_SEED:-20261130}"
 FUZZ_WORKERS="${FUZZ_WORKERS:-2}"
 FUZZ_PHASES="${FUZZ_PHASES:-examples,coverage,fuzzing}"
+FUZZ_MODE="${FUZZ_MODE:-all}"
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-600}"
 PYTHON="${PYTHON:-python3.11}"
 VENV="$ROOT/.venv-fuzz"
@@ -92,7 +94,8 @@ if [ -z "${FANOUT_TABLE:-}" ]; then
 fi
 
 # --- build ------------------------------------------------------------------------------
-ADMIN="$ROOT/target/debug/fanout-admin"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+ADMIN="$TARGET/debug/fanout-admin"
 if [ -n "${FUZZ_GATEWAY:-}" ]; then
     GATEWAY="$FUZZ_GATEWAY"
 else
@@ -103,7 +106,7 @@ else
         bins+=(--bin fanout-admin)
     fi
     cargo build --quiet -p fanout-functions "${bins[@]}"
-    GATEWAY="$ROOT/target/debug/gateway"
+    GATEWAY="$TARGET/debug/gateway"
 fi
 
 # --- the gateway --------------------------------------------------------------------------
@@ -179,13 +182,14 @@ if grep -qE '^  /1/(accounts|tokens)' "$SPEC"; then
 fi
 
 # --- the run ---------------------------------------------------------------------------------
-log "schemathesis: $FUZZ_EXAMPLES examples per operation, phases $FUZZ_PHASES, seed $FUZZ_SEED, $FUZZ_WORKERS workers"
+log "schemathesis: $FUZZ_EXAMPLES examples per operation, phases $FUZZ_PHASES, mode $FUZZ_MODE, seed $FUZZ_SEED, $FUZZ_WORKERS workers"
 set +e
 # From $OUT: schemathesis keeps a cache directory (.schemathesis) where it runs.
 (cd "$OUT" && timeout "$FUZZ_TIMEOUT" "$VENV/bin/schemathesis" run "$SPEC" \
     --url "$BASE" \
     --checks "$CHECKS" \
     --phases "$FUZZ_PHASES" \
+    --mode "$FUZZ_MODE" \
     --max-examples "$FUZZ_EXAMPLES" \
     --seed "$FUZZ_SEED" \
     --workers "$FUZZ_WORKERS" \
