@@ -1124,6 +1124,70 @@ async fn clustering_gives_the_connected_components_of_the_threshold_graph() {
     );
 }
 
+/// Found by a new user: a clustering task echoed `"threshold": 0.800000011920929` (the
+/// f32 it was kept as, widened to f64) in its content and result. Thresholds are shown as
+/// given, in the task, the listing and the result, and similarities as the shortest text
+/// of their f32 (`0.99999976`, not `0.9999997615814209`).
+#[tokio::test]
+async fn vector_tasks_show_thresholds_as_given_and_similarities_without_widening_noise() {
+    let _one = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_with(stack, &account, &clustered_descriptors(8, 2, 7), "as-given").await;
+    let set = json!({"objects_type": "faces", "filters": {"user_data": "as-given"}});
+    let _worker = Worker::start("work,control");
+    let clustering = create_task(
+        stack,
+        "clustering",
+        &account,
+        json!({"objects_type": "faces", "filters": {"user_data": "as-given"}, "threshold": 0.8}),
+    )
+    .await;
+    let cross_match = create_task(
+        stack,
+        "cross_match",
+        &account,
+        json!({"references": set, "candidates": set, "limit": 4, "threshold": 0.1}),
+    )
+    .await;
+    for (task_id, threshold) in [(clustering, 0.8), (cross_match, 0.1)] {
+        let done = wait_task(stack, task_id, Duration::from_secs(120), status_is(5)).await;
+        assert_eq!(done["content"]["threshold"], json!(threshold), "{done}");
+        let listed = stack.get(&format!("/1/tasks?task_ids={task_id}")).await;
+        assert_eq!(
+            listed.json["tasks"][0]["content"]["threshold"],
+            json!(threshold),
+            "{}",
+            listed.text
+        );
+        let result = stack.get(&format!("/1/tasks/{task_id}/result")).await;
+        assert_eq!(result.status, 200, "{}", result.text);
+        assert_eq!(
+            result.json["threshold"],
+            json!(threshold),
+            "{}",
+            result.text
+        );
+    }
+    // Every similarity's text is the shortest that reads back as its f32.
+    let result = stack.get(&format!("/1/tasks/{cross_match}/result")).await;
+    let mut seen = 0;
+    for piece in result.text.split("\"similarity\":").skip(1) {
+        let text = &piece[..piece.find(['}', ',']).unwrap()];
+        let value: f32 = text.parse().unwrap();
+        // serde_json writes a whole f32 as `1.0`, Rust as `1`.
+        assert_eq!(
+            text.trim_end_matches(".0"),
+            value.to_string(),
+            "{}",
+            result.text
+        );
+        seen += 1;
+    }
+    // Each face matches itself at least.
+    assert!(seen >= 8, "{}", result.text);
+}
+
 #[tokio::test]
 async fn bad_vector_task_content_is_a_400_and_creates_nothing() {
     let stack = stack();

@@ -29,10 +29,10 @@ use crate::error::ApiError;
 use crate::tasks::model::TaskType;
 use crate::tasks::store as task_store;
 use crate::vectors::components::{DisjointSets, components};
-use crate::vectors::kernel;
+use crate::vectors::{decimal, kernel};
 
 /// Similarity from which two objects are joined unless the content says otherwise.
-pub const DEFAULT_THRESHOLD: f32 = 0.75;
+pub const DEFAULT_THRESHOLD: f64 = 0.75;
 
 /// The clustering kind.
 pub struct Clustering;
@@ -45,9 +45,10 @@ pub struct ClusteringContent {
     pub objects_type: ObjectsType,
     /// Filters of the objects (those of the matching `GET` listing, without paging).
     pub filters: Map<String, Value>,
-    /// Lowest similarity that joins two objects, in [0, 1].
+    /// Lowest similarity that joins two objects, in [0, 1]: kept and shown as given (an
+    /// f64); the kernel compares with [`decimal::kernel_threshold`] of it.
     #[serde(default = "default_threshold")]
-    pub threshold: f32,
+    pub threshold: f64,
     /// Join objects with the same `track_id` (events) whatever their similarity.
     #[serde(default)]
     pub use_track_info: bool,
@@ -59,7 +60,7 @@ pub struct ClusteringContent {
     pub objects_per_block: usize,
 }
 
-fn default_threshold() -> f32 {
+fn default_threshold() -> f64 {
     DEFAULT_THRESHOLD
 }
 
@@ -102,8 +103,8 @@ pub struct ClusteringResult {
     pub total_objects: u64,
     /// Clusters.
     pub total_clusters: u64,
-    /// Similarity that joined objects.
-    pub threshold: f32,
+    /// Similarity that joined objects, as given.
+    pub threshold: f64,
     /// Descriptor version compared.
     pub descriptor_version: u32,
 }
@@ -164,7 +165,7 @@ impl TaskKind for Clustering {
         let (a, b) = tile.load(subtask.svc, subtask.task.task_id).await?;
         subtask.check_cancelled()?;
         let (a_offset, b_offset) = (tile.a.offset, tile.b.offset);
-        let threshold = content.threshold;
+        let threshold = decimal::kernel_threshold(content.threshold);
         let forest = vectors::off_runtime(move || {
             let same = b.is_none();
             let b = b.as_ref().unwrap_or(&a);
@@ -220,5 +221,46 @@ impl TaskKind for Clustering {
                 content.descriptor_version,
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Found by a new user: a clustering task echoed `"threshold": 0.800000011920929` in
+    /// its content and result (the f32 it was kept as, widened to f64 on its way into
+    /// JSON). The number shown is the number given.
+    #[test]
+    fn the_threshold_is_shown_as_given() {
+        let content: ClusteringContent = parse_content(json!({
+            "objects_type": "faces", "filters": {}, "threshold": 0.8
+        }))
+        .unwrap();
+        let echoed = to_json(&content).unwrap();
+        assert_eq!(echoed["threshold"], json!(0.8), "{echoed}");
+        assert!(
+            echoed.to_string().contains("\"threshold\":0.8,"),
+            "{echoed}"
+        );
+        let default: ClusteringContent =
+            parse_content(json!({"objects_type": "faces", "filters": {}})).unwrap();
+        assert_eq!(to_json(&default).unwrap()["threshold"], json!(0.75));
+
+        let result = ClusteringResult {
+            clusters: Vec::new(),
+            total_objects: 0,
+            total_clusters: 0,
+            threshold: content.threshold,
+            descriptor_version: 59,
+        };
+        let bytes = Merged::json(&result)
+            .unwrap()
+            .into_bytes()
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"threshold\":0.8,"), "{text}");
     }
 }

@@ -21,6 +21,7 @@ use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_jso
 use crate::Services;
 use crate::error::ApiError;
 use crate::tasks::model::TaskType;
+use crate::vectors::decimal;
 
 /// Candidates per reference unless the content says otherwise.
 pub const DEFAULT_LIMIT: usize = 10;
@@ -30,7 +31,7 @@ pub const LIMIT_MAX: usize = 1000;
 
 /// Lowest similarity reported unless the content says otherwise: every candidate within
 /// the limit.
-pub const DEFAULT_THRESHOLD: f32 = 0.0;
+pub const DEFAULT_THRESHOLD: f64 = 0.0;
 
 /// The cross-match kind.
 pub struct CrossMatch;
@@ -46,9 +47,10 @@ pub struct CrossMatchContent {
     /// Candidates per reference, 1..=1000.
     #[serde(default = "default_limit")]
     pub limit: usize,
-    /// Lowest similarity reported, in [0, 1].
+    /// Lowest similarity reported, in [0, 1]: kept and shown as given (an f64); the kernel
+    /// compares with [`decimal::kernel_threshold`] of it.
     #[serde(default = "default_threshold")]
-    pub threshold: f32,
+    pub threshold: f64,
     /// Descriptor version compared (the configured default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor_version: Option<u32>,
@@ -73,7 +75,7 @@ fn default_limit() -> usize {
     DEFAULT_LIMIT
 }
 
-fn default_threshold() -> f32 {
+fn default_threshold() -> f64 {
     DEFAULT_THRESHOLD
 }
 
@@ -86,7 +88,9 @@ fn default_objects_per_block() -> usize {
 pub struct MatchedCandidate {
     /// Face or event id.
     pub candidate_id: Uuid,
-    /// Cosine similarity clamped to [0, 1].
+    /// Cosine similarity clamped to [0, 1], as the kernel computed it: written out by
+    /// `serde_json`'s writer, which shows an f32 as its shortest text (`0.99999976`). Never
+    /// put it through `serde_json::to_value`, which widens it (`0.9999997615814209`).
     pub similarity: f32,
 }
 
@@ -110,8 +114,8 @@ pub struct CrossMatchSummary {
     pub descriptor_version: u32,
     /// Candidates per reference.
     pub limit: usize,
-    /// Lowest similarity reported.
-    pub threshold: f32,
+    /// Lowest similarity reported, as given.
+    pub threshold: f64,
 }
 
 /// Result of a cross-match task.
@@ -196,7 +200,8 @@ impl TaskKind for CrossMatch {
             return vectors::collect(subtask).await;
         }
         let content: CrossMatchContent = subtask.task_content()?;
-        vectors::top_k_tile(subtask, content.limit, content.threshold, false).await
+        let threshold = decimal::kernel_threshold(content.threshold);
+        vectors::top_k_tile(subtask, content.limit, threshold, false).await
     }
 
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
@@ -257,10 +262,55 @@ pub fn check_limit(limit: usize) -> Result<(), ApiError> {
 }
 
 /// Checks a similarity threshold.
-pub fn check_threshold(threshold: f32) -> Result<(), ApiError> {
+pub fn check_threshold(threshold: f64) -> Result<(), ApiError> {
     if (0.0..=1.0).contains(&threshold) {
         Ok(())
     } else {
         Err(ApiError::bad_json("content: 'threshold' must be in [0, 1]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set() -> Value {
+        json!({"objects_type": "faces", "filters": {}})
+    }
+
+    /// The threshold is shown as given (it was kept as an f32 and echoed as
+    /// `0.800000011920929`), and similarities as the shortest text of their f32
+    /// (`0.99999976`, never the widened `0.9999997615814209`).
+    #[test]
+    fn thresholds_and_similarities_are_shown_without_widening_noise() {
+        let content: CrossMatchContent = parse_content(json!({
+            "references": set(), "candidates": set(), "threshold": 0.8
+        }))
+        .unwrap();
+        let echoed = to_json(&content).unwrap();
+        assert_eq!(echoed["threshold"], json!(0.8), "{echoed}");
+
+        let summary = CrossMatchSummary {
+            references_count: 1,
+            candidates_count: 1,
+            descriptor_version: 59,
+            limit: 1,
+            threshold: content.threshold,
+        };
+        let text = String::from_utf8(serde_json::to_vec(&summary).unwrap()).unwrap();
+        assert!(text.contains("\"threshold\":0.8}"), "{text}");
+
+        let entry = ReferenceMatches {
+            reference_id: Uuid::nil(),
+            candidates: vec![MatchedCandidate {
+                candidate_id: Uuid::nil(),
+                similarity: 0.999_999_76,
+            }],
+        };
+        let mut written = Vec::new();
+        serde_json::to_writer(&mut written, &entry).unwrap();
+        let text = String::from_utf8(written).unwrap();
+        assert!(text.contains("\"similarity\":0.99999976}"), "{text}");
     }
 }

@@ -31,6 +31,7 @@ use super::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_jso
 use crate::Services;
 use crate::error::ApiError;
 use crate::tasks::model::TaskType;
+use crate::vectors::decimal;
 use crate::vectors::roc::{self as stats, RocPoint, ScoredPair};
 
 /// Match-group size unless the content says otherwise (LUNA's default).
@@ -70,9 +71,10 @@ pub struct RocContent {
     /// Match-group size, 1..=1000.
     #[serde(default = "default_limit")]
     pub limit: usize,
-    /// Lowest similarity counted as a hit in the top-N hit probability.
+    /// Lowest similarity counted as a hit in the top-N hit probability, in [0, 1]: kept
+    /// and shown as given (an f64); compared as [`decimal::kernel_threshold`] of it.
     #[serde(default)]
-    pub threshold_hit_top: f32,
+    pub threshold_hit_top: f64,
     /// FPRs at which ROC points are reported, each in [0, 1].
     #[serde(default = "default_key_fprs", rename = "key_FPRs")]
     pub key_fprs: Vec<f64>,
@@ -290,12 +292,32 @@ impl TaskKind for Roc {
             top_n_hit_probability: stats::hit_top(
                 &groups,
                 content.limit,
-                content.threshold_hit_top,
+                decimal::kernel_threshold(content.threshold_hit_top),
             ),
             roc_curve,
         };
         serde_json::to_vec(&result)
             .map(Merged::Encoded)
             .map_err(|e| ApiError::internal("result", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `threshold_hit_top` is shown as given, not as the f32 it was kept as
+    /// (`0.800000011920929`).
+    #[test]
+    fn the_hit_threshold_is_shown_as_given() {
+        let content: RocContent = parse_content(json!({
+            "objects_type": "faces",
+            "markup": [],
+            "threshold_hit_top": 0.8
+        }))
+        .unwrap();
+        let echoed = to_json(&content).unwrap();
+        assert_eq!(echoed["threshold_hit_top"], json!(0.8), "{echoed}");
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod block;
 pub mod components;
+pub mod decimal;
 #[cfg(target_arch = "x86_64")]
 mod int8;
 pub mod kernel;

@@ -20,6 +20,8 @@
 
 use serde::Serialize;
 
+use super::decimal::{one_plus, shown};
+
 /// One scored (reference, candidate) pair and whether both carry the same label.
 #[derive(Debug, Clone, Copy)]
 pub struct ScoredPair {
@@ -36,7 +38,8 @@ pub struct RocPoint {
     pub fpr: f64,
     /// True positive rate: accepted positives over all expected positives.
     pub tpr: f64,
-    /// The similarity threshold of the point.
+    /// The similarity threshold of the point: a similarity as shown (the shortest text
+    /// of its f32), or between two of them for an interpolated point.
     pub threshold: f64,
 }
 
@@ -89,7 +92,9 @@ pub fn roc(pairs: &mut [ScoredPair], positives: u64, negatives: u64, key_fprs: &
         tpr: tp as f64 / p,
         threshold,
     };
-    let start = pairs.first().map_or(1.0, |q| 1.0 + f64::from(q.similarity));
+    // Thresholds are the similarities as results show them (see `decimal`): 0.7, not the
+    // f32's exact 0.699999988079071.
+    let start = pairs.first().map_or(1.0, |q| one_plus(q.similarity));
     let mut points = vec![point(0, 0, start)];
     // Twice the area in units of one positive × one negative: each step adds
     // Δfp · (tp_before + tp_after), an exact integer.
@@ -112,7 +117,7 @@ pub fn roc(pairs: &mut [ScoredPair], positives: u64, negatives: u64, key_fprs: &
             i += 1;
         }
         step(tp, fp, before);
-        points.push(point(tp, fp, f64::from(s)));
+        points.push(point(tp, fp, shown(s)));
     }
     if tp < positives || fp < negatives {
         step(positives, negatives, (tp, fp));
@@ -247,7 +252,7 @@ mod tests {
         let accepted = |positive: bool| {
             pairs
                 .iter()
-                .filter(|q| q.positive == positive && f64::from(q.similarity) >= threshold)
+                .filter(|q| q.positive == positive && shown(q.similarity) >= threshold)
                 .count() as f64
         };
         (accepted(false) / n as f64, accepted(true) / p as f64)
@@ -314,7 +319,7 @@ mod tests {
             prop_assert_eq!(*curve.points.last().unwrap(), RocPoint {
                 fpr: 1.0, tpr: 1.0, threshold: curve.points.last().unwrap().threshold,
             });
-            let mut distinct: Vec<f64> = pairs.iter().map(|q| f64::from(q.similarity)).collect();
+            let mut distinct: Vec<f64> = pairs.iter().map(|q| shown(q.similarity)).collect();
             distinct.sort_by(|a, b| b.total_cmp(a));
             distinct.dedup();
             let unscored = pairs.len() as u64 != p + n;
@@ -421,11 +426,13 @@ mod tests {
             .iter()
             .map(|q| (q.fpr, q.tpr, q.threshold))
             .collect();
-        let (t9, t7, t5) = (f64::from(0.9f32), f64::from(0.7f32), f64::from(0.5f32));
+        // Thresholds are the similarities as shown (0.7, not the widened f32
+        // 0.699999988079071), and the first is 1 + the highest as shown.
+        let (t9, t7, t5) = (0.9, 0.7, 0.5);
         assert_eq!(
             pts,
             vec![
-                (0.0, 0.0, 1.0 + t9),
+                (0.0, 0.0, 1.9),
                 (0.0, 0.5, t9),
                 (0.5, 0.5, t7),
                 (0.5, 1.0, t5),
@@ -458,6 +465,11 @@ mod tests {
                 tpr: 1.0,
                 threshold: t5
             }
+        );
+        let text = serde_json::to_string(&curve).unwrap();
+        assert!(
+            text.contains("\"threshold\":0.7}") && !text.contains("0.69999"),
+            "{text}"
         );
     }
 
