@@ -235,7 +235,11 @@ fn untyped_success(route: &Route) -> Vec<(&'static str, Schema)> {
     };
     match route.name {
         "config" => vec![("application/json", any_object())],
-        "docs_spec" => vec![("application/x-yaml", text()), ("text/html", text())],
+        "docs_spec" => vec![
+            ("application/x-yaml", text()),
+            ("application/json", any_object()),
+            ("text/html", text()),
+        ],
         "get_task_result" => vec![
             ("application/json", any_object()),
             ("application/zip", binary()),
@@ -366,6 +370,13 @@ pub fn yaml() -> Result<String, ApiError> {
     spec()
         .to_yaml()
         .map_err(|e| ApiError::internal("openapi yaml", e))
+}
+
+/// The document as JSON.
+pub fn json() -> Result<String, ApiError> {
+    spec()
+        .to_pretty_json()
+        .map_err(|e| ApiError::internal("openapi json", e))
 }
 
 /// A self-contained HTML page listing the operations, with the JSON document inside.

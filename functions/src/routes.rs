@@ -218,7 +218,7 @@ pub static ROUTES: &[Route] = &[
     route!("config", GET, "/1/config", system::config, ADMIN,
         "Service configuration, secrets hidden", query: NONE, body: None, 200 => None),
     route!("docs_spec", GET, "/1/docs/spec", system::docs_spec, PUBLIC,
-        "This OpenAPI document: YAML for Accept: application/x-yaml, HTML otherwise",
+        "This OpenAPI document: YAML for Accept: application/x-yaml, JSON for Accept: application/json, HTML otherwise",
         query: NONE, body: None, 200 => None),
     route!("create_face", POST, "/1/faces", face_handlers::create, token(Faces, Creation, BODY),
         "Create a face", query: NONE, body: Some(schema_of::<NewFace>), 201 => Some(schema_of::<FaceCreated>)),

@@ -84,7 +84,7 @@ async fn config_shows_resources_but_hides_credentials() {
 }
 
 #[tokio::test]
-async fn docs_spec_is_yaml_or_html() {
+async fn docs_spec_is_yaml_json_or_html() {
     let yaml = stack()
         .call_with(
             Method::GET,
@@ -105,4 +105,30 @@ async fn docs_spec_is_yaml_or_html() {
             .starts_with("text/html")
     );
     assert!(html.text.contains("<table"));
+    // A JSON client gets JSON (it got the HTML page before).
+    let json = stack()
+        .call_with(
+            Method::GET,
+            "/1/docs/spec",
+            None,
+            &[("Accept", "application/json")],
+        )
+        .await;
+    assert_eq!(json.status, 200);
+    assert_eq!(json.headers["content-type"], "application/json");
+    assert!(json.json["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(json.json["paths"]["/1/faces/{face_id}"].is_object());
+    // A browser's Accept (HTML first, */* too) still gets the page.
+    let browser = stack()
+        .call_with(
+            Method::GET,
+            "/1/docs/spec",
+            None,
+            &[(
+                "Accept",
+                "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8",
+            )],
+        )
+        .await;
+    assert!(browser.text.contains("<table"));
 }

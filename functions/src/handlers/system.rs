@@ -98,13 +98,15 @@ pub async fn config(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
 /// `GET /1/docs/spec`: YAML for `Accept: application/x-yaml`, HTML otherwise.
 pub async fn docs_spec(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
     query_of(&req, &[])?;
-    let wants_yaml = req
+    let accept = req
         .headers()
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/x-yaml"));
-    let (content_type, body) = if wants_yaml {
+        .unwrap_or_default();
+    let (content_type, body) = if accept.contains("yaml") {
         ("application/x-yaml", openapi::yaml()?)
+    } else if accept.contains("application/json") && !accept.contains("text/html") {
+        ("application/json", openapi::json()?)
     } else {
         ("text/html; charset=utf-8", openapi::html())
     };
