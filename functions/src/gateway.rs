@@ -86,6 +86,7 @@ async fn handle(
                 Err(err) => refused(&request, &err),
             }
         }
+        Match::UnknownTaskKind(kind) => refused(&request, &routes::unknown_task_kind(&kind)),
         Match::MethodNotAllowed => unrouted(&request, true),
         Match::NotFound => unrouted(&request, false),
     };

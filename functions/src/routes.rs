@@ -14,7 +14,7 @@ use fanout::auth::accounts::{Account, AccountCreated, AccountPage, AccountPatch,
 use fanout::auth::tokens::{NewToken, Token, TokenCreated, TokenPage, TokenPatch};
 use fanout::auth::{Action, Resource};
 use fanout::auth::{Action::*, Resource::*};
-use fanout::error::ApiError;
+use fanout::error::{ApiError, ErrorCode};
 use fanout::health::Health;
 use fanout::objects::Count;
 use fanout::objects::events::{self, Event, EventPage, EventsCreated, NewEvents};
@@ -369,6 +369,35 @@ pub enum Match {
     MethodNotAllowed,
     /// No route has this path.
     NotFound,
+    /// `POST /1/tasks/<kind>` for a kind no route creates (the path would otherwise be a
+    /// task id's, which takes other methods: a 405 that says nothing of kinds). Answered
+    /// with [`unknown_task_kind`].
+    UnknownTaskKind(String),
+}
+
+/// The task creation routes' path up to the kind: `POST /1/tasks/<kind>`.
+const TASK_CREATION: &str = "/1/tasks/";
+
+/// The task kinds the table has a creation route for, in its order.
+pub fn task_kinds() -> impl Iterator<Item = &'static str> {
+    ROUTES
+        .iter()
+        .filter(|r| r.method == Method::POST)
+        .filter_map(|r| r.path.strip_prefix(TASK_CREATION))
+        .filter(|kind| !kind.contains(['/', '{']))
+}
+
+/// The answer to `POST /1/tasks/<kind>` for an unknown kind: 404 (106), naming the kind
+/// given and the kinds there are.
+pub fn unknown_task_kind(kind: &str) -> ApiError {
+    let known: Vec<&str> = task_kinds().collect();
+    ApiError::new(
+        ErrorCode::BadRoute,
+        format!(
+            "Unknown task kind '{kind}': POST /1/tasks/<kind> creates one of {}",
+            known.join(", ")
+        ),
+    )
 }
 
 /// Finds the route for `method path`; literal segments win over parameters
@@ -408,9 +437,20 @@ pub fn find(method: &Method, path: &str) -> Match {
     }
     match best {
         Some((route, params, _)) => Match::Found(route, params),
+        None if *method == Method::POST && is_task_creation(&segments) => {
+            Match::UnknownTaskKind(segments[3].to_string())
+        }
         None if path_known => Match::MethodNotAllowed,
         None => Match::NotFound,
     }
+}
+
+/// Whether the path's segments are `/1/tasks/<kind>` (a kind creation routes have or not).
+fn is_task_creation(segments: &[&str]) -> bool {
+    let prefix: Vec<&str> = TASK_CREATION.trim_end_matches('/').split('/').collect();
+    segments.len() == prefix.len() + 1
+        && segments.starts_with(&prefix)
+        && !segments[prefix.len()].is_empty()
 }
 
 #[cfg(test)]
@@ -454,6 +494,60 @@ mod tests {
         assert!(matches!(
             find(&Method::POST, "/1/faces/abc/avatar"),
             Match::MethodNotAllowed
+        ));
+    }
+
+    #[test]
+    fn task_kinds_are_those_of_the_registry() {
+        let mut routed: Vec<&str> = task_kinds().collect();
+        let mut registered: Vec<&str> = fanout::kinds::REGISTRY.iter().map(|k| k.name()).collect();
+        routed.sort();
+        registered.sort();
+        assert_eq!(routed, registered);
+    }
+
+    /// Found by a new user: `POST /1/tasks/foo` was a 405 (`/1/tasks/{task_id}` takes
+    /// other methods) that said nothing of kinds.
+    #[test]
+    fn an_unknown_task_kind_is_told_apart_and_named() {
+        for (path, kind) in [("/1/tasks/foo", "foo"), ("/1/tasks/count/", "count")] {
+            match find(&Method::POST, path) {
+                Match::UnknownTaskKind(given) => assert_eq!(given, kind),
+                _ => panic!("{path}: not an unknown kind"),
+            }
+        }
+        let err = unknown_task_kind("foo");
+        assert_eq!(err.code, ErrorCode::BadRoute);
+        assert_eq!(err.status(), 404);
+        assert!(err.detail.contains("'foo'"), "{}", err.detail);
+        for kind in [
+            "linker",
+            "gc",
+            "clustering",
+            "cross_match",
+            "roc",
+            "exporter",
+            "reporter",
+        ] {
+            assert!(err.detail.contains(kind), "{}", err.detail);
+        }
+        assert!(matches!(
+            find(&Method::POST, "/1/tasks/gc"),
+            Match::Found(route, _) if route.name == "create_gc_task"
+        ));
+        for (method, path) in [
+            (Method::PUT, "/1/tasks/foo"),
+            (Method::POST, "/1/tasks"),
+            (Method::POST, "/1/tasks/1/result"),
+        ] {
+            assert!(
+                matches!(find(&method, path), Match::MethodNotAllowed),
+                "{method} {path}"
+            );
+        }
+        assert!(matches!(
+            find(&Method::POST, "/1/tasks/foo/bar"),
+            Match::NotFound
         ));
     }
 

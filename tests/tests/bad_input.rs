@@ -158,3 +158,33 @@ async fn unknown_routes_and_methods() {
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.error_code(), 106);
 }
+
+/// Found by a new user: `POST /1/tasks/foo` answered 405 "Method POST is not allowed on
+/// /1/tasks/foo" (`/1/tasks/{task_id}` takes GET, PATCH and DELETE). An unknown kind is
+/// a 404 that names it and the kinds there are.
+#[tokio::test]
+async fn an_unknown_task_kind_is_a_404_naming_the_kinds() {
+    let acc = account();
+    for kind in ["foo", "count", "Clustering"] {
+        let body = json!({"account_id": acc, "content": {}});
+        let answer = stack().post(&format!("/1/tasks/{kind}"), &body).await;
+        assert_eq!(answer.status, 404, "{}", answer.text);
+        assert_eq!(answer.error_code(), 106, "{}", answer.text);
+        assert!(answer.headers.contains_key("luna-request-id"));
+        let detail = answer.json["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("'{kind}'")), "{detail}");
+        for known in fanout::kinds::REGISTRY {
+            assert!(detail.contains(known.name()), "{detail}");
+        }
+    }
+    let count = format!("/1/tasks/count?account_id={acc}");
+    assert_eq!(stack().get(&count).await.json["count"], 0);
+    // A known kind is still created, and the other methods on a task id still answer.
+    let gc = json!({"account_id": acc, "content": {"target": "events", "filters": {}}});
+    assert_eq!(stack().post("/1/tasks/gc", &gc).await.status, 201);
+    assert_eq!(stack().get(&count).await.json["count"], 1);
+    let put = stack()
+        .call(Method::PUT, "/1/tasks/foo", Some(&json!({})))
+        .await;
+    assert_eq!(put.status, 405, "{}", put.text);
+}

@@ -24,8 +24,7 @@ pub async fn create(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
         .rsplit('/')
         .next()
         .unwrap_or_default();
-    let kind = kinds::by_name(name)
-        .ok_or_else(|| ApiError::new(ErrorCode::BadRoute, format!("Unknown task kind '{name}'")))?;
+    let kind = kinds::by_name(name).ok_or_else(|| crate::routes::unknown_task_kind(name))?;
     let new: NewTask = json_body(&req)?;
     Ok(json(201, &api::create(svc, kind, new).await?))
 }
