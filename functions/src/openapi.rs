@@ -17,7 +17,7 @@ use utoipa::openapi::{
 
 use fanout::error::{ApiError, ErrorBody};
 use fanout::health::Health;
-use fanout::query::{MAX_IDS_IN_FILTER, PAGE_SIZE_MAX};
+use fanout::query::{MAX_IDS_IN_FILTER, PAGE_DEPTH_MAX, PAGE_SIZE_MAX};
 
 use crate::routes::{Access, AccountIn, NamedSchema, ROUTES, Route, schema_of};
 
@@ -351,7 +351,8 @@ fn list_items(name: &str) -> Option<Schema> {
 fn scalar_query_schema(name: &str) -> Schema {
     match name {
         "account_id" | "list_id" | "result_id" => uuid_schema(),
-        "page" => int_schema(1, u64::from(u32::MAX)),
+        // page x page_size may not pass the listing depth: no page above it is valid.
+        "page" => int_schema(1, PAGE_DEPTH_MAX),
         "page_size" => int_schema(1, u64::from(PAGE_SIZE_MAX)),
         "gender" => int_schema(0, 1),
         "age__gte" => int_schema(0, 200),
@@ -536,6 +537,17 @@ mod tests {
         }
         let status = parameter("/1/tasks", "get", "task_status");
         assert_eq!(status["schema"]["type"], "integer", "a number, not a list");
+        let page = parameter("/1/faces", "get", "page");
+        assert_eq!(page["schema"]["maximum"], 10_000, "the listing depth");
+        let schemas = &spec["components"]["schemas"];
+        assert_eq!(
+            schemas["NewEvents"]["properties"]["events"]["maxItems"],
+            1000
+        );
+        assert_eq!(
+            schemas["ListPatch"]["properties"]["face_ids"]["minItems"],
+            1
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub struct NewEvents {
     /// Owner of every event in the batch.
     pub account_id: Uuid,
     /// 1 to 1000 events.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<NewEvent>,
 }
 
@@ -86,8 +87,10 @@ pub struct NewEvent {
     /// Video stream the event came from.
     pub stream_id: Option<Uuid>,
     /// 0 female, 1 male.
+    #[schema(minimum = 0, maximum = 1)]
     pub gender: Option<u8>,
     /// Estimated age in years (0..=200).
+    #[schema(minimum = 0, maximum = 200)]
     pub age: Option<u32>,
     /// Dominant emotion: anger, disgust, fear, happiness, neutral, sadness or surprise.
     pub emotion: Option<String>,

@@ -47,6 +47,7 @@ pub struct ListPatch {
     /// Attach or detach.
     pub action: ListAction,
     /// Faces to attach or detach (1 to 1000, same account as the list).
+    #[schema(min_items = 1, max_items = 1000)]
     pub face_ids: Vec<Uuid>,
 }
 
