@@ -205,4 +205,30 @@ mod tests {
             Err(ConfigError::Invalid { .. })
         ));
     }
+
+    #[test]
+    fn the_token_rate_has_a_default_and_must_be_a_whole_number() {
+        let config = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(
+            config.token_requests_per_minute,
+            DEFAULT_TOKEN_REQUESTS_PER_MINUTE
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FANOUT_TOKEN_REQUESTS_PER_MINUTE", "0"));
+        assert_eq!(
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .token_requests_per_minute,
+            0
+        );
+        let mut bad = BASE.to_vec();
+        bad.push(("FANOUT_TOKEN_REQUESTS_PER_MINUTE", "fast"));
+        assert!(matches!(
+            Config::from_lookup(env(&bad)),
+            Err(ConfigError::Invalid {
+                name: "FANOUT_TOKEN_REQUESTS_PER_MINUTE",
+                ..
+            })
+        ));
+    }
 }
