@@ -60,6 +60,32 @@ async fn subtask_statuses(stack: &Stack, task_id: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The subtasks of a task as stored (not as the listing shows them): status and end time.
+async fn stored_subtasks(stack: &Stack, task_id: u64) -> Vec<(u64, Option<String>)> {
+    fanout::tasks::store::subtask_records(&stack.services, task_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (u64::from(u8::from(s.subtask.status)), s.subtask.end_time))
+        .collect()
+}
+
+/// Waits until every stored subtask of the task has `status`.
+async fn wait_stored_status(stack: &Stack, task_id: u64, status: u64) {
+    let start = Instant::now();
+    loop {
+        let stored = stored_subtasks(stack, task_id).await;
+        if stored.iter().all(|(s, _)| *s == status) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "subtasks not {status}: {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Plans a task with a control-only worker and returns once its subtasks are queued
 /// (no work worker runs, so none has started).
 async fn planned(stack: &Stack, task_id: u64) -> Value {
@@ -201,18 +227,8 @@ async fn a_cancelled_task_writes_no_result_and_its_subtasks_do_no_work() {
     assert_eq!(cancel.status, 204, "{}", cancel.text);
     assert_eq!(task(stack, task_id).await["task_status"], 2);
     let _worker = Worker::start("work,control");
-    let start = Instant::now();
-    while subtask_statuses(stack, task_id)
-        .await
-        .iter()
-        .any(|s| *s != 2)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "subtasks not dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The listing shows them cancelled at once; the worker marks each it receives.
+    wait_stored_status(stack, task_id, 2).await;
     assert_eq!(list_size(stack, &account, &list_id).await, 0);
     let after = task(stack, task_id).await;
     assert_eq!(after["task_status"], 2);
@@ -231,6 +247,61 @@ async fn a_cancelled_task_writes_no_result_and_its_subtasks_do_no_work() {
         .patch(&format!("/1/tasks/{task_id}"), &json!({}))
         .await;
     assert_eq!(again.status, 204);
+}
+
+/// Found by a new user: after a cancel, the subtasks that had not ended stayed `status 0`
+/// in the listing, forever for those whose message no worker received. The cancel still
+/// writes only the task; the listing shows a pending subtask of a cancelled task as
+/// cancelled (ended when the task was), and the worker that receives its message marks
+/// it so, with the same end time.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subtasks_of_a_cancelled_task_show_as_cancelled_before_any_worker_marks_them() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    let account = account();
+    faces_of(stack, &account, 100).await;
+    let list_id = new_list(stack, &account).await;
+    let task_id = faces_linker(stack, &account, Some(&list_id), 20).await;
+    planned(stack, task_id).await;
+    let cancel = stack
+        .patch(&format!("/1/tasks/{task_id}"), &json!({"action": "cancel"}))
+        .await;
+    assert_eq!(cancel.status, 204, "{}", cancel.text);
+    let cancelled = task(stack, task_id).await;
+    let ended = cancelled["end_time"].as_str().unwrap().to_string();
+
+    // No worker has received a message yet: nothing per subtask was written...
+    let stored = stored_subtasks(stack, task_id).await;
+    assert_eq!(stored.len(), 5);
+    assert!(
+        stored.iter().all(|(s, end)| *s == 0 && end.is_none()),
+        "{stored:?}"
+    );
+    // ...and the listing shows them cancelled all the same.
+    let listed = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let listed = listed.json["subtasks"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 5);
+    for subtask in &listed {
+        assert_eq!(subtask["status"], 2, "{subtask}");
+        assert_eq!(subtask["end_time"], json!(ended), "{subtask}");
+        assert_eq!(subtask["attempts"], 0, "{subtask}");
+    }
+
+    // A worker drops their messages and marks them, ended when the task was.
+    let _worker = Worker::start("work,control");
+    wait_stored_status(stack, task_id, 2).await;
+    let stored = stored_subtasks(stack, task_id).await;
+    assert!(
+        stored
+            .iter()
+            .all(|(_, end)| end.as_deref() == Some(ended.as_str())),
+        "{stored:?}"
+    );
+    let again = stack.get(&format!("/1/tasks/{task_id}/subtasks")).await;
+    assert_eq!(again.json["subtasks"], json!(listed));
+    assert_eq!(list_size(stack, &account, &list_id).await, 0);
+    assert_eq!(task(stack, task_id).await["count_task_parts_done"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,7 +59,7 @@ pub async fn run(
         return Ok(Outcome::Duplicate);
     }
     if task.task_status == TaskStatus::Cancelled {
-        return mark_cancelled(svc, &subtask).await;
+        return mark_cancelled(svc, &task, &subtask).await;
     }
     if task.task_status != TaskStatus::InProgress
         || task.current_stage() != Some(subtask.subtask.stage)
@@ -94,7 +94,7 @@ pub async fn run(
             return finish(svc, &task, &subtask, attempt, start, Ok(stored)).await;
         }
         Err(err) if err.code == ErrorCode::TaskCancelled => {
-            return mark_cancelled(svc, &subtask).await;
+            return mark_cancelled(svc, &task, &subtask).await;
         }
         Err(err) if is_transient(&err) && attempt < max_attempts => {
             return Ok(Outcome::Retry(err));
@@ -125,7 +125,7 @@ pub async fn fail_dead(
         return Ok(Outcome::Duplicate);
     }
     if task.task_status == TaskStatus::Cancelled {
-        return mark_cancelled(svc, &subtask).await;
+        return mark_cancelled(svc, &task, &subtask).await;
     }
     let err = ApiError::new(
         ErrorCode::SubtaskAttemptsExhausted,
@@ -326,8 +326,19 @@ pub fn epoch_condition(epoch: u32) -> &'static str {
     }
 }
 
-/// Marks a pending subtask of a cancelled task as cancelled.
-async fn mark_cancelled(svc: &Services, subtask: &SubtaskRecord) -> Result<Outcome, ApiError> {
+/// Marks a pending subtask of a cancelled task as cancelled. A subtask dropped unstarted
+/// ends when its task was cancelled (the task's end time), which is what the subtask
+/// listing shows for it until this write (`tasks::api::as_listed`); one stopped while
+/// running (its task read before the cancel) ends now.
+async fn mark_cancelled(
+    svc: &Services,
+    task: &TaskRecord,
+    subtask: &SubtaskRecord,
+) -> Result<Outcome, ApiError> {
+    let ended = match (&task.end_time, task.task_status) {
+        (Some(end_time), TaskStatus::Cancelled) => end_time.clone(),
+        _ => timestamps::format(timestamps::now()),
+    };
     let cancelled = svc
         .table
         .update(
@@ -338,10 +349,7 @@ async fn mark_cancelled(svc: &Services, subtask: &SubtaskRecord) -> Result<Outco
             HashMap::from([
                 (":cancelled".to_string(), n(SubtaskStatus::Cancelled as u8)),
                 (":pending".to_string(), n(SubtaskStatus::Pending as u8)),
-                (
-                    ":now".to_string(),
-                    s(&timestamps::format(timestamps::now())),
-                ),
+                (":now".to_string(), s(&ended)),
             ]),
         )
         .await?;

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::{
-    ResultStoragePolicy, SubtaskPage, SubtaskRecord, Task, TaskCreated, TaskError, TaskErrorPage,
-    TaskErrorRecord, TaskPage, TaskRecord, TaskStatus, TaskType,
+    ResultStoragePolicy, Subtask, SubtaskPage, SubtaskRecord, SubtaskStatus, Task, TaskCreated,
+    TaskError, TaskErrorPage, TaskErrorRecord, TaskPage, TaskRecord, TaskStatus, TaskType,
 };
 use super::store::{self as task_store, n};
 use crate::Services;
@@ -316,14 +316,15 @@ pub const SUBTASK_LIST_PARAMS: &[&str] = &["account_id", "page", "page_size"];
 pub const SUBTASK_PAGE_SIZE_DEFAULT: u32 = PAGE_SIZE_MAX;
 
 /// One page of the subtasks of a task, in id order. The task's partition is read only
-/// up to the end of the page.
+/// up to the end of the page. A subtask of a cancelled task that has not ended is shown
+/// as cancelled (see [`as_listed`]).
 pub async fn subtasks(
     svc: &Services,
     account_id: Option<Uuid>,
     task_id: u64,
     page: Page,
 ) -> Result<SubtaskPage, ApiError> {
-    record(svc, account_id, task_id).await?;
+    let task = record(svc, account_id, task_id).await?;
     let query = TableQuery {
         index: None,
         partition: keys::task_pk(task_id),
@@ -332,11 +333,38 @@ pub async fn subtasks(
     };
     let mut buffer = PageBuffer::new(page);
     svc.table
-        .for_each_record(&query, |s: SubtaskRecord| buffer.offer(s.subtask))
+        .for_each_record(&query, |s: SubtaskRecord| {
+            buffer.offer(as_listed(&task, s.subtask))
+        })
         .await?;
     Ok(SubtaskPage {
         subtasks: buffer.into_items(),
     })
+}
+
+/// A subtask as the listing shows it: one still pending in a cancelled task is shown
+/// cancelled, ended when its task was.
+///
+/// Why the listing and not the cancel: a cancel writes one item, the task's status, so
+/// `PATCH` answers at once whatever the task's size. Marking every subtask there would be
+/// up to 100,000 conditional writes in the API Lambda (minutes, and a burst of write
+/// capacity) for subtasks that will never run anyway. Instead the worker that receives a
+/// subtask's message for a cancelled task marks it cancelled (`engine::work`, with the
+/// task's end time, so the record then says what the listing said), and until then —
+/// for ever for a subtask whose message was never sent, as the planner stops queueing a
+/// cancelled task — the listing shows it so: a worker checks the task's status before it
+/// starts a subtask, so a pending one of a cancelled task does not start. (One started
+/// just before the cancel, or on a read of the task from just before it, learns of the
+/// cancel at its next heartbeat and stops at its kind's next check; if it ends first,
+/// done or failed, its record shows that.)
+pub fn as_listed(task: &TaskRecord, mut subtask: Subtask) -> Subtask {
+    if task.task_status == TaskStatus::Cancelled && subtask.status == SubtaskStatus::Pending {
+        subtask.status = SubtaskStatus::Cancelled;
+        if subtask.end_time.is_none() {
+            subtask.end_time.clone_from(&task.end_time);
+        }
+    }
+    subtask
 }
 
 /// Filters of `GET /1/tasks` and `GET /1/tasks/count`.
@@ -744,6 +772,43 @@ pub async fn error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a new user: the subtasks of a cancelled task that had not ended showed
+    /// `status 0` for ever.
+    #[test]
+    fn pending_subtasks_of_a_cancelled_task_are_listed_as_cancelled() {
+        let mut task = TaskRecord::new(7, TaskType::Linker, Uuid::new_v4(), String::new(), "t0");
+        let pending = SubtaskRecord::new(7, 1, 0, "t0").subtask;
+        let mut done = SubtaskRecord::new(7, 2, 0, "t0").subtask;
+        done.status = SubtaskStatus::Done;
+        done.end_time = Some("t1".into());
+        task.task_status = TaskStatus::InProgress;
+        assert_eq!(
+            as_listed(&task, pending.clone()),
+            pending,
+            "running: as stored"
+        );
+
+        task.task_status = TaskStatus::Cancelled;
+        task.end_time = Some("t2".into());
+        let listed = as_listed(&task, pending.clone());
+        assert_eq!(listed.status, SubtaskStatus::Cancelled);
+        assert_eq!(
+            listed.end_time.as_deref(),
+            Some("t2"),
+            "ended with its task"
+        );
+        assert_eq!(listed.attempts, 0);
+        assert_eq!(
+            as_listed(&task, done.clone()),
+            done,
+            "ended before: as stored"
+        );
+        let mut marked = pending;
+        marked.status = SubtaskStatus::Cancelled;
+        marked.end_time = Some("t2".into());
+        assert_eq!(as_listed(&task, marked.clone()), marked);
+    }
 
     /// Found by schemathesis: `GET /1/errors/18446744073709551615` panicked on
     /// `error_id + 1` and the gateway closed the connection without an answer.
