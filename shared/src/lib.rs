@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod clearml;
 pub mod config;
 pub mod descriptor;
 pub mod engine;

@@ -170,26 +170,89 @@ fn unauthenticated() -> ApiError {
     )
 }
 
-/// The one authorizer: reads `Authorization: Bearer <token>` and checks the token.
+/// The scheme of ClearML's `auth.login` credentials.
+const BASIC: &str = "Basic ";
+
+/// The one authorizer: reads the `Authorization` header and checks what it carries.
 /// Only a store failure is an `Err`; every refusal is a [`Verdict::Denied`].
+///
+/// - `Bearer fo_<id>_<secret>`: a Fanout token;
+/// - `Bearer <JWT>`: a token `auth.login` of the ClearML surface issued, signed with the
+///   table's key; its Fanout token is checked again (revoked, expired, account gone);
+/// - `Basic base64(<access_key>:<secret_key>)`: ClearML credentials, a Fanout token in
+///   two (its id in 32 hex characters, its secret), as the ClearML clients log in.
 pub async fn authorize(svc: &Services, authorization: Option<&str>) -> Result<Verdict, ApiError> {
     let Some(header) = authorization.map(str::trim).filter(|h| !h.is_empty()) else {
         return Ok(Verdict::Denied(unauthenticated()));
     };
-    let presented = match header.get(..BEARER.len()) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(BEARER) => header[BEARER.len()..].trim(),
-        _ => {
-            return Ok(Verdict::Denied(ApiError::new(
-                ErrorCode::BadToken,
-                "the Authorization header must read 'Bearer <token>'",
-            )));
-        }
+    let scheme = |name: &str| {
+        header
+            .get(..name.len())
+            .filter(|s| s.eq_ignore_ascii_case(name))
+            .map(|_| header[name.len()..].trim())
     };
-    match tokens::verify(svc, presented, timestamps::now()).await {
+    let now = timestamps::now();
+    let checked = if let Some(presented) = scheme(BEARER) {
+        if crate::clearml::jwt::looks_like_jwt(presented) {
+            match crate::clearml::jwt::verify(svc, presented, now.timestamp()).await {
+                Ok(claims) => tokens::verify_id(svc, claims.token_id, now)
+                    .await
+                    .map(|caller| with_expiry(caller, claims.exp)),
+                Err(err) => Err(err),
+            }
+        } else {
+            tokens::verify(svc, presented, now).await
+        }
+    } else if let Some(encoded) = scheme(BASIC) {
+        match basic_token(encoded) {
+            Some(token) => tokens::verify(svc, &token, now).await,
+            None => Err(ApiError::new(
+                ErrorCode::BadToken,
+                "Basic credentials must be base64(<access_key>:<secret_key>) of a Fanout token",
+            )),
+        }
+    } else {
+        return Ok(Verdict::Denied(ApiError::new(
+            ErrorCode::BadToken,
+            "the Authorization header must read 'Bearer <token>'",
+        )));
+    };
+    match checked {
         Ok(caller) => Ok(Verdict::Allowed(caller)),
         Err(err) if err.status() == 401 => Ok(Verdict::Denied(err)),
         Err(err) => Err(err),
     }
+}
+
+/// The Fanout token that Basic credentials `base64(<token id hex>:<secret>)` spell.
+fn basic_token(encoded: &str) -> Option<String> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (access_key, secret_key) = text.split_once(':')?;
+    let id = Uuid::try_parse(access_key).ok()?;
+    Some(format!(
+        "{}{}_{secret_key}",
+        tokens::TOKEN_PREFIX,
+        id.simple()
+    ))
+}
+
+/// The caller of a JWT: it stops at the JWT's expiry if that comes before its token's.
+fn with_expiry(mut caller: Caller, exp: i64) -> Caller {
+    let jwt_expiry = chrono::DateTime::from_timestamp(exp, 0);
+    let token_expiry = caller
+        .expiration_time
+        .as_deref()
+        .and_then(timestamps::parse);
+    if let Some(jwt_expiry) = jwt_expiry
+        && token_expiry.is_none_or(|t| jwt_expiry < t)
+    {
+        caller.expiration_time = Some(timestamps::format(jwt_expiry));
+    }
+    caller
 }
 
 /// What [`bootstrap`] made.
@@ -334,6 +397,26 @@ mod tests {
         assert_eq!(admin.bind(Some(other), false).unwrap(), Some(other));
         assert_eq!(admin.bind(None, true).unwrap(), None);
         assert_eq!(admin.bind(None, false).unwrap(), Some(admin.account_id));
+    }
+
+    #[test]
+    fn basic_credentials_are_a_token_in_two() {
+        use base64::Engine;
+        let id = Uuid::new_v4();
+        let encode = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
+        assert_eq!(
+            basic_token(&encode(format!("{}:s3cr-et_", id.simple()))),
+            Some(format!("fo_{}_s3cr-et_", id.simple()))
+        );
+        assert_eq!(basic_token(&encode("nope:x".into())), None);
+        assert_eq!(basic_token(&encode(id.simple().to_string())), None);
+        assert_eq!(basic_token("%%%"), None);
+        // A JWT's caller ends with the JWT.
+        let caller = with_expiry(caller(AccountType::User), 1_000);
+        assert_eq!(
+            caller.expiration_time.as_deref(),
+            Some("1970-01-01T00:16:40.000000+00:00")
+        );
     }
 
     #[test]

@@ -27,11 +27,13 @@ pub enum Resource {
     Errors,
     /// The account's tokens.
     Tokens,
+    /// The ClearML surface (`/clearml/`): its tasks, projects, queues, workers, events.
+    Clearml,
 }
 
 impl Resource {
     /// Every resource, in the order the API documents them.
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Faces,
         Resource::Lists,
         Resource::Events,
@@ -39,6 +41,7 @@ impl Resource {
         Resource::Tasks,
         Resource::Errors,
         Resource::Tokens,
+        Resource::Clearml,
     ];
 
     /// The name used in permissions.
@@ -51,6 +54,7 @@ impl Resource {
             Resource::Tasks => "tasks",
             Resource::Errors => "errors",
             Resource::Tokens => "tokens",
+            Resource::Clearml => "clearml",
         }
     }
 }

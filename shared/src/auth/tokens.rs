@@ -393,7 +393,30 @@ pub async fn verify(
     if !matches {
         return Err(unknown());
     }
-    let token = record.token;
+    caller_of(svc, token_id, record.token, now).await
+}
+
+/// Checks the token `token_id` without its secret: for credentials derived from a
+/// checked token (the JWTs of the ClearML surface), which end when the token is revoked,
+/// expires or loses its account. Answers who calls, or why not (401).
+pub async fn verify_id(
+    svc: &Services,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Caller, ApiError> {
+    let record = record(svc, token_id)
+        .await?
+        .ok_or_else(|| refused(ErrorCode::BadToken, "the token is unknown or revoked"))?;
+    caller_of(svc, token_id, record.token, now).await
+}
+
+/// The caller of a token found in the store: refused once expired or its account gone.
+async fn caller_of(
+    svc: &Services,
+    token_id: Uuid,
+    token: Token,
+    now: DateTime<Utc>,
+) -> Result<Caller, ApiError> {
     if let Some(expiration) = token.expiration_time.as_deref().and_then(timestamps::parse)
         && expiration <= now
     {

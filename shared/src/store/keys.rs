@@ -180,6 +180,54 @@ pub fn rate_pk(token_id: Uuid) -> String {
     format!("RATE#{token_id}")
 }
 
+/// Partition key of the signing key of the JWTs the ClearML surface issues.
+pub const CLEARML_KEY_PK: &str = "CLEARML#KEY";
+/// Sort key of the JWT signing key.
+pub const CLEARML_KEY_SK: &str = "JWT";
+
+/// Sort key of a ClearML record's own item (task, project, queue).
+pub const CLEARML_DOC_SK: &str = "DOC";
+
+/// Partition key of a ClearML task (`id`: 32 hex characters).
+pub fn clearml_task_pk(task_id: &str) -> String {
+    format!("CMTASK#{task_id}")
+}
+
+/// Partition key of a ClearML project.
+pub fn clearml_project_pk(project_id: &str) -> String {
+    format!("CMPROJECT#{project_id}")
+}
+
+/// Partition key of a ClearML queue (its entries are in its item).
+pub fn clearml_queue_pk(queue_id: &str) -> String {
+    format!("CMQUEUE#{queue_id}")
+}
+
+/// Partition key of the marker that holds a name of an account's projects or queues
+/// (`kind`: `PROJECT`, `QUEUE`), so that two records never take one name.
+pub fn clearml_name_pk(account_id: Uuid, kind: &str, name: &str) -> String {
+    format!("CMNAME#{account_id}#{kind}#{name}")
+}
+
+/// Sort key of a name marker.
+pub const CLEARML_NAME_SK: &str = "NAME";
+
+/// Partition of an account's ClearML workers (sort key: the worker id).
+pub fn clearml_workers_pk(account_id: Uuid) -> String {
+    format!("CMWORKERS#{account_id}")
+}
+
+/// Partition of a ClearML task's events (logs, scalars): one item per stored batch.
+pub fn clearml_events_pk(task_id: &str) -> String {
+    format!("CMEVENTS#{task_id}")
+}
+
+/// Sort key of a batch of events of one kind (`LOG`, `METRIC`): its first timestamp
+/// (ms, zero-padded) and a unique suffix, so a partition reads in time order.
+pub fn clearml_events_sk(kind: &str, timestamp_ms: i64, suffix: &str) -> String {
+    format!("{kind}#{:020}#{suffix}", timestamp_ms.max(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
