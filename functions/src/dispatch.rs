@@ -12,8 +12,9 @@ use fanout::error::{ApiError, ErrorCode};
 use fanout::request_id::{self, RequestId};
 
 use crate::access;
+use crate::handlers::clearml;
 use crate::request;
-use crate::routes::Route;
+use crate::routes::{Route, Surface};
 
 /// Answers `req` with `route`, echoing (or generating) the `Luna-Request-Id`.
 pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Response<Body> {
@@ -23,6 +24,7 @@ pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Respon
     let (request_id, result) = match client_request_id(&req) {
         Ok(id) => {
             let span = tracing::info_span!("request", request_id = %id, route = route.name);
+            req.extensions_mut().insert(id.clone());
             let result = async {
                 access::admit(svc, route, &mut req).await?;
                 (route.handler)(svc, req).await
@@ -46,7 +48,7 @@ pub async fn dispatch(svc: &Services, route: &Route, mut req: Request) -> Respon
                     tracing::info!(error_code = err.code.code(), detail = %err.detail, "request rejected");
                 }
             });
-            let mut response = request::error(&err);
+            let mut response = render(route, &path, &request_id, &err);
             challenge(&mut response, &err);
             response
         }
@@ -100,6 +102,31 @@ fn challenge(response: &mut Response<Body>, err: &ApiError) {
     {
         response.headers_mut().insert(name, value);
     }
+}
+
+/// An error in the form of the route's surface: Fanout's error body, or ClearML's
+/// envelope.
+fn render(route: &Route, path: &str, request_id: &RequestId, err: &ApiError) -> Response<Body> {
+    match route.surface {
+        Surface::Fanout => request::error(err),
+        Surface::Clearml => clearml::refusal(path, request_id.as_str(), err),
+    }
+}
+
+/// Answer for a request to `route` refused before it ran (the local authorizer failed).
+pub fn refused_at(route: &Route, req: &Request, err: &ApiError) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
+    let mut response = render(route, req.uri().path(), &request_id, err);
+    with_request_id(&mut response, &request_id);
+    access_line(
+        req.method(),
+        req.uri().path(),
+        &response,
+        &request_id,
+        started,
+    );
+    response
 }
 
 /// Answer for a request refused before any route ran (the local authorizer failed).

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use fanout::Services;
 
 use crate::access;
-use crate::dispatch::{dispatch, refused, unrouted};
+use crate::dispatch::{dispatch, refused, refused_at, unrouted};
 use crate::routes::{self, Match};
 
 /// Serves connections from `listener` until the process ends.
@@ -83,7 +83,7 @@ async fn handle(
                     let request = access::with_context(request, verdict.to_context());
                     dispatch(svc, route, request).await
                 }
-                Err(err) => refused(&request, &err),
+                Err(err) => refused_at(route, &request, &err),
             }
         }
         Match::UnknownTaskKind(kind) => refused(&request, &routes::unknown_task_kind(&kind)),

@@ -26,8 +26,9 @@ use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
 
 use crate::handlers::{
-    auth as auth_handlers, events as event_handlers, faces as face_handlers,
-    images as image_handlers, lists as list_handlers, system, tasks as task_handlers,
+    auth as auth_handlers, clearml as clearml_handlers, events as event_handlers,
+    faces as face_handlers, images as image_handlers, lists as list_handlers, system,
+    tasks as task_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -66,6 +67,20 @@ pub struct Route {
     pub access: Access,
     /// Documentation for the OpenAPI document.
     pub doc: RouteDoc,
+    /// Which API the route belongs to: how it is matched and how it answers errors.
+    pub surface: Surface,
+}
+
+/// The APIs the table serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Fanout's own REST API (LUNA's conventions): one method per route, errors as
+    /// `{"error_code", "desc", "detail", "link"}`, documented in the OpenAPI document.
+    Fanout,
+    /// ClearML's RPC API under `/clearml/`: any method (the clients send GET with a
+    /// body, or POST; PUT is taken too), every answer in ClearML's envelope, documented
+    /// by ClearML's own schema (seeds 002 and 004), not in the OpenAPI document.
+    Clearml,
 }
 
 /// Who may call a route.
@@ -131,8 +146,32 @@ impl Route {
         self.access == Access::Public
     }
 
+    /// The method of the route's key in API Gateway: `ANY` for the ClearML route.
+    pub fn api_method(&self) -> &'static str {
+        match self.surface {
+            Surface::Clearml => "ANY",
+            Surface::Fanout => match self.method {
+                Method::GET => "GET",
+                Method::POST => "POST",
+                Method::PUT => "PUT",
+                Method::PATCH => "PATCH",
+                Method::DELETE => "DELETE",
+                _ => "OTHER",
+            },
+        }
+    }
+
+    /// Whether the route takes requests of `method`.
+    pub fn takes(&self, method: &Method) -> bool {
+        self.surface == Surface::Clearml || self.method == method
+    }
+
     /// Most bytes of body the route takes (413 above).
     pub fn body_limit(&self) -> usize {
+        if self.surface == Surface::Clearml {
+            // events.add_batch carries logs and scalars by the batch.
+            return BODY_LIMIT_BULK;
+        }
         match (self.name, self.doc.body) {
             ("create_events" | "put_face_avatar" | "put_event_sample", _) => BODY_LIMIT_BULK,
             (_, Some(_)) => BODY_LIMIT_JSON,
@@ -200,6 +239,7 @@ macro_rules! route {
                 status: $status,
                 response: $response,
             },
+            surface: Surface::Fanout,
         }
     };
 }
@@ -354,7 +394,30 @@ pub static ROUTES: &[Route] = &[
         token(Tokens, Deletion, NOWHERE),
         "Revoke a token: refused from the next request the authorizer checks (API Gateway may keep a cached answer up to its cache time, 300 s at most)",
         query: NONE, body: None, 204 => None),
+    // The whole ClearML surface is one route: API Gateway's route keys match whole path
+    // segments only and no optional segment, so `/clearml/[v2.23/]tasks.enqueue` cannot
+    // be split by service there (README, ClearML). `{proxy+}` takes the rest of the path.
+    Route {
+        name: "clearml",
+        method: Method::POST,
+        path: "/clearml/{proxy+}",
+        handler: |svc, req| Box::pin(clearml_handlers::call(svc, req)),
+        access: token(Clearml, View, NOWHERE),
+        doc: RouteDoc {
+            summary: "ClearML API 2.31 (clearml-server 2.0.0): /clearml/[v<X.Y>/]<service>.<action> with GET, POST or PUT, answers in ClearML's envelope",
+            query: NONE,
+            body: None,
+            status: 200,
+            response: None,
+        },
+        surface: Surface::Clearml,
+    },
 ];
+
+/// The routes of Fanout's own API, which the OpenAPI document describes.
+pub fn documented() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().filter(|r| r.surface == Surface::Fanout)
+}
 
 /// The route named `name`.
 pub fn by_name(name: &str) -> Option<&'static Route> {
@@ -410,11 +473,28 @@ pub fn find(method: &Method, path: &str) -> Match {
     let mut path_known = false;
     for route in ROUTES {
         let pattern: Vec<&str> = route.path.split('/').collect();
+        let mut params = Vec::new();
+        let mut literals = 0;
+        // A greedy last segment (`{proxy+}`) takes the rest of the path.
+        if let Some((last, head)) = pattern.split_last()
+            && let Some(name) = last.strip_prefix('{').and_then(|p| p.strip_suffix("+}"))
+        {
+            let rest = segments.get(head.len()..).unwrap_or_default();
+            let matched = segments.len() > head.len()
+                && head.iter().zip(&segments).all(|(p, s)| p == s)
+                && !rest.iter().all(|s| s.is_empty());
+            if matched {
+                path_known = true;
+                if route.takes(method) && best.is_none() {
+                    params.push((name.to_string(), rest.join("/")));
+                    best = Some((route, params, head.len()));
+                }
+            }
+            continue;
+        }
         if pattern.len() != segments.len() {
             continue;
         }
-        let mut params = Vec::new();
-        let mut literals = 0;
         let matched = pattern.iter().zip(&segments).all(|(p, s)| {
             if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 params.push((name.to_string(), s.to_string()));
@@ -428,7 +508,7 @@ pub fn find(method: &Method, path: &str) -> Match {
             continue;
         }
         path_known = true;
-        if route.method != method {
+        if !route.takes(method) {
             continue;
         }
         if best.as_ref().is_none_or(|(_, _, l)| literals > *l) {
@@ -549,6 +629,30 @@ mod tests {
             find(&Method::POST, "/1/tasks/foo/bar"),
             Match::NotFound
         ));
+    }
+
+    #[test]
+    fn the_clearml_route_takes_every_method_and_the_rest_of_the_path() {
+        for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+            for path in [
+                "/clearml/tasks.enqueue",
+                "/clearml/v2.23/tasks.get_all",
+                "/clearml/anything/else",
+            ] {
+                let Match::Found(route, params) = find(&method, path) else {
+                    panic!("{method} {path}: no match");
+                };
+                assert_eq!(route.name, "clearml");
+                assert_eq!(route.api_method(), "ANY");
+                assert_eq!(params[0].0, "proxy");
+                assert_eq!(format!("/clearml/{}", params[0].1), path, "{method} {path}");
+            }
+        }
+        assert!(matches!(find(&Method::GET, "/clearml"), Match::NotFound));
+        assert!(matches!(find(&Method::GET, "/clearml/"), Match::NotFound));
+        assert_eq!(by_name("clearml").unwrap().body_limit(), BODY_LIMIT_BULK);
+        assert!(documented().all(|r| r.surface == Surface::Fanout));
+        assert_eq!(documented().count(), ROUTES.len() - 1);
     }
 
     #[test]

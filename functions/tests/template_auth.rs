@@ -45,7 +45,7 @@ fn is_task_creation_route(route: &Route) -> bool {
 
 /// `METHOD /path`, as API Gateway keys routes.
 fn route_key(route: &Route) -> String {
-    format!("{} {}", route.method, route.path)
+    format!("{} {}", route.api_method(), route.path)
 }
 
 fn template() -> Value {

@@ -4,11 +4,16 @@
 //! route's permission (403), and with an expired or a revoked token (401) — and none of
 //! those requests changes anything. A route added to the table is covered by this test
 //! as soon as it exists (it fails until the route has a sample request below).
+//!
+//! The ClearML route answers the same refusals in ClearML's envelope (HTTP status ==
+//! `meta.result_code`, Fanout's code in `meta.error_data.error_code`); where ClearML
+//! has its own answer (another account's task is an unknown task, 400/101) the tables
+//! below say so.
 
 use std::collections::BTreeMap;
 
 use fanout_e2e::{Answer, Stack, User, stack};
-use fanout_functions::routes::{Access, AccountIn, ROUTES, Route};
+use fanout_functions::routes::{Access, AccountIn, ROUTES, Route, Surface};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -28,6 +33,40 @@ struct Target {
     event: String,
     task: u64,
     token_id: String,
+    /// A ClearML task of the owner.
+    clearml_task: String,
+}
+
+/// The code a refusal carries: Fanout's `error_code`, or from a ClearML envelope (whose
+/// `result_code` must be the HTTP status) Fanout's code in `error_data`, else ClearML's
+/// subcode.
+fn code_of(route: &Route, answer: &Answer) -> u64 {
+    match route.surface {
+        Surface::Fanout => answer.error_code(),
+        Surface::Clearml => {
+            let meta = &answer.json["meta"];
+            assert_eq!(
+                meta["result_code"].as_u64(),
+                Some(u64::from(answer.status.as_u16())),
+                "{}: not an envelope with the status: {}",
+                route.name,
+                answer.text
+            );
+            meta["error_data"]["error_code"]
+                .as_u64()
+                .or_else(|| meta["result_subcode"].as_u64())
+                .unwrap_or_else(|| panic!("{}: no code in {}", route.name, answer.text))
+        }
+    }
+}
+
+/// What another account's token gets where the route's surface answers it its own way:
+/// a ClearML record of another account is unknown (`tasks.edit`: 400/101).
+fn foreign_outcome(route: &Route) -> Option<(u16, u64)> {
+    match route.surface {
+        Surface::Clearml => Some((400, 101)),
+        Surface::Fanout => None,
+    }
 }
 
 async fn target(stack: &Stack) -> Target {
@@ -60,6 +99,15 @@ async fn target(stack: &Stack) -> Target {
         .await;
     assert_eq!(task.status, StatusCode::CREATED, "{}", task.text);
     let tokens = stack.call_as(token, Method::GET, "/1/tokens", None).await;
+    let clearml = stack
+        .call_as(
+            token,
+            Method::POST,
+            "/clearml/tasks.create",
+            Some(&json!({"name": "target", "type": "training"})),
+        )
+        .await;
+    assert_eq!(clearml.status, StatusCode::OK, "{}", clearml.text);
     let face = face.json["face_id"].as_str().unwrap().to_string();
     let target = Target {
         face,
@@ -73,6 +121,7 @@ async fn target(stack: &Stack) -> Target {
             .as_str()
             .unwrap()
             .to_string(),
+        clearml_task: clearml.json["data"]["id"].as_str().unwrap().to_string(),
         owner,
     };
     // Every record is the owner's.
@@ -107,6 +156,8 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         ("{error_id}", "1".to_string()),
         ("{account_id}", target.owner.account_id.clone()),
         ("{token_id}", target.token_id.clone()),
+        // The ClearML route's endpoint: a change of the owner's task.
+        ("{proxy+}", "v2.23/tasks.edit".to_string()),
     ] {
         path = path.replace(param, &value);
     }
@@ -136,6 +187,9 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         "create_account" => json_body(json!({"description": "intruder"})),
         "patch_account" => json_body(json!({"account_type": "admin"})),
         "patch_token" => json_body(json!({"description": "changed"})),
+        "clearml" => {
+            json_body(json!({"task": target.clearml_task, "name": "changed", "force": true}))
+        }
         name => {
             assert!(
                 route.doc.body.is_none(),
@@ -184,6 +238,20 @@ async fn snapshot(stack: &Stack, target: &Target) -> Value {
     for kind in ["FACE", "LIST", "EVENT", "TOKEN"] {
         out.insert(kind.into(), json!(stack.stored(acc, kind).await));
     }
+    let clearml = stack
+        .services
+        .table
+        .get(
+            &fanout::store::keys::clearml_task_pk(&target.clearml_task),
+            fanout::store::keys::CLEARML_DOC_SK,
+        )
+        .await
+        .unwrap()
+        .expect("the owner's ClearML task");
+    out.insert(
+        "clearml_task".into(),
+        json!(format!("{:?}", clearml.get("doc"))),
+    );
     Value::Object(out)
 }
 
@@ -208,8 +276,8 @@ async fn token_without(stack: &Stack, target: &Target, route: &Route) -> Option<
 }
 
 /// One refusal as the table records it.
-fn outcome(answer: &Answer) -> String {
-    format!("{} {}", answer.status.as_u16(), answer.error_code())
+fn outcome(route: &Route, answer: &Answer) -> String {
+    format!("{} {}", answer.status.as_u16(), code_of(route, answer))
 }
 
 #[tokio::test]
@@ -262,12 +330,13 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
             route.name,
             none.text
         );
-        assert_eq!(none.error_code(), 40011, "{}", route.name);
-        row.push(outcome(&none));
+        assert_eq!(code_of(route, &none), 40011, "{}", route.name);
+        row.push(outcome(route, &none));
 
         // Another account's token, aimed at the owner's records.
         let foreign = send(stack, route, &aimed, Some(&intruder.token)).await;
         let expected = match route.access {
+            _ if foreign_outcome(route).is_some() => foreign_outcome(route).unwrap(),
             Access::Admin => (403, 40016),
             Access::Token {
                 account: AccountIn::Nowhere,
@@ -280,13 +349,13 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
             _ => (403, 40015),
         };
         assert_eq!(
-            (foreign.status.as_u16(), foreign.error_code()),
+            (foreign.status.as_u16(), code_of(route, &foreign)),
             expected,
             "{}: {}",
             route.name,
             foreign.text
         );
-        row.push(outcome(&foreign));
+        row.push(outcome(route, &foreign));
         // Leaving the account out, the intruder acts on its own account, where the
         // owner's records do not exist.
         if let Access::Token {
@@ -304,7 +373,7 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
                 route.name,
                 own.text
             );
-            row.push(outcome(&own));
+            row.push(outcome(route, &own));
         } else {
             row.push("-".into());
         }
@@ -326,8 +395,8 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
             route.name,
             lacking.text
         );
-        assert_eq!(lacking.error_code(), expected, "{}", route.name);
-        row.push(outcome(&lacking));
+        assert_eq!(code_of(route, &lacking), expected, "{}", route.name);
+        row.push(outcome(route, &lacking));
 
         for (token, code) in [(&expired, 40013), (&revoked, 40012)] {
             let answer = send(stack, route, &aimed, Some(token)).await;
@@ -338,8 +407,8 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
                 route.name,
                 answer.text
             );
-            assert_eq!(answer.error_code(), code, "{}", route.name);
-            row.push(outcome(&answer));
+            assert_eq!(code_of(route, &answer), code, "{}", route.name);
+            row.push(outcome(route, &answer));
         }
         table.insert(route.name, row);
     }
@@ -600,7 +669,8 @@ async fn bodies_over_a_routes_limit_are_refused_before_anything_happens() {
             .replace("{event_id}", &Uuid::new_v4().to_string())
             .replace("{task_id}", "1")
             .replace("{account_id}", &acc)
-            .replace("{token_id}", &Uuid::new_v4().to_string());
+            .replace("{token_id}", &Uuid::new_v4().to_string())
+            .replace("{proxy+}", "events.add_batch");
         let body = vec![b' '; limit + 1];
         let answer = stack
             .send_bytes(route.method.clone(), &path, Some("application/json"), body)
@@ -612,9 +682,99 @@ async fn bodies_over_a_routes_limit_are_refused_before_anything_happens() {
             route.name,
             answer.text
         );
-        assert_eq!(answer.error_code(), 40017, "{}", route.name);
+        assert_eq!(code_of(route, &answer), 40017, "{}", route.name);
     }
     for kind in ["FACE", "LIST", "EVENT", "TOKEN"] {
         assert_eq!(stack.stored(&acc, kind).await, 0);
     }
+}
+
+/// ClearML's login: `Basic base64(access_key:secret_key)` (a Fanout token in two) gets a
+/// JWT; the JWT then works like its token on the ClearML route (and on Fanout's own,
+/// through the one authorizer), a forged one does not, and revoking the token ends it.
+#[tokio::test]
+async fn a_clearml_login_gives_a_jwt_that_lives_and_dies_with_its_token() {
+    use base64::Engine;
+    let stack = stack();
+    let user = stack.user().await;
+    let token = stack.token_for(&user.account_id, &json!({})).await;
+    let (access_key, secret_key) = fanout::clearml::dispatch::split_token(&token).unwrap();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{access_key}:{secret_key}"));
+    let client = reqwest::Client::new();
+    let login = |authorization: String| {
+        let client = client.clone();
+        let url = format!("{}/clearml/auth.login", stack.url);
+        async move {
+            let response = client
+                .get(url)
+                .header("Authorization", authorization)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = login(format!("Basic {basic}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["meta"]["result_code"], 200);
+    let jwt = body["data"]["token"].as_str().unwrap().to_string();
+    let (status, body) = login(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{access_key}:wrong"))
+    ))
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["meta"]["error_data"]["error_code"], 40012);
+
+    let list = stack
+        .call_as(
+            Some(&jwt),
+            Method::POST,
+            "/clearml/v2.23/tasks.get_all",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let faces = stack
+        .call_as(Some(&jwt), Method::GET, "/1/faces", None)
+        .await;
+    assert_eq!(faces.status, StatusCode::OK, "{}", faces.text);
+    // Another signature.
+    let mut parts: Vec<&str> = jwt.split('.').collect();
+    parts[2] = "AAAA";
+    let forged = parts.join(".");
+    let refused = stack
+        .call_as(
+            Some(&forged),
+            Method::POST,
+            "/clearml/tasks.get_all",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(refused.json["meta"]["error_data"]["error_code"], 40012);
+    // Revoked: the JWT goes with it.
+    let token_id = fanout::auth::tokens::parse_token(&token).unwrap().0;
+    let revoke = stack
+        .call_as(
+            Some(&user.token),
+            Method::DELETE,
+            &format!("/1/tokens/{token_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::NO_CONTENT, "{}", revoke.text);
+    let after = stack
+        .call_as(
+            Some(&jwt),
+            Method::POST,
+            "/clearml/tasks.get_all",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text);
+    assert_eq!(after.json["meta"]["error_data"]["error_code"], 40012);
+    assert_eq!(after.json["meta"]["endpoint"]["name"], "tasks.get_all");
 }

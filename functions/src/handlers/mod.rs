@@ -1,6 +1,7 @@
 //! Route handlers: parse the request, call the domain, shape the answer.
 
 pub mod auth;
+pub mod clearml;
 pub mod events;
 pub mod faces;
 pub mod images;
