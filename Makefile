@@ -48,7 +48,7 @@ emulator-down:
 # no records, task ids from 1, and new tokens.
 reset:
 	bash localstack/stop.sh
-	if [ -f $(LOCAL_ENV) ]; then sed -i -E '/^FANOUT_(ADMIN_TOKEN|ACCOUNT_ID|TOKEN)=/d' $(LOCAL_ENV); fi
+	if [ -f $(LOCAL_ENV) ]; then sed -i -E '/^FANOUT_(ADMIN_TOKEN|ACCOUNT_ID|TOKEN|CLEARML_ACCESS_KEY|CLEARML_SECRET_KEY)=/d' $(LOCAL_ENV); fi
 	@echo "reset: emulator stopped, its data gone; make run starts from empty"
 
 lint-infra: venv
@@ -58,7 +58,7 @@ run: emulator-up deploy-local
 	cargo build -p fanout-functions --bin gateway --bin fanout-admin --bin fanout -p fanout-workers --bin worker
 	@# An admin token and a demo account with a token, made once (kept while the
 	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
-	set -a; . $(LOCAL_ENV); set +a; target/debug/fanout-admin local-env --file $(LOCAL_ENV)
+	set -a; . $(LOCAL_ENV); set +a; target/debug/fanout-admin local-env --file $(LOCAL_ENV) --api http://$(ADDR)
 	set -a; . $(LOCAL_ENV); set +a; \
 	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
 	for i in $$(seq 1 $(WORKERS)); do \

@@ -8,7 +8,10 @@
 //! - `fanout-admin local-env [--file .fanout/local.env]`: what `make run` calls: makes
 //!   sure the file holds a working admin token (`FANOUT_ADMIN_TOKEN`) and a demo user
 //!   account with a token (`FANOUT_ACCOUNT_ID`, `FANOUT_TOKEN`), creating only what is
-//!   missing or no longer valid, and prints them.
+//!   missing or no longer valid, and prints them; also ClearML credentials of the demo
+//!   account (`FANOUT_CLEARML_ACCESS_KEY`, `FANOUT_CLEARML_SECRET_KEY`: a token of its
+//!   own, split in two) and a ready `clearml.conf` for the API at `--api` (default
+//!   `http://127.0.0.1:3000`), written next to the file as `clearml.conf`.
 //! - `fanout-admin check <token>`: exit 0 when the token is valid, 1 when not.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use fanout::auth::{self, AccountType, Verdict};
 use uuid::Uuid;
 
 const USAGE: &str = "usage: fanout-admin bootstrap [--description TEXT]
-       fanout-admin local-env [--file PATH]
+       fanout-admin local-env [--file PATH] [--api URL]
        fanout-admin check TOKEN";
 
 #[tokio::main]
@@ -78,7 +81,8 @@ async fn run(args: &[String]) -> Result<ExitCode, String> {
             let file = option(args, "--file")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".fanout/local.env"));
-            local_env(&file).await?;
+            let api = option(args, "--api")?.unwrap_or("http://127.0.0.1:3000");
+            local_env(&file, api).await?;
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(USAGE.to_string()),
@@ -116,7 +120,57 @@ fn set(pairs: &mut Vec<(String, String)>, key: &str, value: &str) {
     pairs.push((key.to_string(), value.to_string()));
 }
 
-async fn local_env(path: &Path) -> Result<(), String> {
+/// Whether ClearML credentials are a working token of `account_id` with the `clearml`
+/// permission.
+async fn clearml_valid(
+    svc: &Services,
+    account_id: Uuid,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<bool, String> {
+    let token = format!("fo_{access_key}_{secret_key}");
+    let verdict = auth::authorize(svc, Some(&format!("Bearer {token}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(matches!(verdict, Verdict::Allowed(caller)
+        if caller.account_id == account_id
+            && caller.permissions.allows(auth::Resource::Clearml, auth::Action::View)))
+}
+
+/// New ClearML credentials of `account_id`: a token with every permission, split in two.
+async fn clearml_credentials(svc: &Services, account_id: Uuid) -> Result<(String, String), String> {
+    let maker = auth::Caller {
+        account_id,
+        account_type: AccountType::Admin,
+        token_id: Uuid::nil(),
+        permissions: auth::Permissions::all(),
+        expiration_time: None,
+    };
+    let made = auth::tokens::create(
+        svc,
+        &maker,
+        account_id,
+        auth::tokens::NewToken {
+            description: Some("make run clearml credentials".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    fanout::clearml::dispatch::split_token(&made.token)
+        .ok_or_else(|| "a new token does not split".to_string())
+}
+
+/// A `clearml.conf` for the API at `api` with these credentials (the clients need a
+/// web server address, which they never contact; POST for every call).
+fn clearml_conf(api: &str, access_key: &str, secret_key: &str) -> String {
+    let api = api.trim_end_matches('/');
+    format!(
+        "api {{\n  api_server: \"{api}/clearml\"\n  web_server: \"http://localhost:8080\"\n  files_server: \"http://localhost:8081\"\n  credentials {{ access_key: \"{access_key}\", secret_key: \"{secret_key}\" }}\n  http {{ default_method: \"post\" }}\n}}\n"
+    )
+}
+
+async fn local_env(path: &Path, api: &str) -> Result<(), String> {
     let mut pairs = read_env(path)?;
     let svc = services().await?;
     let mut made = Vec::new();
@@ -151,6 +205,20 @@ async fn local_env(path: &Path) -> Result<(), String> {
     };
     set(&mut pairs, "FANOUT_ACCOUNT_ID", &account_id.to_string());
     set(&mut pairs, "FANOUT_TOKEN", &token);
+    let (access_key, secret_key) = match (
+        lookup(&pairs, "FANOUT_CLEARML_ACCESS_KEY"),
+        lookup(&pairs, "FANOUT_CLEARML_SECRET_KEY"),
+    ) {
+        (Some(access), Some(secret)) if clearml_valid(&svc, account_id, access, secret).await? => {
+            (access.to_string(), secret.to_string())
+        }
+        _ => {
+            made.push("clearml credentials");
+            clearml_credentials(&svc, account_id).await?
+        }
+    };
+    set(&mut pairs, "FANOUT_CLEARML_ACCESS_KEY", &access_key);
+    set(&mut pairs, "FANOUT_CLEARML_SECRET_KEY", &secret_key);
     let text: String = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let tmp = path.with_extension("env.tmp");
     std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
@@ -166,12 +234,22 @@ async fn local_env(path: &Path) -> Result<(), String> {
     } else {
         println!(
             "local-env: created {} in {}",
-            made.join(" and "),
+            made.join(", "),
             path.display()
         );
     }
     println!("FANOUT_ADMIN_TOKEN={admin}");
     println!("FANOUT_ACCOUNT_ID={account_id}");
     println!("FANOUT_TOKEN={token}");
+    println!("FANOUT_CLEARML_ACCESS_KEY={access_key}");
+    println!("FANOUT_CLEARML_SECRET_KEY={secret_key}");
+    let conf = clearml_conf(api, &access_key, &secret_key);
+    let conf_path = path.with_file_name("clearml.conf");
+    std::fs::write(&conf_path, &conf).map_err(|e| e.to_string())?;
+    println!(
+        "clearml.conf for the demo account ({}; use it with CLEARML_CONFIG_FILE={}):\n{conf}",
+        conf_path.display(),
+        conf_path.display()
+    );
     Ok(())
 }
