@@ -223,7 +223,8 @@ pub async fn queue_watched(svc: &Services, ctx: &Ctx, queue_id: &str) -> Result<
     }))
 }
 
-/// `workers.get_all`: live workers seen within `last_seen` seconds (3600), with their
+/// `workers.get_all`: live workers seen within `last_seen` seconds (3600; 0 or less: no
+/// such filter, as `clearml-agent list` asks), with their
 /// task (`{id, name, running_time, last_iteration}`) and queues (`{id, name,
 /// num_tasks, next_task}`).
 pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
@@ -238,7 +239,7 @@ pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
             .get("last_activity_time")
             .and_then(Value::as_str)
             .and_then(super::parse_iso)
-            .is_some_and(|t| (ctx.now - t).num_seconds() <= last_seen);
+            .is_some_and(|t| last_seen <= 0 || (ctx.now - t).num_seconds() <= last_seen);
         let id = worker.get("id").and_then(Value::as_str).unwrap_or_default();
         if !seen || pattern.as_ref().is_some_and(|p| !p.is_match(id)) {
             continue;
