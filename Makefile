@@ -4,6 +4,7 @@
 #   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test, fuzz
 #   make chaos  the full crash matrix (RELIABILITY.md)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
+#   make clearml  the real clearml SDK and clearml-agent against /clearml/ (README, ClearML)
 #   make package  release build of every function for AWS, zipped, and sam validate
 #   make reset  stop the emulator: its data goes, the next make run starts from empty
 #
@@ -29,7 +30,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml
 
 venv:
 	bash localstack/venv.sh
@@ -94,6 +95,17 @@ fuzz:
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
 	bash tests/fuzz/run.sh
+
+# The ClearML surface with the real clients (tests/clearml/run.sh): clearml 2.1.12 and
+# clearml-agent 3.0.3 from PyPI (.venv-clearml, Python 3.11) against the gateway over
+# the local stack: tasks created, enqueued, run by agents, completed, failed, aborted,
+# executed by id, twenty tasks shared by two agents. CLEARML_SCENARIOS picks some.
+clearml:
+	trap 'bash localstack/stop.sh' EXIT; \
+	$(MAKE) --no-print-directory emulator-up; \
+	$(MAKE) --no-print-directory deploy-local; \
+	set -a; . $(LOCAL_ENV); set +a; \
+	bash tests/clearml/run.sh $(CLEARML_SCENARIOS)
 
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:
