@@ -1,7 +1,8 @@
 # Fanout developer entry points (GNU make).
 #
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
-#   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test, fuzz
+#   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test, fuzz,
+#               the ClearML clients
 #   make chaos  the full crash matrix (RELIABILITY.md)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
 #   make clearml  the real clearml SDK and clearml-agent against /clearml/ (README, ClearML)
@@ -124,4 +125,5 @@ test:
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
 	cargo test --workspace --features fanout/faults; \
-	FUZZ_CARGO_ARGS="--features fanout/faults" bash tests/fuzz/run.sh
+	FUZZ_CARGO_ARGS="--features fanout/faults" bash tests/fuzz/run.sh; \
+	CLEARML_CARGO_ARGS="--features fanout/faults" bash tests/clearml/run.sh
