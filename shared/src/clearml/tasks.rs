@@ -579,6 +579,11 @@ pub async fn enqueue(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     });
     let (mut answer, _) = set_status(svc, ctx, &id, change).await?;
     if let Err(err) = queues::push(svc, ctx, &queue_id, &id).await {
+        // A concurrent enqueue into the same queue came first: the task is queued there,
+        // as this call wanted; it answers 706 and leaves the other's work alone.
+        if err.subcode == 706 {
+            return Err(err);
+        }
         // Back to the status it had, as the server does when the push fails.
         let before = status_of(&task);
         let mut revert = StatusChange::from_args(before, &args).forced();
