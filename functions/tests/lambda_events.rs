@@ -269,3 +269,93 @@ async fn control_function_runs_the_steps_of_an_sqs_batch() {
     assert_eq!(task.task_status, TaskStatus::Done);
     assert!(task.result_id.is_some());
 }
+
+/// The ClearML route under Lambda: a GET with a JSON body (base64, as API Gateway hands
+/// it on), a versioned path under `ANY /clearml/{proxy+}`, ClearML's envelope; and the
+/// authorizer function takes ClearML's Basic credentials and the JWT of `auth.login`,
+/// handing on the same caller as the token itself.
+#[tokio::test]
+async fn clearml_events_answer_envelopes_and_the_authorizer_takes_basic_and_jwt() {
+    use base64::Engine;
+    use fanout::auth::Verdict;
+    let services = services().await;
+    let response = invoke("clearml", "clearml_get_with_body.json").await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    let body = json(&response);
+    assert_eq!(body["meta"]["result_code"], 200);
+    assert_eq!(body["meta"]["endpoint"]["name"], "tasks.create");
+    assert_eq!(body["meta"]["endpoint"]["requested_version"], "2.23");
+    let id = body["data"]["id"].as_str().unwrap();
+    assert_eq!(id.len(), 32);
+    let stored = services
+        .table
+        .get(
+            &fanout::store::keys::clearml_task_pk(id),
+            fanout::store::keys::CLEARML_DOC_SK,
+        )
+        .await
+        .unwrap()
+        .expect("the task is stored");
+    assert_eq!(
+        stored["account_id"].as_s().unwrap(),
+        FIXTURE_ACCOUNT,
+        "the account comes from the authorizer's context"
+    );
+
+    let made = fanout::auth::bootstrap(
+        &services,
+        fanout::auth::AccountType::User,
+        None,
+        "clearml authorizer test",
+    )
+    .await
+    .unwrap();
+    let fixture = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/authorize_request.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let with = |header: &str| -> Value {
+        serde_json::from_str(&fixture.replace("Bearer TOKEN", header)).unwrap()
+    };
+    let caller_of = |answer: Value| match Verdict::from_context(|k| answer["context"].get(k)) {
+        Verdict::Allowed(caller) => caller,
+        Verdict::Denied(err) => panic!("refused: {err:?}"),
+    };
+    let (access_key, secret_key) = fanout::clearml::dispatch::split_token(&made.token).unwrap();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{access_key}:{secret_key}"));
+    let by_basic =
+        fanout_functions::lambda::authorizer_answer(&services, &with(&format!("Basic {basic}")))
+            .await
+            .unwrap();
+    let caller = caller_of(by_basic);
+    assert_eq!(caller.token_id, made.token_id);
+    assert_eq!(caller.account_id, made.account_id);
+    let key = fanout::clearml::jwt::signing_key(&services).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims =
+        fanout::clearml::jwt::Claims::new(made.account_id, made.token_id, false, now, None);
+    let jwt = fanout::clearml::jwt::encode(&key, &claims).unwrap();
+    let by_jwt =
+        fanout_functions::lambda::authorizer_answer(&services, &with(&format!("Bearer {jwt}")))
+            .await
+            .unwrap();
+    let jwt_caller = caller_of(by_jwt);
+    assert_eq!(jwt_caller.token_id, made.token_id);
+    assert_eq!(jwt_caller.permissions, caller.permissions);
+    assert!(
+        jwt_caller.expiration_time.is_some(),
+        "a JWT's caller ends with it"
+    );
+    // A bad secret, and a JWT signed with another key.
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{access_key}:nope"));
+    let forged = fanout::clearml::jwt::encode(b"another key", &claims).unwrap();
+    for header in [format!("Basic {wrong}"), format!("Bearer {forged}")] {
+        let answer = fanout_functions::lambda::authorizer_answer(&services, &with(&header))
+            .await
+            .unwrap();
+        assert_eq!(answer["context"]["verdict"], "deny", "{header}: {answer}");
+        assert_eq!(answer["context"]["error_code"], 40012);
+    }
+}
