@@ -236,7 +236,43 @@ def scenario_two_agents(state):
         state["agents"].remove(agent)
 
 
-SCENARIOS = [scenario_run_complete_fail_abort, scenario_execute, scenario_two_agents]
+def scenario_sdk_inside(state):
+    """A task whose script uses the SDK itself (Task.init under the agent): it reads its
+    hyperparameters and reports scalars, which land as events and as last_iteration."""
+    task = create(
+        "sdk-inside",
+        "from clearml import Task\n"
+        "task = Task.init()\n"
+        "params = task.get_parameters()\n"
+        "print('greeting is', params.get('General/greeting'), flush=True)\n"
+        "for i in range(3):\n"
+        "    task.get_logger().report_scalar('loss', 'train', value=1.0 / (i + 1), iteration=i)\n"
+        "task.flush(wait_for_uploads=True)\n"
+        "print('reported', flush=True)\n",
+    )
+    task.set_parameters({"General/greeting": "hi from the SDK"})
+    api().queues.create(name="inside")
+    Task.enqueue(task, queue_name="inside")
+    agent = Agent("inside", "fanout-agent-sdk")
+    state["agents"].append(agent)
+    wait_status(task, {"completed"}, 120, [agent])
+    log = console(task)
+    check("greeting is hi from the SDK" in log, f"the task's SDK did not read its parameters: {log[-1500:]!r}")
+    events = api().events.get_task_events(task=task.id, event_type="training_stats_scalar")
+    scalars = [e for e in events.events if e.get("metric") == "loss"]
+    check(len(scalars) == 3, f"scalars stored: {scalars}")
+    fresh = api().tasks.get_all(id=[task.id], only_fields=["last_iteration"])
+    check(fresh[0].last_iteration == 2, f"last_iteration {fresh[0].last_iteration}")
+    agent.stop()
+    state["agents"].remove(agent)
+
+
+SCENARIOS = [
+    scenario_run_complete_fail_abort,
+    scenario_execute,
+    scenario_sdk_inside,
+    scenario_two_agents,
+]
 
 
 def main():
