@@ -512,3 +512,38 @@ async fn many_forms_answer_succeeded_and_failed() {
     assert!(listed["tasks"][0]["execution"]["queue"].is_string());
     assert!(listed["tasks"][0].get("status").is_none());
 }
+
+/// Names are unique in an account (not across accounts), and free again once their
+/// record is deleted; concurrent creations of one name make one record.
+#[tokio::test]
+async fn names_are_unique_per_account() {
+    let c = Client::new().await;
+    c.ok("projects.create", json!({"name": "p"})).await;
+    assert_eq!(
+        c.err("projects.create", json!({"name": "p"})).await,
+        (400, 12)
+    );
+    Client::new()
+        .await
+        .ok("projects.create", json!({"name": "p"}))
+        .await;
+    let q = c.ok("queues.create", json!({"name": "q"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.err("queues.create", json!({"name": "q"})).await,
+        (400, 12)
+    );
+    c.ok("queues.delete", json!({"queue": q})).await;
+    c.ok("queues.create", json!({"name": "q"})).await;
+    let racers = (0..6).map(|_| c.call("queues.create", json!({"name": "raced"})));
+    let made = join_all(racers)
+        .await
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
+    assert_eq!(made, 1);
+    let listed = c.ok("queues.get_all", json!({"name": "^raced$"})).await;
+    assert_eq!(listed["queues"].as_array().unwrap().len(), 1);
+}

@@ -236,6 +236,42 @@ pub async fn claim_name(
     Ok(Err(holder))
 }
 
+/// Takes `name` for the record `id` of `kind`, unless a record that still exists holds
+/// it: a marker left by a deleted record (its document at `holder_pk(holder)` is gone) is
+/// replaced, with a delete conditioned on that stale holder, so two creators never both
+/// take one name. `false` when the name is taken.
+pub async fn take_name(
+    svc: &Services,
+    account_id: Uuid,
+    kind: &str,
+    name: &str,
+    id: &str,
+    holder_pk: impl Fn(&str) -> String,
+) -> Result<bool> {
+    for _ in 0..3 {
+        let holder = match claim_name(svc, account_id, kind, name, id).await? {
+            Ok(()) => return Ok(true),
+            Err(holder) => holder,
+        };
+        if is_id(&holder) && get(svc, &holder_pk(&holder), account_id).await?.is_some() {
+            return Ok(false);
+        }
+        let result = svc
+            .table
+            .client()
+            .delete_item()
+            .table_name(svc.table.name())
+            .key("pk", s(&keys::clearml_name_pk(account_id, kind, name)))
+            .key("sk", s(keys::CLEARML_NAME_SK))
+            .condition_expression("id = :holder")
+            .expression_attribute_values(":holder", s(&holder))
+            .send()
+            .await;
+        unless_condition_failed(result, "dynamodb delete_item")?;
+    }
+    Ok(false)
+}
+
 /// Frees a name taken by [`claim_name`].
 pub async fn release_name(svc: &Services, account_id: Uuid, kind: &str, name: &str) -> Result<()> {
     svc.table

@@ -101,13 +101,11 @@ impl ClearmlError {
             .with_data(json!({"id": id}))
     }
 
-    /// 409/801 style conflict of names, as ClearML answers a taken project or queue name.
+    /// 400/12: a project or queue name the account uses already.
     pub fn name_taken(kind: &str, name: &str) -> ClearmlError {
-        ClearmlError::new(
-            400,
-            203,
-            format!("{kind} with the same name already exists: name={name}"),
-        )
+        ClearmlError::validation(format!(
+            "{kind} with the same name already exists: name={name}"
+        ))
         .with_data(json!({"name": name}))
     }
 

@@ -35,17 +35,8 @@ pub async fn load(svc: &Services, ctx: &Ctx, project_id: &str) -> Result<Map<Str
 pub async fn create(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let name = args::required(&args, "name")?;
     let id = docs::new_id();
-    if let Err(holder) = docs::claim_name(svc, ctx.account(), NAME_KIND, &name, &id).await? {
-        let live =
-            docs::is_id(&holder) && docs::get(svc, &pk(&holder), ctx.account()).await?.is_some();
-        if live || {
-            docs::release_name(svc, ctx.account(), NAME_KIND, &name).await?;
-            docs::claim_name(svc, ctx.account(), NAME_KIND, &name, &id)
-                .await?
-                .is_err()
-        } {
-            return Err(ClearmlError::name_taken("Project", &name));
-        }
+    if !docs::take_name(svc, ctx.account(), NAME_KIND, &name, &id, pk).await? {
+        return Err(ClearmlError::name_taken("Project", &name));
     }
     let now = ctx.now_text();
     let basename = name.rsplit('/').next().unwrap_or(&name).to_string();

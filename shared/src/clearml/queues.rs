@@ -185,27 +185,8 @@ pub async fn create(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let name = args::required(&args, "name")?;
     ensure_default(svc, ctx).await?;
     let id = docs::new_id();
-    if let Err(holder) = docs::claim_name(svc, ctx.account(), NAME_KIND, &name, &id).await? {
-        // A marker left by a queue that is gone no longer holds the name.
-        if docs::get(svc, &pk(&holder), ctx.account()).await?.is_some() {
-            return Err(ClearmlError::new(
-                400,
-                709,
-                format!("Queue name already exists: name={name}"),
-            )
-            .with_data(json!({"name": name})));
-        }
-        docs::release_name(svc, ctx.account(), NAME_KIND, &name).await?;
-        if docs::claim_name(svc, ctx.account(), NAME_KIND, &name, &id)
-            .await?
-            .is_err()
-        {
-            return Err(ClearmlError::new(
-                400,
-                709,
-                format!("Queue name already exists: name={name}"),
-            ));
-        }
+    if !docs::take_name(svc, ctx.account(), NAME_KIND, &name, &id, pk).await? {
+        return Err(ClearmlError::name_taken("Queue", &name));
     }
     let body = new_queue(ctx, &id, &name, &args);
     docs::create(
