@@ -359,7 +359,7 @@ async fn workers_expire_and_list_their_queues() {
     );
     c.ok(
         "workers.register",
-        json!({"worker": "short:0", "queues": [queue], "timeout": 1}),
+        json!({"worker": "short:0", "queues": [queue], "timeout": 3}),
     )
     .await;
     c.ok(
@@ -380,7 +380,7 @@ async fn workers_expire_and_list_their_queues() {
     let all = c.ok("workers.get_all", json!({"last_seen": 0})).await;
     assert_eq!(all["workers"][0]["queues"][0]["id"], queue.as_str());
     assert_eq!(ids(all), ["long:0", "short:0"]);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_eq!(ids(c.ok("workers.get_all", json!({})).await), ["long:0"]);
     // Unregistering twice, or a worker never registered, is fine.
     c.ok("workers.unregister", json!({"worker": "long:0"}))
@@ -425,36 +425,17 @@ async fn logs_are_stored_by_the_batch_and_paged_back() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.json["data"]["added"], 700);
-    let mut seen = Vec::new();
-    let mut scroll: Option<String> = None;
-    loop {
-        let mut args = json!({"task": task, "batch_size": 300, "order": "asc"});
-        if let Some(scroll) = &scroll {
-            args["scroll_id"] = json!(scroll);
+    // Every page size, both directions: each event once, in time order.
+    for batch in [300, 289, 290, 97, 700, 1000] {
+        for earlier in [true, false] {
+            let seen = read_log(&c, &task, batch, earlier).await;
+            assert_eq!(
+                seen,
+                (0..700).collect::<Vec<u64>>(),
+                "batch {batch}, earlier {earlier}"
+            );
         }
-        let page = c.ok("events.get_task_log", args).await;
-        assert_eq!(page["total"], 700);
-        let events = page["events"].as_array().unwrap();
-        if events.is_empty() {
-            break;
-        }
-        let numbers: Vec<u64> = events
-            .iter()
-            .map(|e| {
-                e["msg"]
-                    .as_str()
-                    .unwrap()
-                    .split(' ')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
-        seen.splice(0..0, numbers);
-        scroll = page["scroll_id"].as_str().map(String::from);
     }
-    assert_eq!(seen, (0..700).collect::<Vec<u64>>());
     // Another account's task takes no events.
     let other = Client::new().await;
     let line = json!({"type": "log", "task": task, "msg": "intruder"}).to_string();
@@ -469,6 +450,48 @@ async fn logs_are_stored_by_the_batch_and_paged_back() {
         .await;
     assert_eq!(answer.json["data"]["added"], 0, "{}", answer.text);
     assert_eq!(answer.json["data"]["errors"], 1);
+}
+
+/// A task's log read page by page (`navigate_earlier`: from the newest back), as the
+/// numbers the test's messages start with, oldest first.
+async fn read_log(c: &Client, task: &str, batch: usize, earlier: bool) -> Vec<u64> {
+    let mut seen = Vec::new();
+    let mut scroll: Option<String> = None;
+    for _ in 0..1000 {
+        let mut args =
+            json!({"task": task, "batch_size": batch, "order": "asc", "navigate_earlier": earlier});
+        if let Some(scroll) = &scroll {
+            args["scroll_id"] = json!(scroll);
+        }
+        let page = c.ok("events.get_task_log", args).await;
+        assert_eq!(page["total"], 700);
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= batch);
+        assert_eq!(page["returned"], events.len());
+        if events.is_empty() {
+            return seen;
+        }
+        let numbers: Vec<u64> = events
+            .iter()
+            .map(|e| {
+                e["msg"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        if earlier {
+            seen.splice(0..0, numbers);
+        } else {
+            seen.extend(numbers);
+        }
+        scroll = page["scroll_id"].as_str().map(String::from);
+    }
+    panic!("the log does not end");
 }
 
 #[tokio::test]

@@ -96,6 +96,7 @@ pub async fn add_batch(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     }
     let mut added = 0usize;
     let mut items = Vec::new();
+    let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut checked: BTreeMap<String, bool> = BTreeMap::new();
     for ((task, kind), events) in by_task {
         let known = match checked.get(&task) {
@@ -132,10 +133,27 @@ pub async fn add_batch(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
                     .map_err(|e| ClearmlError::internal(e.to_string()))?),
             );
             added += chunk.len();
+            *counts.entry((task.clone(), kind)).or_default() += chunk.len();
             items.push(item);
         }
     }
     svc.table.batch_write(items, Vec::new()).await?;
+    for ((task, kind), count) in counts {
+        let mut values = Item::new();
+        values.insert(
+            ":n".into(),
+            aws_sdk_dynamodb::types::AttributeValue::N(count.to_string()),
+        );
+        svc.table
+            .update(
+                &keys::clearml_events_pk(&task),
+                &count_sk(kind),
+                "ADD event_count :n",
+                None,
+                values,
+            )
+            .await?;
+    }
     for (task, iter) in last_iteration {
         if checked.get(&task) == Some(&true) {
             tasks::change_fields(svc, ctx, &task, |body| {
@@ -188,49 +206,212 @@ async fn read_all(svc: &Services, task: &str, kind: &str) -> Result<Vec<Map<Stri
     Ok(out)
 }
 
-/// The window of `total` events a log page covers: `navigate_earlier` pages go from the
-/// newest back (the scroll position is the end of the page), others from the oldest on.
-pub fn log_window(
-    total: usize,
-    batch: usize,
-    navigate_earlier: bool,
-    scroll: Option<usize>,
-) -> (usize, usize) {
-    if navigate_earlier {
-        let end = scroll.unwrap_or(total).min(total);
-        (end.saturating_sub(batch), end)
-    } else {
-        let start = scroll.unwrap_or(0).min(total);
-        (start, (start + batch).min(total))
+/// Sort key of the item counting a task's events of a kind.
+fn count_sk(kind: &str) -> String {
+    format!("COUNT#{kind}")
+}
+
+/// How many events of a kind a task has.
+async fn count(svc: &Services, task: &str, kind: &str) -> Result<u64> {
+    let item = svc
+        .table
+        .get(&keys::clearml_events_pk(task), &count_sk(kind))
+        .await?;
+    Ok(item
+        .and_then(|i| i.get("event_count").and_then(|v| v.as_n().ok()).cloned())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The events of one stored item.
+fn item_events(item: &Item) -> Vec<Map<String, Value>> {
+    let mut events: Vec<Map<String, Value>> = match item
+        .get("events")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|t| serde_json::from_str(t).ok())
+    {
+        Some(Value::Array(events)) => events
+            .into_iter()
+            .filter_map(|e| match e {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    events.sort_by_key(timestamp_of);
+    events
+}
+
+fn sort_key(item: &Item) -> String {
+    item.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Where a log page stopped: the item (sort key) and how many of its events (from its
+/// start) come in the next page's direction; `End` when nothing is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scroll {
+    /// No page read yet.
+    Start,
+    /// In the middle of the log.
+    At(String, usize),
+    /// Past the last event.
+    End,
+}
+
+impl Scroll {
+    /// Reads a `scroll_id` (anything else starts over).
+    pub fn parse(text: Option<&str>) -> Scroll {
+        match text {
+            Some("end") => Scroll::End,
+            Some(text) => match text.rsplit_once('~') {
+                Some((sk, n)) if sk.starts_with("LOG#") => match n.parse() {
+                    Ok(n) => Scroll::At(sk.to_string(), n),
+                    Err(_) => Scroll::Start,
+                },
+                _ => Scroll::Start,
+            },
+            None => Scroll::Start,
+        }
+    }
+
+    /// The `scroll_id` to answer.
+    pub fn text(&self) -> String {
+        match self {
+            Scroll::Start => String::new(),
+            Scroll::At(sk, n) => format!("{sk}~{n}"),
+            Scroll::End => "end".into(),
+        }
     }
 }
 
-/// `events.get_task_log`: a page of a task's console log; `{events, returned, total,
-/// scroll_id}` (give `scroll_id` back for the next page).
+/// One page of a task's log of up to `batch` events: from the newest back
+/// (`earlier`), or from the oldest on, continuing at `scroll`. Reads only the items the
+/// page needs (each holds a chunk of a batch, in time order by its first event).
+async fn log_page(
+    svc: &Services,
+    task: &str,
+    batch: usize,
+    earlier: bool,
+    scroll: Scroll,
+) -> Result<(Vec<Map<String, Value>>, Scroll)> {
+    let pk = keys::clearml_events_pk(task);
+    let mut page: Vec<Map<String, Value>> = Vec::new();
+    let mut next = Scroll::End;
+    // The item a page stopped in, then the items past it.
+    let (bound, partial) = match &scroll {
+        Scroll::End => return Ok((page, Scroll::End)),
+        Scroll::Start => (None, None),
+        Scroll::At(sk, n) => (Some(sk.clone()), Some(*n)),
+    };
+    // Takes an item's events into the page in the page's direction; when they do not
+    // all fit, where the next page goes on in this item.
+    let take = |sk: &str, mut events: Vec<Map<String, Value>>, page: &mut Vec<_>| {
+        let room = batch - page.len();
+        if events.len() <= room {
+            if earlier {
+                page.extend(events.into_iter().rev());
+            } else {
+                page.extend(events);
+            }
+            return None;
+        }
+        if earlier {
+            // The item's first `start` events are left.
+            let start = events.len() - room;
+            page.extend(events.split_off(start).into_iter().rev());
+            Some(Scroll::At(sk.to_string(), start))
+        } else {
+            // The item's last `left` events are left.
+            let left = events.len() - room;
+            page.extend(events.into_iter().take(room));
+            Some(Scroll::At(sk.to_string(), left))
+        }
+    };
+    if let (Some(sk), Some(n)) = (&bound, partial)
+        && let Some(item) = svc.table.get(&pk, sk).await?
+    {
+        let events = item_events(&item);
+        let events = if earlier {
+            events.into_iter().take(n).collect()
+        } else {
+            let skip = events.len().saturating_sub(n);
+            events.into_iter().skip(skip).collect()
+        };
+        if let Some(stop) = take(sk, events, &mut page) {
+            return Ok((page, stop));
+        }
+    }
+    let range = match (&bound, earlier) {
+        (Some(sk), true) => KeyRange::Between {
+            gte: Some("LOG#".into()),
+            lt: Some(sk.clone()),
+        },
+        (Some(sk), false) => KeyRange::Between {
+            gte: Some(sk.clone()),
+            lt: Some("LOG$".into()),
+        },
+        (None, _) => KeyRange::Prefix("LOG#".into()),
+    };
+    let query = TableQuery {
+        index: None,
+        partition: pk,
+        range,
+        descending: earlier,
+    };
+    // A page filled up by the rest of the item it started in goes on with the next one.
+    let mut full = page.len() >= batch;
+    svc.table
+        .for_each(&query, |item| {
+            let sk = sort_key(&item);
+            if bound.as_deref() == Some(sk.as_str()) {
+                return std::ops::ControlFlow::Continue(());
+            }
+            if full {
+                // The page ended exactly at an item's end: the next starts at this one.
+                next = Scroll::At(sk, usize::MAX);
+                return std::ops::ControlFlow::Break(());
+            }
+            if let Some(stop) = take(&sk, item_events(&item), &mut page) {
+                next = stop;
+                return std::ops::ControlFlow::Break(());
+            }
+            full = page.len() >= batch;
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
+    Ok((page, next))
+}
+
+/// `events.get_task_log`: a page of a task's console log, by default the newest
+/// (`navigate_earlier`), in `order` (`desc` by default); `{events, returned, total,
+/// scroll_id}` (give `scroll_id` back for the next page; an empty page at the end).
 pub async fn get_task_log(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let task = args::required(&args, "task")?;
     tasks::load(svc, ctx, &task).await?;
     let batch = args::integer(&args, "batch_size")
         .filter(|b| *b > 0)
-        .map_or(DEFAULT_BATCH, |b| b as usize);
-    let navigate_earlier = args::flag(&args, "navigate_earlier", true);
+        .map_or(DEFAULT_BATCH, |b| (b as usize).min(10_000));
+    let earlier = args::flag(&args, "navigate_earlier", true);
     let ascending = args::optional(&args, "order").as_deref() == Some("asc");
-    let mut all = read_all(svc, &task, "LOG").await?;
+    let scroll = Scroll::parse(args::optional(&args, "scroll_id").as_deref());
+    let (mut page, next) = log_page(svc, &task, batch, earlier, scroll).await?;
     if let Some(from) = args::integer(&args, "from_timestamp") {
-        all.retain(|e| timestamp_of(e) >= from);
+        page.retain(|e| timestamp_of(e) >= from);
     }
-    let scroll = args::optional(&args, "scroll_id").and_then(|s| s.parse::<usize>().ok());
-    let (start, end) = log_window(all.len(), batch, navigate_earlier, scroll);
-    let mut page: Vec<Value> = all[start..end].iter().cloned().map(Value::Object).collect();
-    if !ascending {
+    // Pages going back come newest first.
+    if earlier == ascending {
         page.reverse();
     }
-    let next = if navigate_earlier { start } else { end };
+    let total = count(svc, &task, "LOG").await?;
     Ok(json!({
+        "returned": page.len(),
         "events": page,
-        "returned": end - start,
-        "total": all.len(),
-        "scroll_id": next.to_string(),
+        "total": total,
+        "scroll_id": next.text(),
     }))
 }
 
@@ -297,13 +478,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_pages_from_the_newest_back_or_the_oldest_on() {
-        assert_eq!(log_window(10, 3, true, None), (7, 10));
-        assert_eq!(log_window(10, 3, true, Some(7)), (4, 7));
-        assert_eq!(log_window(10, 3, true, Some(2)), (0, 2));
-        assert_eq!(log_window(10, 3, false, None), (0, 3));
-        assert_eq!(log_window(10, 3, false, Some(9)), (9, 10));
-        assert_eq!(log_window(0, 3, true, None), (0, 0));
+    fn scroll_ids_read_back() {
+        for scroll in [
+            Scroll::At("LOG#00000000000000001000#abc".into(), 7),
+            Scroll::At("LOG#1#x".into(), usize::MAX),
+            Scroll::End,
+        ] {
+            assert_eq!(Scroll::parse(Some(&scroll.text())), scroll);
+        }
+        assert_eq!(Scroll::parse(None), Scroll::Start);
+        assert_eq!(Scroll::parse(Some("")), Scroll::Start);
+        assert_eq!(Scroll::parse(Some("METRIC#1~2")), Scroll::Start);
+        assert_eq!(Scroll::parse(Some("LOG#1~x")), Scroll::Start);
     }
 
     #[test]

@@ -34,21 +34,23 @@ async fn read(svc: &Services, ctx: &Ctx, id: &str) -> Result<Option<Map<String, 
     Ok(parse(&item, ctx))
 }
 
-/// A stored worker's document, unless it has expired.
+/// A stored worker's document, unless it has expired: `register_timeout` seconds after
+/// its last activity (to the microsecond; the item's `expires_at`, in whole seconds, is
+/// for the table's TTL).
 fn parse(item: &Item, ctx: &Ctx) -> Option<Map<String, Value>> {
-    let expires = item
-        .get("expires_at")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<i64>().ok())
-        .unwrap_or(0);
-    if expires <= ctx.now.timestamp() {
-        return None;
-    }
     let doc = item.get("doc").and_then(|v| v.as_s().ok())?;
-    match serde_json::from_str(doc) {
-        Ok(Value::Object(map)) => Some(map),
-        _ => None,
-    }
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(doc) else {
+        return None;
+    };
+    let timeout = map
+        .get("register_timeout")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let last = map
+        .get("last_activity_time")
+        .and_then(Value::as_str)
+        .and_then(super::parse_iso)?;
+    (ctx.now < last + chrono::Duration::seconds(timeout)).then_some(map)
 }
 
 async fn write(svc: &Services, ctx: &Ctx, id: &str, doc: &Map<String, Value>) -> Result<()> {
