@@ -46,4 +46,26 @@ async fn a_token_past_its_budget_is_answered_429() {
         .call_as(Some(&other), Method::GET, "/1/faces", None)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // The ClearML route counts the same budget and answers 429 in ClearML's envelope.
+    let mut last = None;
+    for _ in 0..(3 * LIMIT) {
+        let answer = stack
+            .call_as(
+                Some(&other),
+                Method::POST,
+                "/clearml/tasks.get_all",
+                Some(&serde_json::json!({})),
+            )
+            .await;
+        let limited = answer.status == StatusCode::TOO_MANY_REQUESTS;
+        last = Some(answer);
+        if limited {
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS, "{}", last.text);
+    assert_eq!(last.json["meta"]["result_code"], 429);
+    assert_eq!(last.json["meta"]["error_data"]["error_code"], 40018);
+    assert!(last.headers.contains_key("retry-after"));
 }
