@@ -523,11 +523,26 @@ async fn many_forms_answer_succeeded_and_failed() {
         .ok("tasks.delete_many", json!({"ids": [a], "force": true}))
         .await;
     assert_eq!(deleted["succeeded"][0]["deleted"], true);
+    // A clone of b: a new created task with b's fields and parent, out of any queue.
+    let clone = c
+        .ok(
+            "tasks.clone",
+            json!({"task": b, "new_task_name": "many-b-clone"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cloned = c.ok("tasks.get_by_id", json!({"task": clone})).await["task"].clone();
+    assert_eq!(cloned["status"], "created");
+    assert_eq!(cloned["name"], "many-b-clone");
+    assert_eq!(cloned["parent"], b.as_str());
+    assert_eq!(cloned["execution"].get("queue"), None);
     // Listing with filters, projection and order.
     let listed = c
         .ok(
             "tasks.get_all",
-            json!({"name": "^many\\-", "status": ["stopped"], "only_fields": ["name", "execution.queue"], "order_by": ["-name"]}),
+            json!({"name": "^many\\-b$", "status": ["stopped"], "only_fields": ["name", "execution.queue"], "order_by": ["-name"]}),
         )
         .await;
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1, "{listed}");

@@ -160,6 +160,60 @@ pub async fn create(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     Ok(json!({"id": id}))
 }
 
+/// `tasks.clone`: a new `created` task from `task`: its script, execution (without the
+/// queue), parameters, configuration, container, input models and tags (without
+/// `development` and `archived`), `parent` the source; `new_task_*` fields override.
+pub async fn clone(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
+    let source_id = args::required(&args, "task")?;
+    let source = load(svc, ctx, &source_id).await?;
+    let mut new = Args::new();
+    let copied = [
+        "name",
+        "type",
+        "comment",
+        "tags",
+        "system_tags",
+        "project",
+        "script",
+        "execution",
+        "hyperparams",
+        "configuration",
+        "container",
+    ];
+    for field in copied {
+        if let Some(value) = source.get(field) {
+            new.insert(field.into(), value.clone());
+        }
+    }
+    if let Some(Value::Object(execution)) = new.get_mut("execution") {
+        execution.remove("queue");
+    }
+    let tags: Vec<String> = string_list(&source, "system_tags")
+        .into_iter()
+        .filter(|t| t != DEVELOPMENT && t != ARCHIVED)
+        .collect();
+    new.insert("system_tags".into(), json!(tags));
+    let inputs = at_path(&source, "models.input")
+        .cloned()
+        .unwrap_or(json!([]));
+    new.insert("models".into(), json!({"input": inputs, "output": []}));
+    let parent = source
+        .get("parent")
+        .filter(|p| p.as_str().is_some_and(|p| !p.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| Value::String(source_id.clone()));
+    new.insert("parent".into(), parent);
+    for (key, value) in &args {
+        if let Some(field) = key.strip_prefix("new_task_")
+            && EDITABLE.contains(&field)
+            && !value.is_null()
+        {
+            new.insert(field.into(), value.clone());
+        }
+    }
+    create(svc, ctx, new).await
+}
+
 /// `tasks.get_by_id`.
 pub async fn get_by_id(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let id = args::required(&args, "task")?;
