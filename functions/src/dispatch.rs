@@ -113,27 +113,27 @@ fn render(route: &Route, path: &str, request_id: &RequestId, err: &ApiError) -> 
     }
 }
 
-/// Answer for a request to `route` refused before it ran (the local authorizer failed).
+/// Answer for a request to `route` refused before it ran (the local authorizer failed),
+/// in the route's surface's shape.
 pub fn refused_at(route: &Route, req: &Request, err: &ApiError) -> Response<Body> {
-    let started = Instant::now();
-    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
-    let mut response = render(route, req.uri().path(), &request_id, err);
-    with_request_id(&mut response, &request_id);
-    access_line(
-        req.method(),
-        req.uri().path(),
-        &response,
-        &request_id,
-        started,
-    );
-    response
+    answer_refusal(req, |request_id| {
+        render(route, req.uri().path(), request_id, err)
+    })
 }
 
-/// Answer for a request refused before any route ran (the local authorizer failed).
+/// Answer for a request refused before any route ran (an unknown task kind).
 pub fn refused(req: &Request, err: &ApiError) -> Response<Body> {
+    answer_refusal(req, |_| request::error(err))
+}
+
+/// A refusal's response from `render`, with the request id and its access line.
+fn answer_refusal(
+    req: &Request,
+    render: impl FnOnce(&RequestId) -> Response<Body>,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
-    let mut response = request::error(err);
+    let mut response = render(&request_id);
     with_request_id(&mut response, &request_id);
     access_line(
         req.method(),
