@@ -67,44 +67,13 @@ pub async fn get_by_id(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
 /// `projects.get_all` (and `get_all_ex`): by `id`, `name` (regex), tags; ordered,
 /// paged, projected.
 pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
-    let ids = args::strings(&args, "id").filter(|ids| !ids.is_empty());
-    let name = tasks::name_filter(&args)?;
-    let tag_filter = args::strings(&args, "tags");
-    let system_filter = args::strings(&args, "system_tags");
+    let by_id = args::strings(&args, "id").is_some_and(|ids| !ids.is_empty());
     let search_hidden = args::flag(&args, "search_hidden", false);
-    let docs = match &ids {
-        Some(ids) => {
-            let pks: Vec<String> = ids
-                .iter()
-                .filter(|i| docs::is_id(i))
-                .map(|i| pk(i))
-                .collect();
-            docs::get_many(svc, &pks, ctx.account()).await?
-        }
-        None => docs::list(svc, ctx.account(), KIND).await?,
-    };
-    let found: Vec<Map<String, Value>> = docs
+    let found: Vec<Map<String, Value>> = tasks::select_named(svc, ctx, &args, KIND, pk)
+        .await?
         .into_iter()
-        .map(|d| d.body)
         .filter(|p| {
-            name.as_ref().is_none_or(|re| {
-                re.is_match(p.get("name").and_then(Value::as_str).unwrap_or_default())
-            })
-        })
-        .filter(|p| {
-            tag_filter
-                .as_ref()
-                .is_none_or(|w| tasks::tags_match(p, "tags", w))
-        })
-        .filter(|p| {
-            system_filter
-                .as_ref()
-                .is_none_or(|w| tasks::tags_match(p, "system_tags", w))
-        })
-        .filter(|p| {
-            ids.is_some()
-                || search_hidden
-                || !tasks::tags_match(p, "system_tags", &["hidden".into()])
+            by_id || search_hidden || !tasks::tags_match(p, "system_tags", &["hidden".into()])
         })
         .collect();
     Ok(json!({"projects": tasks::order_page_project(found, &args)}))

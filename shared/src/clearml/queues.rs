@@ -220,40 +220,7 @@ pub async fn get_by_id(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
 /// projected.
 pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     ensure_default(svc, ctx).await?;
-    let ids = args::strings(&args, "id").filter(|ids| !ids.is_empty());
-    let name = tasks::name_filter(&args)?;
-    let tag_filter = args::strings(&args, "tags");
-    let system_filter = args::strings(&args, "system_tags");
-    let docs = match &ids {
-        Some(ids) => {
-            let pks: Vec<String> = ids
-                .iter()
-                .filter(|i| docs::is_id(i))
-                .map(|i| pk(i))
-                .collect();
-            docs::get_many(svc, &pks, ctx.account()).await?
-        }
-        None => docs::list(svc, ctx.account(), KIND).await?,
-    };
-    let found: Vec<Map<String, Value>> = docs
-        .into_iter()
-        .map(|d| d.body)
-        .filter(|q| {
-            name.as_ref().is_none_or(|re| {
-                re.is_match(q.get("name").and_then(Value::as_str).unwrap_or_default())
-            })
-        })
-        .filter(|q| {
-            tag_filter
-                .as_ref()
-                .is_none_or(|w| tasks::tags_match(q, "tags", w))
-        })
-        .filter(|q| {
-            system_filter
-                .as_ref()
-                .is_none_or(|w| tasks::tags_match(q, "system_tags", w))
-        })
-        .collect();
+    let found = tasks::select_named(svc, ctx, &args, KIND, pk).await?;
     Ok(json!({"queues": tasks::order_page_project(found, &args)}))
 }
 

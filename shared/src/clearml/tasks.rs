@@ -311,6 +311,48 @@ pub fn order_page_project(mut found: Vec<Map<String, Value>>, args: &Args) -> Ve
         .collect()
 }
 
+/// The documents of `kind` a `get_all` selects before its own filters: those named by
+/// `id` (ids of `pk`), else the account's all; then by `name` (regex), `tags` and
+/// `system_tags`. Shared by projects and queues.
+pub async fn select_named(
+    svc: &Services,
+    ctx: &Ctx,
+    args: &Args,
+    kind: &str,
+    pk: fn(&str) -> String,
+) -> Result<Vec<Map<String, Value>>> {
+    let ids = args::strings(args, "id").filter(|ids| !ids.is_empty());
+    let name = name_filter(args)?;
+    let tag_filter = args::strings(args, "tags");
+    let system_filter = args::strings(args, "system_tags");
+    let docs = match &ids {
+        Some(ids) => {
+            let pks: Vec<String> = ids
+                .iter()
+                .filter(|i| docs::is_id(i))
+                .map(|i| pk(i))
+                .collect();
+            docs::get_many(svc, &pks, ctx.account()).await?
+        }
+        None => docs::list(svc, ctx.account(), kind).await?,
+    };
+    Ok(docs
+        .into_iter()
+        .map(|d| d.body)
+        .filter(|d| {
+            name.as_ref().is_none_or(|re| {
+                re.is_match(d.get("name").and_then(Value::as_str).unwrap_or_default())
+            })
+        })
+        .filter(|d| tag_filter.as_ref().is_none_or(|w| tags_match(d, "tags", w)))
+        .filter(|d| {
+            system_filter
+                .as_ref()
+                .is_none_or(|w| tags_match(d, "system_tags", w))
+        })
+        .collect())
+}
+
 /// A case-sensitive, unanchored regex search of a `name`, as ClearML filters names
 /// (the clients escape `-`, ` ` and `#`, which Rust's regex accepts).
 pub fn name_filter(args: &Args) -> Result<Option<regex::Regex>> {
