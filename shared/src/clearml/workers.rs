@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::Services;
-use crate::store::dynamo::{s, unless_condition_failed};
+use crate::store::dynamo::s;
 use crate::store::{Item, KeyRange, TableQuery, keys};
 
 use super::args::{self, Args};
@@ -69,15 +69,7 @@ async fn write(svc: &Services, ctx: &Ctx, id: &str, doc: &Map<String, Value>) ->
         "expires_at".into(),
         aws_sdk_dynamodb::types::AttributeValue::N((ctx.now.timestamp() + timeout).to_string()),
     );
-    let result = svc
-        .table
-        .client()
-        .put_item()
-        .table_name(svc.table.name())
-        .set_item(Some(item))
-        .send()
-        .await;
-    unless_condition_failed(result, "dynamodb put_item")?;
+    svc.table.put_when(item, None, Item::new()).await?;
     Ok(())
 }
 

@@ -531,7 +531,7 @@ pub async fn delete(svc: &Services, account_id: Uuid, face_id: Uuid) -> Result<(
         svc.table.name(),
         keys::face_pk(face_id),
         keys::FACE_SK.to_string(),
-        "account_id = :account",
+        Some("account_id = :account"),
         values,
     )?;
     match svc.table.transact(vec![delete]).await {

@@ -129,6 +129,47 @@ impl Table {
         Ok(unless_condition_failed(result, "dynamodb put_item")?.is_some())
     }
 
+    /// Puts `item`, replacing what its key holds, when `condition` holds (`None`:
+    /// always); `false` when it did not.
+    pub async fn put_when(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        values: Item,
+    ) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_string))
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .send()
+            .await;
+        Ok(unless_condition_failed(result, "dynamodb put_item")?.is_some())
+    }
+
+    /// Deletes the item `(pk, sk)` when `condition` holds; `false` when it did not.
+    pub async fn delete_when(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: &str,
+        values: Item,
+    ) -> Result<bool, ApiError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .condition_expression(condition)
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .send()
+            .await;
+        Ok(unless_condition_failed(result, "dynamodb delete_item")?.is_some())
+    }
+
     /// Applies `update` to the item `(pk, sk)` when `condition` holds (`None`: always).
     /// Answers the item as it is after the update (`Some`), or `None` when the condition
     /// did not hold. The aliases of [`RESERVED_NAMES`] (`#status`, `#output`, `#value`,
@@ -460,6 +501,11 @@ pub fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
 
+/// A number attribute.
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
 /// Serializes a record into an item.
 pub fn to_item<T: Serialize>(record: &T) -> Result<Item, ApiError> {
     serde_dynamo::to_item(record).map_err(|e| ApiError::internal("serialize item", e))
@@ -607,19 +653,20 @@ pub fn check_op(
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
-/// A delete of the item `(pk, sk)` when `condition` holds, as one write of a transaction.
+/// A delete of the item `(pk, sk)` when `condition` holds (`None`: always), as one
+/// write of a transaction.
 pub fn delete_op(
     table: &str,
     pk: String,
     sk: String,
-    condition: &str,
+    condition: Option<&str>,
     values: Item,
 ) -> Result<TransactWriteItem, ApiError> {
     let delete = aws_sdk_dynamodb::types::Delete::builder()
         .table_name(table)
         .key("pk", AttributeValue::S(pk))
         .key("sk", AttributeValue::S(sk))
-        .condition_expression(condition)
+        .set_condition_expression(condition.map(str::to_string))
         .set_expression_attribute_values((!values.is_empty()).then_some(values))
         .build()
         .map_err(|e| ApiError::internal("dynamodb delete request", e))?;

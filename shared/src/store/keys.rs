@@ -188,6 +188,10 @@ pub const CLEARML_KEY_SK: &str = "JWT";
 /// Sort key of a ClearML record's own item (task, project, queue).
 pub const CLEARML_DOC_SK: &str = "DOC";
 
+/// Partition of the watchdog's markers: one per running ClearML task of any account
+/// (sort key: the task's partition key).
+pub const CLEARML_RUNNING: &str = "CMRUNNING";
+
 /// Partition key of a ClearML task (`id`: 32 hex characters).
 pub fn clearml_task_pk(task_id: &str) -> String {
     format!("CMTASK#{task_id}")

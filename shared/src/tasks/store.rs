@@ -188,10 +188,7 @@ pub async fn new_error(
 /// Values for a conditional update of the task item.
 pub type Values = HashMap<String, AttributeValue>;
 
-/// A number attribute.
-pub fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
+pub use crate::store::dynamo::n;
 
 /// A status write: the expressions and values of an update that moves a task to a status
 /// only from the statuses [`TaskStatus::sources`] allows, also applying `also` (more
