@@ -172,6 +172,26 @@ fn reconciler_passes_never_overlap() {
     assert!(age <= 120, "{age}");
 }
 
+/// The reconciler runs the ClearML watchdog with the deployer's threshold, which
+/// defaults to clearml-server's two hours and which the configuration accepts.
+#[test]
+fn the_reconciler_gets_the_clearml_watchdog_threshold() {
+    let template = template();
+    let id = function_of(&template, "reconcile");
+    let variables = &template["Resources"][id]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        variables["FANOUT_CLEARML_WATCHDOG_SECONDS"]["Ref"],
+        "ClearmlWatchdogSeconds"
+    );
+    let parameter = &template["Parameters"]["ClearmlWatchdogSeconds"];
+    assert_eq!(parameter["Default"].as_u64(), Some(7200));
+    assert_eq!(parameter["MinValue"].as_u64(), Some(1));
+    assert_eq!(
+        parameter["MaxValue"].as_u64(),
+        Some(fanout::config::MAX_WATCHDOG_SECONDS)
+    );
+}
+
 /// One metric an alarm reads: namespace, name and dimensions (name -> value node).
 #[derive(Debug)]
 struct Metric<'a> {

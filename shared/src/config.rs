@@ -37,10 +37,17 @@ pub struct Config {
     /// Requests one token may send per minute (`FANOUT_TOKEN_REQUESTS_PER_MINUTE`,
     /// default [`DEFAULT_TOKEN_REQUESTS_PER_MINUTE`]; 0: no limit).
     pub token_requests_per_minute: u32,
+    /// Seconds a running ClearML task may go without an update before the reconciler's
+    /// watchdog stops it (`FANOUT_CLEARML_WATCHDOG_SECONDS`, default
+    /// [`crate::clearml::tasks::WATCHDOG_SECONDS`], as clearml-server's).
+    pub clearml_watchdog_seconds: u64,
 }
 
 /// Requests per minute a token may send unless configured otherwise (100 a second).
 pub const DEFAULT_TOKEN_REQUESTS_PER_MINUTE: u32 = 6000;
+
+/// The longest watchdog threshold: a year.
+pub const MAX_WATCHDOG_SECONDS: u64 = 365 * 24 * 3600;
 
 /// A missing or malformed environment variable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +115,20 @@ impl Config {
                     reason: format!("'{raw}' is not a whole number of requests"),
                 })?,
                 None => DEFAULT_TOKEN_REQUESTS_PER_MINUTE,
+            },
+            clearml_watchdog_seconds: match lookup("FANOUT_CLEARML_WATCHDOG_SECONDS") {
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_WATCHDOG_SECONDS).contains(s))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "FANOUT_CLEARML_WATCHDOG_SECONDS",
+                        reason: format!(
+                            "'{raw}' is not a whole number of seconds from 1 to {MAX_WATCHDOG_SECONDS}"
+                        ),
+                    })?,
+                None => crate::clearml::tasks::WATCHDOG_SECONDS,
             },
         })
     }
@@ -204,6 +225,31 @@ mod tests {
             Config::from_lookup(env(&unknown_default)),
             Err(ConfigError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn the_clearml_watchdog_has_a_default_and_must_be_positive() {
+        let config = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(config.clearml_watchdog_seconds, 7200);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FANOUT_CLEARML_WATCHDOG_SECONDS", "5"));
+        assert_eq!(
+            Config::from_lookup(env(&pairs))
+                .unwrap()
+                .clearml_watchdog_seconds,
+            5
+        );
+        for raw in ["0", "-3", "soon", "31536001"] {
+            let mut bad = BASE.to_vec();
+            bad.push(("FANOUT_CLEARML_WATCHDOG_SECONDS", raw));
+            assert!(matches!(
+                Config::from_lookup(env(&bad)),
+                Err(ConfigError::Invalid {
+                    name: "FANOUT_CLEARML_WATCHDOG_SECONDS",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

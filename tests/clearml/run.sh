@@ -3,7 +3,8 @@
 # clearml-agent 3.0.3; tests/clearml/scenarios.py): starts the gateway on a free port
 # over the running local stack, makes a fresh account with a token (fanout-admin
 # bootstrap; its ClearML credentials are the token split in two), writes a clearml.conf
-# for it, and runs the scenarios. `make clearml` runs it with the emulator; scenario names
+# for it, and runs the scenarios (the watchdog's runs the reconciler once, with the
+# worker binary). `make clearml` runs it with the emulator; scenario names
 # as arguments run only those.
 #
 # Needs the emulator running with the stack deployed (`make emulator-up deploy-local`);
@@ -32,6 +33,8 @@ fi
 
 # shellcheck disable=SC2206
 cargo build --quiet -p fanout-functions ${CLEARML_CARGO_ARGS:-} --bin gateway --bin fanout-admin
+# shellcheck disable=SC2206
+cargo build --quiet -p fanout-workers ${CLEARML_CARGO_ARGS:-} --bin worker
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fanout-clearml.XXXXXX")"
@@ -85,6 +88,7 @@ CONF
 log "$("$PY" -c 'import clearml, clearml_agent.version as v; print("clearml", clearml.__version__, "/ clearml-agent", v.__version__)')"
 set +e
 CLEARML_CONFIG_FILE="$WORK/clearml.conf" CLEARML_E2E_DIR="$WORK" HOME="$WORK/home" \
+    FANOUT_WORKER_BIN="$TARGET/debug/worker" \
     timeout "${CLEARML_TIMEOUT:-600}" "$PY" -u tests/clearml/scenarios.py "$@"
 status=$?
 set -e

@@ -267,10 +267,95 @@ def scenario_sdk_inside(state):
     state["agents"].remove(agent)
 
 
+def scenario_queue_order(state):
+    """Queue reordering through the API (the SDK's APIClient): to front, backward,
+    forward, to back; the answered positions and the stored order agree; an agent then
+    takes the tasks in that order."""
+    client = api()
+    queue = client.queues.create(name="order").id
+    tasks = [create(f"order-{i}", f'print("order task {i}", flush=True)\n') for i in range(4)]
+    for task in tasks:
+        Task.enqueue(task, queue_name="order")
+    ids = [t.id for t in tasks]
+
+    def order():
+        return [e.task for e in client.queues.get_by_id(queue=queue).entries]
+
+    check(order() == ids, f"enqueued order {order()}")
+    moved = client.queues.move_task_to_front(queue=queue, task=ids[2])
+    check(moved.position == 0, f"to front: position {moved.position}")
+    check(order() == [ids[2], ids[0], ids[1], ids[3]], f"after to front: {order()}")
+    moved = client.queues.move_task_backward(queue=queue, task=ids[2], count=2)
+    check(moved.position == 2, f"backward 2: position {moved.position}")
+    moved = client.queues.move_task_forward(queue=queue, task=ids[3], count=10)
+    check(moved.position == 0, f"forward past the front: position {moved.position}")
+    moved = client.queues.move_task_to_back(queue=queue, task=ids[0])
+    check(moved.position == 3, f"to back: position {moved.position}")
+    wanted = [ids[3], ids[1], ids[2], ids[0]]
+    check(order() == wanted, f"stored order {order()}, wanted {wanted}")
+
+    agent = Agent("order", "fanout-agent-order")
+    state["agents"].append(agent)
+    for task in tasks:
+        wait_status(task, {"completed"}, 120, [agent])
+    started = client.tasks.get_all(id=ids, only_fields=["id", "started"])
+    by_start = [t.id for t in sorted(started, key=lambda t: t.started)]
+    check(by_start == wanted, f"run order {by_start}, wanted {wanted}")
+    agent.stop()
+    state["agents"].remove(agent)
+
+
+def scenario_watchdog(state):
+    """An agent SIGKILLed while it runs a task: nothing pings or reports the task any
+    more, and the reconciler's watchdog (here with a 4 s threshold) stops it."""
+    task = create(
+        "orphaned",
+        "import time\nfor i in range(600):\n    print(f'beat {i}', flush=True)\n    time.sleep(0.5)\n",
+    )
+    api().queues.create(name="doomed")
+    Task.enqueue(task, queue_name="doomed")
+    agent = Agent("doomed", "fanout-agent-doomed")
+    state["agents"].append(agent)
+    wait_status(task, {"in_progress"}, 60, [agent])
+    time.sleep(3)
+    # The agent and everything it started (its session), at once.
+    os.killpg(agent.proc.pid, signal.SIGKILL)
+    agent.proc.wait()
+    subprocess.run(["pkill", "-KILL", "-f", str(WORK / "scripts" / "orphaned.py")], check=False)
+    check(task.get_status() == "in_progress", f"after the kill: {task.get_status()}")
+
+    def reconcile():
+        env = dict(os.environ, FANOUT_CLEARML_WATCHDOG_SECONDS="4", RUST_LOG="warn")
+        done = subprocess.run(
+            [os.environ["FANOUT_WORKER_BIN"], "--reconcile-once", "--stall-seconds", "3600"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        check(done.returncode == 0, f"reconciler exited {done.returncode}: {done.stderr[-1500:]}")
+        return done.stdout
+
+    # Within the threshold of the last report nothing happens; after it, the watchdog.
+    reconcile()
+    check(task.get_status() == "in_progress", f"stopped within the threshold: {task.get_status()}")
+    time.sleep(5)
+    out = reconcile()
+    fresh = api().tasks.get_all(id=[task.id], only_fields=["status", "status_message", "status_reason"])[0]
+    status = getattr(fresh.status, "value", fresh.status)  # the SDK's enum
+    check(status == "stopped", f"after the watchdog: {status} ({out[-500:]!r})")
+    check(fresh.status_message == "Forced stop (non-responsive)", f"message {fresh.status_message!r}")
+    check("beat 0" in console(task), "the orphaned task's output is not in its log")
+    agent.log.close()
+    state["agents"].remove(agent)
+
+
 SCENARIOS = [
     scenario_run_complete_fail_abort,
     scenario_execute,
     scenario_sdk_inside,
+    scenario_queue_order,
+    scenario_watchdog,
     scenario_two_agents,
 ]
 

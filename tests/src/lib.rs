@@ -15,6 +15,8 @@ use fanout::Services;
 use fanout::aws::AwsClients;
 use fanout::config::Config;
 
+pub mod clearml;
+
 /// A running gateway over the local emulator.
 pub struct Stack {
     /// Base URL of the gateway, e.g. `http://127.0.0.1:41234`.

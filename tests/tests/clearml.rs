@@ -3,83 +3,11 @@
 //! compare-and-set writes, workers' expiry, events by the batch, and the `*_many` forms.
 //! (The real clients run in tests/clearml/, `make clearml`.)
 
-use fanout_e2e::{Answer, Stack, stack};
+use fanout_e2e::clearml::Client;
+use fanout_e2e::stack;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A ClearML client of a fresh account.
-struct Client {
-    stack: &'static Stack,
-    token: String,
-}
-
-impl Client {
-    async fn new() -> Client {
-        let stack = stack();
-        let user = stack.user().await;
-        Client {
-            stack,
-            token: user.token,
-        }
-    }
-
-    async fn call(&self, endpoint: &str, body: Value) -> Answer {
-        let answer = self
-            .stack
-            .call_as(
-                Some(&self.token),
-                Method::POST,
-                &format!("/clearml/v2.23/{endpoint}"),
-                Some(&body),
-            )
-            .await;
-        let meta = &answer.json["meta"];
-        assert_eq!(
-            meta["result_code"].as_u64(),
-            Some(u64::from(answer.status.as_u16())),
-            "{endpoint}: not an envelope with the status: {}",
-            answer.text
-        );
-        assert_eq!(meta["endpoint"]["name"], endpoint, "{}", answer.text);
-        answer
-    }
-
-    /// The `data` of a call that must succeed.
-    async fn ok(&self, endpoint: &str, body: Value) -> Value {
-        let answer = self.call(endpoint, body).await;
-        assert_eq!(answer.status, StatusCode::OK, "{endpoint}: {}", answer.text);
-        answer.json["data"].clone()
-    }
-
-    /// `(code, subcode)` of a call that must fail.
-    async fn err(&self, endpoint: &str, body: Value) -> (u64, u64) {
-        let answer = self.call(endpoint, body).await;
-        assert_ne!(answer.status, StatusCode::OK, "{endpoint}: {}", answer.text);
-        let meta = &answer.json["meta"];
-        (
-            meta["result_code"].as_u64().unwrap(),
-            meta["result_subcode"].as_u64().unwrap(),
-        )
-    }
-
-    async fn task(&self, name: &str) -> String {
-        let made = self
-            .ok("tasks.create", json!({"name": name, "type": "training"}))
-            .await;
-        made["id"].as_str().unwrap().to_string()
-    }
-
-    async fn status(&self, task: &str) -> String {
-        let got = self.ok("tasks.get_by_id", json!({"task": task})).await;
-        got["task"]["status"].as_str().unwrap().to_string()
-    }
-
-    async fn default_queue(&self) -> String {
-        let got = self.ok("queues.get_default", json!({})).await;
-        got["id"].as_str().unwrap().to_string()
-    }
-}
 
 #[tokio::test]
 async fn every_answer_is_an_envelope_with_its_status() {

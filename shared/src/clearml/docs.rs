@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::Services;
-use crate::store::dynamo::{from_item, s, to_item, unless_condition_failed};
-use crate::store::keys;
+use crate::store::dynamo::{TransactError, delete_op, from_item, n, put_op, s, to_item};
+use crate::store::{Item, keys};
 
 use super::error::{ClearmlError, Result};
 
@@ -142,24 +142,60 @@ pub async fn create(
 }
 
 /// Writes `body` as the next revision of `doc`; `false` when another writer came first.
+/// A task that starts or stops running gains or loses its watchdog marker in the same
+/// transaction ([`super::tasks::watched`]), so the watchdog never misses a running task.
 async fn put_next(svc: &Services, doc: &Doc, body: &Map<String, Value>) -> Result<bool> {
     let mut item = doc.item.clone();
     item.rev += 1;
     item.doc = serde_json::to_string(body).map_err(|e| ClearmlError::internal(e.to_string()))?;
-    let result = svc
-        .table
-        .client()
-        .put_item()
-        .table_name(svc.table.name())
+    let same_rev = "rev = :rev";
+    let rev = Item::from([(":rev".to_string(), n(doc.item.rev))]);
+    let was = super::tasks::watched(&doc.item.pk, &doc.body);
+    let is = super::tasks::watched(&doc.item.pk, body);
+    if was == is {
+        return Ok(svc
+            .table
+            .put_when(to_item(&item)?, Some(same_rev), rev)
+            .await?);
+    }
+    let table = svc.table.name();
+    let marker = if is {
+        put_op(table, watch_marker(&item))?
+    } else {
+        delete_op(
+            table,
+            keys::CLEARML_RUNNING.into(),
+            item.pk.clone(),
+            None,
+            Item::new(),
+        )?
+    };
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
         .set_item(Some(to_item(&item)?))
-        .condition_expression("rev = :rev")
-        .expression_attribute_values(
-            ":rev",
-            aws_sdk_dynamodb::types::AttributeValue::N(doc.item.rev.to_string()),
-        )
-        .send()
-        .await;
-    Ok(unless_condition_failed(result, "dynamodb put_item")?.is_some())
+        .condition_expression(same_rev)
+        .set_expression_attribute_values(Some(rev))
+        .build()
+        .map_err(|e| ClearmlError::internal(e.to_string()))?;
+    let doc_put = aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build();
+    match svc.table.transact(vec![doc_put, marker]).await {
+        Ok(()) => Ok(true),
+        Err(TransactError::ConditionFailed) => Ok(false),
+        Err(TransactError::Api(err)) => Err(err.into()),
+    }
+}
+
+/// The watchdog's marker of a running task: in one partition for every account, keyed
+/// by the task's partition key, with the revision that started it running.
+fn watch_marker(item: &DocItem) -> Item {
+    Item::from([
+        ("pk".to_string(), s(keys::CLEARML_RUNNING)),
+        ("sk".to_string(), s(&item.pk)),
+        ("account_id".to_string(), s(&item.account_id.to_string())),
+        ("rev".to_string(), n(item.rev)),
+    ])
 }
 
 /// What a change decided.
@@ -256,18 +292,14 @@ pub async fn take_name(
         if is_id(&holder) && get(svc, &holder_pk(&holder), account_id).await?.is_some() {
             return Ok(false);
         }
-        let result = svc
-            .table
-            .client()
-            .delete_item()
-            .table_name(svc.table.name())
-            .key("pk", s(&keys::clearml_name_pk(account_id, kind, name)))
-            .key("sk", s(keys::CLEARML_NAME_SK))
-            .condition_expression("id = :holder")
-            .expression_attribute_values(":holder", s(&holder))
-            .send()
-            .await;
-        unless_condition_failed(result, "dynamodb delete_item")?;
+        svc.table
+            .delete_when(
+                &keys::clearml_name_pk(account_id, kind, name),
+                keys::CLEARML_NAME_SK,
+                "id = :holder",
+                crate::store::Item::from([(":holder".to_string(), s(&holder))]),
+            )
+            .await?;
     }
     Ok(false)
 }

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value, json};
 
 use crate::Services;
+use crate::store::dynamo::n;
 use crate::store::keys;
 
 use super::args::{self, Args};
@@ -524,22 +525,123 @@ pub async fn set_status(
         }
         expected = Some(current);
         status::check(current, change.to, change.force)?;
-        let before = body.clone();
-        body.insert("status".into(), change.to.name().into());
-        body.insert("status_reason".into(), change.reason.clone().into());
-        body.insert("status_message".into(), change.message.clone().into());
-        body.insert("status_changed".into(), now.clone().into());
-        body.insert("last_update".into(), now.clone().into());
-        body.insert("last_change".into(), now.clone().into());
-        body.insert("last_changed_by".into(), user.clone().into());
-        (change.extra)(body, current)?;
-        Ok(Change::Write(changed(&before, body)))
+        Ok(Change::Write(apply_status(body, &mut change, &now, &user)?))
     })
     .await?;
     match outcome {
         Some((fields, body)) => Ok((json!({"updated": 1, "fields": fields}), body)),
         None => Err(ClearmlError::invalid_task_id(task_id)),
     }
+}
+
+/// Writes `change` into a task's document by `user` at `now`; answers the fields it
+/// changed.
+fn apply_status(
+    body: &mut Map<String, Value>,
+    change: &mut StatusChange<'_>,
+    now: &str,
+    user: &str,
+) -> Result<Value> {
+    let current = status_of(body);
+    let before = body.clone();
+    body.insert("status".into(), change.to.name().into());
+    body.insert("status_reason".into(), change.reason.clone().into());
+    body.insert("status_message".into(), change.message.clone().into());
+    body.insert("status_changed".into(), now.into());
+    body.insert("last_update".into(), now.into());
+    body.insert("last_change".into(), now.into());
+    body.insert("last_changed_by".into(), user.into());
+    (change.extra)(body, current)?;
+    Ok(changed(&before, body))
+}
+
+/// Whether the document at `pk` is a running task, which the watchdog watches (its
+/// marker is written and removed with the document: `docs::put_next`).
+pub fn watched(pk: &str, body: &Map<String, Value>) -> bool {
+    pk.starts_with(&keys::clearml_task_pk("")) && status_of(body) == Status::InProgress
+}
+
+/// Who the watchdog's changes are by, as ClearML's server names itself.
+const WATCHDOG_USER: &str = "__apiserver__";
+/// The reason and message of a task the watchdog stopped.
+const NON_RESPONSIVE: &str = "Forced stop (non-responsive)";
+/// Default seconds without a ping, status report or other update after which the
+/// watchdog stops a running task (clearml-server's `threshold_sec`).
+pub const WATCHDOG_SECONDS: u64 = 7200;
+
+/// The non-responsive task watchdog, run by the reconciler: every task of any account
+/// still `in_progress` whose `last_update` (status changes, `tasks.ping`, a worker's
+/// status report naming it, events) is older than `threshold` at `now` becomes
+/// `stopped`, by a compare-and-set that gives way to any update landing first. Markers
+/// left by tasks deleted while running go. Answers how many tasks it stopped.
+pub async fn watchdog(
+    svc: &Services,
+    now: chrono::DateTime<chrono::Utc>,
+    threshold: chrono::Duration,
+) -> Result<usize> {
+    let mut markers = Vec::new();
+    let query = crate::store::TableQuery {
+        index: None,
+        partition: keys::CLEARML_RUNNING.into(),
+        range: crate::store::KeyRange::All,
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let rev = item.get("rev").and_then(|v| v.as_n().ok()).cloned();
+            let account = text("account_id").and_then(|a| a.parse::<uuid::Uuid>().ok());
+            if let (Some(pk), Some(account), Some(rev)) = (text("sk"), account, rev) {
+                markers.push((pk, account, rev));
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
+    let stale_before = now - threshold;
+    let now_text = super::iso(now);
+    let mut stopped = 0;
+    for (task_pk, account, rev) in markers {
+        let running = docs::get(svc, &task_pk, account)
+            .await?
+            .is_some_and(|doc| watched(&task_pk, &doc.body));
+        if !running {
+            // Deleted while running: its marker has nothing left to watch.
+            let values = crate::store::Item::from([(":rev".to_string(), n(&rev))]);
+            svc.table
+                .delete_when(keys::CLEARML_RUNNING, &task_pk, "rev = :rev", values)
+                .await?;
+            continue;
+        }
+        let outcome = docs::update(svc, &task_pk, account, |body, _| {
+            let silent = body
+                .get("last_update")
+                .and_then(Value::as_str)
+                .and_then(super::parse_iso)
+                .is_none_or(|t| t < stale_before);
+            if status_of(body) != Status::InProgress || !silent {
+                return Ok(Change::Keep(false));
+            }
+            let mut change = StatusChange {
+                to: Status::Stopped,
+                force: true,
+                reason: NON_RESPONSIVE.into(),
+                message: NON_RESPONSIVE.into(),
+                extra: Box::new(|_, _| Ok(())),
+            };
+            apply_status(body, &mut change, &now_text, WATCHDOG_USER)?;
+            Ok(Change::Write(true))
+        })
+        .await?;
+        if let Some((true, _)) = outcome {
+            stopped += 1;
+            tracing::warn!(
+                task = task_pk.as_str(),
+                %account,
+                "ClearML task stopped by the watchdog: no update within the threshold"
+            );
+        }
+    }
+    Ok(stopped)
 }
 
 /// Changes fields of a task that are not its status (any status), tried again on

@@ -56,6 +56,9 @@ pub struct Report {
     pub expired: usize,
     /// Deleted tasks whose S3 prefix was deleted once more.
     pub swept: usize,
+    /// Running ClearML tasks stopped by the watchdog: no update within
+    /// `FANOUT_CLEARML_WATCHDOG_SECONDS`.
+    pub clearml_stopped: usize,
 }
 
 /// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
@@ -221,6 +224,16 @@ async fn pass(
     }
     if !time_left().is_zero() {
         report.swept = sweep_deleted(svc, timestamps::now()).await?;
+    }
+    if !time_left().is_zero() {
+        let threshold = chrono::Duration::seconds(svc.config.clearml_watchdog_seconds as i64);
+        match crate::clearml::tasks::watchdog(svc, timestamps::now(), threshold).await {
+            Ok(stopped) => report.clearml_stopped = stopped,
+            Err(err) => {
+                tracing::error!(err = err.msg, "the ClearML watchdog failed");
+                report.failed += 1;
+            }
+        }
     }
     Ok(report)
 }
