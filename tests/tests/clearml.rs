@@ -513,3 +513,161 @@ async fn names_are_unique_per_account() {
     let listed = c.ok("queues.get_all", json!({"name": "^raced$"})).await;
     assert_eq!(listed["queues"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn queues_and_workers_keep_their_series() {
+    let c = Client::new().await;
+    let queue = c.ok("queues.create", json!({"name": "measured"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tasks = [c.task("m1").await, c.task("m2").await, c.task("m3").await];
+    let since = chrono::Utc::now().timestamp();
+    for task in &tasks {
+        c.ok("tasks.enqueue", json!({"task": task, "queue": queue}))
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let popped = c.ok("queues.get_next_task", json!({"queue": queue})).await;
+    assert_eq!(popped["entry"]["task"], tasks[0]);
+    // An empty pop changes nothing, so it adds no point.
+    let other = c.ok("queues.create", json!({"name": "idle"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.ok("queues.get_next_task", json!({"queue": other})).await,
+        json!({})
+    );
+
+    let until = chrono::Utc::now().timestamp() + 1;
+    let range = json!({"from_date": since - 5, "to_date": until, "interval": 1});
+    let mut asked = range.clone();
+    asked["queue_ids"] = json!([queue, other]);
+    let got = c.ok("queues.get_queue_metrics", asked).await;
+    let series = got["queues"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{got}");
+    let measured = &series[0];
+    assert_eq!(measured["queue"], queue.as_str());
+    let lengths: Vec<u64> = measured["queue_lengths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let waits: Vec<f64> = measured["avg_waiting_times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let dates = measured["dates"].as_array().unwrap();
+    assert!(dates.len() >= 2, "{measured}");
+    assert!(dates.windows(2).all(|w| w[0].as_i64() < w[1].as_i64()));
+    assert!(lengths.iter().all(|l| (1..=3).contains(l)), "{measured}");
+    assert_eq!(*lengths.last().unwrap(), 2, "{measured}");
+    // The two left waited since they were added, over a second before the pop.
+    assert!(*waits.last().unwrap() >= 1.0, "{measured}");
+    assert_eq!(series[1]["dates"], json!([]), "{got}");
+    // Without ids: one series over the account's queues, the last length 2.
+    let total = c.ok("queues.get_queue_metrics", range.clone()).await;
+    assert_eq!(total["queues"][0]["queue"], "total", "{total}");
+    assert_eq!(
+        total["queues"][0]["queue_lengths"]
+            .as_array()
+            .unwrap()
+            .last(),
+        Some(&json!(2)),
+        "{total}"
+    );
+    // Another account's queue is unknown; a range without its interval is refused.
+    let stranger = Client::new().await;
+    let mut foreign = range.clone();
+    foreign["queue_ids"] = json!([queue]);
+    assert_eq!(
+        stranger.err("queues.get_queue_metrics", foreign).await,
+        (400, 701)
+    );
+    assert_eq!(
+        c.err(
+            "queues.get_queue_metrics",
+            json!({"from_date": since, "to_date": until})
+        )
+        .await
+        .0,
+        400
+    );
+
+    // Two status reports of one worker, the second while it runs a task.
+    c.ok("workers.register", json!({"worker": "measured-worker"}))
+        .await;
+    c.ok(
+        "workers.status_report",
+        json!({"worker": "measured-worker", "timestamp": 1,
+               "machine_stats": {"cpu_usage": [10.0, 30.0], "memory_used": 100}}),
+    )
+    .await;
+    c.ok(
+        "workers.status_report",
+        json!({"worker": "measured-worker", "timestamp": 2, "task": tasks[1],
+               "machine_stats": {"cpu_usage": [20.0, 40.0], "memory_used": 300}}),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let window = json!({
+        "from_date": now - 600, "to_date": now + 600, "interval": 1200,
+        "items": [{"key": "cpu_usage", "category": "max"}, {"key": "memory_used", "category": "avg"},
+                  {"key": "memory_used", "category": "min"}],
+    });
+    let stats = c.ok("workers.get_stats", window.clone()).await;
+    let worker = &stats["workers"][0];
+    assert_eq!(worker["worker"], "measured-worker", "{stats}");
+    let metric = |name: &str| {
+        worker["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        metric("cpu_usage")["stats"][0]["values"],
+        json!([30.0]),
+        "{stats}"
+    );
+    assert_eq!(metric("memory_used")["stats"][0]["aggregation"], "avg");
+    assert_eq!(metric("memory_used")["stats"][0]["values"], json!([200.0]));
+    assert_eq!(metric("memory_used")["stats"][1]["values"], json!([100.0]));
+    let mut split = window.clone();
+    split["split_by_variant"] = json!(true);
+    split["items"] = json!([{"key": "cpu_usage", "category": "max"}]);
+    let by_core = c.ok("workers.get_stats", split).await;
+    let cores = by_core["workers"][0]["metrics"].as_array().unwrap();
+    let core =
+        |v: &str| cores.iter().find(|m| m["variant"] == v).unwrap()["stats"][0]["values"].clone();
+    assert_eq!(core("0"), json!([20.0]), "{by_core}");
+    assert_eq!(core("1"), json!([40.0]), "{by_core}");
+    let mut unknown = window.clone();
+    unknown["items"] = json!([{"key": "fan_speed", "category": "max"}]);
+    assert_eq!(c.err("workers.get_stats", unknown).await.0, 400);
+
+    let activity = c
+        .ok(
+            "workers.get_activity_report",
+            json!({"from_date": now - 600, "to_date": now + 1200, "interval": 1200}),
+        )
+        .await;
+    assert_eq!(activity["total"]["counts"], json!([1]), "{activity}");
+    assert_eq!(activity["active"]["counts"], json!([1]), "{activity}");
+    let keys = c.ok("workers.get_metric_keys", json!({})).await;
+    assert!(
+        keys["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "cpu"
+                && c["metric_keys"] == json!(["cpu_usage", "cpu_temperature"])),
+        "{keys}"
+    );
+}

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod jwt;
+pub mod metrics;
 pub mod projects;
 pub mod queues;
 pub mod status;

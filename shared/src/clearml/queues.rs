@@ -267,12 +267,14 @@ where
         return Err(ClearmlError::invalid_queue_id(queue_id));
     }
     let now = ctx.now_text();
+    let mut wrote = false;
     let outcome = docs::update(svc, &pk(queue_id), ctx.account(), |body, _| {
         let mut list = entries(body);
         match change(&mut list)? {
             None => Err(ClearmlError::internal("no answer")),
             Some(answer) => {
-                if list == entries(body) {
+                wrote = list != entries(body);
+                if !wrote {
                     return Ok(Change::Keep(answer));
                 }
                 body.insert("entries".into(), Value::Array(list));
@@ -283,7 +285,12 @@ where
     })
     .await?;
     match outcome {
-        Some((answer, _)) => Ok(answer),
+        Some((answer, body)) => {
+            if wrote {
+                super::metrics::record_queue(svc, queue_id, ctx.now, &entries(&body)).await;
+            }
+            Ok(answer)
+        }
         None => Err(ClearmlError::invalid_queue_id(queue_id)),
     }
 }
@@ -535,15 +542,25 @@ pub async fn delete(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     Ok(json!({"deleted": 1}))
 }
 
-/// `queues.get_queue_metrics`: no history is kept yet; every queue asked gets empty
-/// series.
-pub async fn get_queue_metrics(_svc: &Services, _ctx: &Ctx, args: Args) -> Result<Value> {
-    let ids = args::strings(&args, "queue_ids").unwrap_or_default();
-    let queues: Vec<Value> = ids
-        .iter()
-        .map(|q| json!({"queue": q, "dates": [], "avg_waiting_times": [], "queue_lengths": []}))
-        .collect();
-    Ok(json!({"queues": queues}))
+/// `queues.get_queue_metrics`: the length and average wait of each queue asked (each
+/// the caller's, else 400/701) over time, or of all the account's queues together
+/// ([`super::metrics::queue_metrics`]).
+pub async fn get_queue_metrics(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
+    let ids = args::strings(&args, "queue_ids").filter(|ids| !ids.is_empty());
+    let mut all = Vec::new();
+    match &ids {
+        Some(ids) => {
+            for id in ids {
+                load(svc, ctx, id).await?;
+            }
+        }
+        None => {
+            for doc in docs::list(svc, ctx.account(), KIND).await? {
+                all.push(doc.body["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    super::metrics::queue_metrics(svc, ids, all, &args).await
 }
 
 /// A queue's summary as workers list it: `{id, name, num_tasks, next_task}`.

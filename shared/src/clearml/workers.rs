@@ -185,7 +185,27 @@ pub async fn status_report(svc: &Services, ctx: &Ctx, args: Args) -> Result<Valu
         doc.insert("tags".into(), tags.clone());
     }
     write(svc, ctx, &id, &doc).await?;
+    super::metrics::record_worker(
+        svc,
+        ctx.account(),
+        &id,
+        ctx.now,
+        doc.get("task").is_some_and(|t| !t.is_null()),
+        args.get("machine_stats").and_then(Value::as_object),
+    )
+    .await?;
     Ok(json!({}))
+}
+
+/// `workers.get_stats`: the machine statistics of the account's workers over time.
+pub async fn get_stats(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
+    super::metrics::get_stats(svc, ctx.account(), &args).await
+}
+
+/// `workers.get_activity_report`: how many of the account's workers reported, and how
+/// many ran a task, over time.
+pub async fn get_activity_report(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
+    super::metrics::get_activity_report(svc, ctx.account(), &args).await
 }
 
 /// The account's live workers.

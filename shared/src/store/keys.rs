@@ -221,6 +221,17 @@ pub fn clearml_workers_pk(account_id: Uuid) -> String {
     format!("CMWORKERS#{account_id}")
 }
 
+/// Partition of a ClearML queue's metrics points (sort key: time and a suffix).
+pub fn clearml_queue_metrics_pk(queue_id: &str) -> String {
+    format!("CMQMETRICS#{queue_id}")
+}
+
+/// Partition of the status reports of an account's ClearML workers (sort key: time and
+/// the worker id).
+pub fn clearml_worker_stats_pk(account_id: Uuid) -> String {
+    format!("CMWSTATS#{account_id}")
+}
+
 /// Partition of a ClearML task's events (logs, scalars): one item per stored batch.
 pub fn clearml_events_pk(task_id: &str) -> String {
     format!("CMEVENTS#{task_id}")
