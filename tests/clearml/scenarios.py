@@ -79,14 +79,17 @@ def script(name, text):
     return str(path)
 
 
-def create(name, body):
+def create(name, body, inline=False):
+    """A task running `body`: by the path of a local file (the agents here share this
+    machine), or `inline` with the code itself in the task (`script.diff`), which is
+    what a worker elsewhere can run."""
     return Task.create(
         project_name=PROJECT,
         task_name=name,
         script=script(name, body),
         packages=[],
         add_task_init_call=False,
-        detect_repository=False,
+        detect_repository=inline,
     )
 
 
@@ -350,12 +353,63 @@ def scenario_watchdog(state):
     state["agents"].remove(agent)
 
 
+def scenario_served_queue(state):
+    """A queue Fanout serves itself (system tag `fanout`): no clearml-agent anywhere.
+    Fanout's own container worker (here the worker binary, consuming the work queue)
+    takes each task pushed into it, runs its inline script and ends it: completed with
+    its log, failed with its exit code, and stopped through the abort handshake."""
+    client = api()
+    client.queues.create(name="serverless", system_tags=["fanout"])
+    done = create("served-ok", 'import sys\nprint("served by fanout", flush=True)\nprint("to stderr", file=sys.stderr)\n', inline=True)
+    failing = create("served-fail", 'import sys\nprint("served failure", flush=True)\nsys.exit(4)\n', inline=True)
+    slow = create(
+        "served-slow",
+        "import time\nfor i in range(240):\n    print(f'tock {i}', flush=True)\n    time.sleep(0.5)\n",
+        inline=True,
+    )
+    for task in (done, failing, slow):
+        Task.enqueue(task, queue_name="serverless")
+    log = open(WORK / "fanout-worker.log", "w")
+    worker = subprocess.Popen(
+        [os.environ["FANOUT_WORKER_BIN"], "--queues", "work", "--wait-seconds", "1"],
+        env=dict(os.environ, RUST_LOG="info", FANOUT_CLEARML_PYTHON=sys.executable),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_status(done, {"completed"}, 90)
+        wait_status(failing, {"failed"}, 60)
+        wait_status(slow, {"in_progress"}, 60)
+        text = console(done)
+        check("served by fanout" in text and "to stderr" in text, f"served log: {text[-800:]!r}")
+        check("served failure" in console(failing), "the failing served task's output is not in its log")
+        fresh = client.tasks.get_all(id=[failing.id], only_fields=["status_reason", "last_worker"])[0]
+        check("exit code 4" in fresh.status_reason, f"status_reason {fresh.status_reason!r}")
+        check(fresh.last_worker.startswith("fanout:"), f"last_worker {fresh.last_worker!r}")
+        time.sleep(2)
+        slow.mark_stop_request()
+        wait_status(slow, {"stopped"}, 60)
+        check("tock 0" in console(slow), "the aborted served task's output is not in its log")
+        queue = client.queues.get_all(name="^serverless$")[0]
+        check(len(queue.entries) == 0, f"the served queue is not empty: {queue.entries}")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
+
+
 SCENARIOS = [
     scenario_run_complete_fail_abort,
     scenario_execute,
     scenario_sdk_inside,
     scenario_queue_order,
     scenario_watchdog,
+    scenario_served_queue,
     scenario_two_agents,
 ]
 

@@ -17,13 +17,17 @@ use clap::{Parser, ValueEnum};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use fanout::clearml::serve::{Run, RunMessage};
 use fanout::engine::messages::{ControlMessage, WorkMessage};
 use fanout::engine::work::Outcome;
 use fanout::engine::{control, reconcile, work};
+use fanout::error::ApiError;
 use fanout::kinds::CancelFlag;
 use fanout::store::dynamo::aws_error;
 use fanout::tasks::model::TaskStatus;
 use fanout::{Services, telemetry};
+
+pub mod clearml_run;
 
 /// A queue the worker consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -291,12 +295,19 @@ async fn consume(
 enum Step {
     Work(WorkMessage),
     Control(ControlMessage),
+    /// A task of a ClearML queue Fanout serves (on the work queue).
+    Clearml(Run),
 }
 
 impl Step {
     fn parse(role: Role, body: &str) -> Result<Step, serde_json::Error> {
         match role {
-            Role::Work => serde_json::from_str(body).map(Step::Work),
+            Role::Work => match serde_json::from_str(body) {
+                Ok(work) => Ok(Step::Work(work)),
+                Err(err) => serde_json::from_str::<RunMessage>(body)
+                    .map(|m| Step::Clearml(m.clearml_run))
+                    .map_err(|_| err),
+            },
             Role::Control => serde_json::from_str(body).map(Step::Control),
         }
     }
@@ -356,7 +367,7 @@ impl Queue {
         let cancel = CancelFlag::default();
         let task_id = match &step {
             Step::Work(m) => Some(m.task_id),
-            Step::Control(_) => None,
+            Step::Control(_) | Step::Clearml(_) => None,
         };
         let beat = heartbeat(
             svc,
@@ -380,6 +391,10 @@ impl Queue {
                     work::run(svc, m, loaded, attempt, options.max_attempts, &cancel).await
                 }
                 Step::Control(m) => control::handle(svc, m).await.map(|()| Outcome::Done),
+                Step::Clearml(run) => clearml_run::run(svc, run)
+                    .await
+                    .map(|()| Outcome::Done)
+                    .map_err(|err| ApiError::internal("ClearML run", err.msg)),
             })
         };
         let outcome = tokio::select! {

@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod projects;
 pub mod queues;
+pub mod serve;
 pub mod status;
 pub mod tasks;
 pub mod workers;

@@ -258,8 +258,21 @@ async fn change_entries<T>(
     svc: &Services,
     ctx: &Ctx,
     queue_id: &str,
-    mut change: impl FnMut(&mut Vec<Value>) -> Result<Option<T>>,
+    change: impl FnMut(&mut Vec<Value>) -> Result<Option<T>>,
 ) -> Result<T>
+where
+    T: Clone,
+{
+    Ok(change_entries_of(svc, ctx, queue_id, change).await?.0)
+}
+
+/// [`change_entries`], answering also the queue's document as stored after it.
+async fn change_entries_of<T>(
+    svc: &Services,
+    ctx: &Ctx,
+    queue_id: &str,
+    mut change: impl FnMut(&mut Vec<Value>) -> Result<Option<T>>,
+) -> Result<(T, Map<String, Value>)>
 where
     T: Clone,
 {
@@ -289,7 +302,7 @@ where
             if wrote {
                 super::metrics::record_queue(svc, queue_id, ctx.now, &entries(&body)).await;
             }
-            Ok(answer)
+            Ok((answer, body))
         }
         None => Err(ClearmlError::invalid_queue_id(queue_id)),
     }
@@ -301,17 +314,22 @@ pub async fn contains(svc: &Services, ctx: &Ctx, queue_id: &str, task_id: &str) 
     Ok(entries(&body).iter().any(|e| entry_task(e) == task_id))
 }
 
-/// Appends the task to the queue (400/706 when it is there already).
+/// Appends the task to the queue (400/706 when it is there already). A queue Fanout's
+/// workers serve is told it has work ([`super::serve::announce`]).
 pub async fn push(svc: &Services, ctx: &Ctx, queue_id: &str, task_id: &str) -> Result<usize> {
     let added = ctx.now_text();
-    change_entries(svc, ctx, queue_id, |list| {
+    let (position, queue) = change_entries_of(svc, ctx, queue_id, |list| {
         if list.iter().any(|e| entry_task(e) == task_id) {
             return Err(ClearmlError::task_already_queued(queue_id, task_id));
         }
         list.push(json!({"task": task_id, "added": added}));
         Ok(Some(list.len() - 1))
     })
-    .await
+    .await?;
+    if super::serve::is_served(&queue) {
+        super::serve::announce(svc, ctx, queue_id).await?;
+    }
+    Ok(position)
 }
 
 /// Takes the task out of the queue if it is there; whether it was. An unknown queue
