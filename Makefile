@@ -100,7 +100,9 @@ fuzz:
 # The ClearML surface with the real clients (tests/clearml/run.sh): clearml 2.1.12 and
 # clearml-agent 3.0.3 from PyPI (.venv-clearml, Python 3.11) against the gateway over
 # the local stack: tasks created, enqueued, run by agents, completed, failed, aborted,
-# executed by id, twenty tasks shared by two agents. CLEARML_SCENARIOS picks some.
+# executed by id, queues reordered, an agent SIGKILLed and its task stopped by the
+# watchdog, a queue Fanout's worker serves, twenty tasks shared by two agents.
+# CLEARML_SCENARIOS picks some.
 clearml:
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
