@@ -23,6 +23,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod timestamps;
 pub mod vectors;
+pub mod vision;
 
 use crate::aws::AwsClients;
 use crate::config::{Config, ConfigError};
