@@ -106,7 +106,7 @@ class Pipeline:
         target = os.path.join(self.cache, sha, name)
         if not os.path.exists(target):
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            partial = target + ".partial"
+            partial = f"{target}.{os.getpid()}.partial"
             shutil.copyfile(path, partial)
             os.replace(partial, target)
         return sha, target
@@ -266,7 +266,7 @@ class Pipeline:
     def lay_out(self, output, source):
         target = os.path.join(self.out, output["path"])
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = target + ".partial"
+        partial = f"{target}.{os.getpid()}.partial"
         shutil.copyfile(source, partial)
         os.replace(partial, target)
         self.changed = True
