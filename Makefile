@@ -1,7 +1,7 @@
 # Fanout developer entry points (GNU make).
 #
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
-#   make test   everything CI runs: fmt, clippy, cfn-lint, emulator, deploy, cargo test, fuzz,
+#   make test   everything CI runs: fmt, clippy, cfn-lint, models, emulator, deploy, cargo test, fuzz,
 #               the ClearML clients
 #   make chaos  the full crash matrix (RELIABILITY.md)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
@@ -128,6 +128,7 @@ test:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --workspace --all-targets --features fanout/faults -- -D warnings
 	$(MAKE) --no-print-directory lint-infra
+	$(MAKE) --no-print-directory models
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \

@@ -5,7 +5,15 @@
 //! The arithmetic around the networks is plain Rust and always built: boxes, weighted
 //! non-maximum suppression, the similarity alignment onto the 112 × 112 template
 //! ([`geometry`]), and the BlazeFace detector's anchors, input and decoding
-//! ([`blazeface`]).
+//! ([`blazeface`]). With the `vision` feature (the workers): image decoding
+//! ([`picture`]), the networks under ONNX Runtime ([`models`]) and the pipeline that
+//! runs them on the faces of an image ([`faces`]).
 
 pub mod blazeface;
+#[cfg(feature = "vision")]
+pub mod faces;
 pub mod geometry;
+#[cfg(feature = "vision")]
+pub mod models;
+#[cfg(feature = "vision")]
+pub mod picture;
