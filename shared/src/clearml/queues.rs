@@ -426,7 +426,8 @@ pub async fn remove_task(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value>
 pub async fn get_next_task(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let queue = args::required(&args, "queue")?;
     let wanted = args::optional(&args, "task");
-    load(svc, ctx, &queue).await?;
+    // No `load` first: the pop's own read finds a missing or foreign queue (701), and an
+    // idle agent's poll costs that one read.
     let popped = change_entries(svc, ctx, &queue, |list| {
         let head_ok = match (&wanted, list.first()) {
             (_, None) => false,
