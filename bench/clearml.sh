@@ -32,18 +32,9 @@ dir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 [ -f .fanout/local.env ] || { echo "no .fanout/local.env: deploy the local stack first" >&2; exit 1; }
 set -a; . .fanout/local.env; set +a
 
-# cpu_seconds PID: user + system CPU time of a live process.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"
-}
-# The emulator's processes: LocalStack (host mode) and DynamoDB Local, its Java child.
-emulator=$(cat .fanout/emulator.pid 2>/dev/null || true)
-dynamodb=$([ -n "$emulator" ] && pgrep -P "$emulator" java || true)
-# Busy CPU seconds of the whole machine so far (every core; /proc/stat's first line):
-# what else ran on the cores during a run is this minus the processes above.
-machine_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" 'NR == 1 { printf "%.1f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
-}
+# cpu_seconds, machine_cpu, $emulator and $dynamodb (the emulator's processes).
+# shellcheck source=bench/cpu.sh
+. bench/cpu.sh
 emulator_cpu() {
     if [ -n "$emulator" ] && [ -e "/proc/$emulator" ]; then
         echo "$(cpu_seconds "$emulator") $([ -n "$dynamodb" ] && cpu_seconds "$dynamodb" || echo 0) $(machine_cpu)"

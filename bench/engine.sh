@@ -20,13 +20,9 @@ else
 fi
 set -a; . .fanout/local.env; set +a
 
-# cpu_seconds PID: user + system CPU time of a live process.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"
-}
-# The emulator's processes: LocalStack (host mode) and DynamoDB Local, its Java child.
-emulator=$(cat .fanout/emulator.pid 2>/dev/null || true)
-dynamodb=$([ -n "$emulator" ] && pgrep -P "$emulator" java || true)
+# cpu_seconds, machine_cpu, $emulator and $dynamodb (the emulator's processes).
+# shellcheck source=bench/cpu.sh
+. bench/cpu.sh
 emulator_cpu() {
     echo "localstack $(cpu_seconds "$emulator") dynamodb-local $([ -n "$dynamodb" ] && cpu_seconds "$dynamodb" || echo 0)"
 }
