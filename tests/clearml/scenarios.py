@@ -308,6 +308,20 @@ def scenario_queue_order(state):
     state["agents"].remove(agent)
 
 
+def reconcile():
+    """One reconciler pass (the worker binary's), its watchdog's threshold 4 s."""
+    env = dict(os.environ, FANOUT_CLEARML_WATCHDOG_SECONDS="4", RUST_LOG="warn")
+    done = subprocess.run(
+        [os.environ["FANOUT_WORKER_BIN"], "--reconcile-once", "--stall-seconds", "3600"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    check(done.returncode == 0, f"reconciler exited {done.returncode}: {done.stderr[-1500:]}")
+    return done.stdout
+
+
 def scenario_watchdog(state):
     """An agent SIGKILLed while it runs a task: nothing pings or reports the task any
     more, and the reconciler's watchdog (here with a 4 s threshold) stops it."""
@@ -326,18 +340,6 @@ def scenario_watchdog(state):
     agent.proc.wait()
     subprocess.run(["pkill", "-KILL", "-f", str(WORK / "scripts" / "orphaned.py")], check=False)
     check(task.get_status() == "in_progress", f"after the kill: {task.get_status()}")
-
-    def reconcile():
-        env = dict(os.environ, FANOUT_CLEARML_WATCHDOG_SECONDS="4", RUST_LOG="warn")
-        done = subprocess.run(
-            [os.environ["FANOUT_WORKER_BIN"], "--reconcile-once", "--stall-seconds", "3600"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        check(done.returncode == 0, f"reconciler exited {done.returncode}: {done.stderr[-1500:]}")
-        return done.stdout
 
     # Within the threshold of the last report nothing happens; after it, the watchdog.
     reconcile()
@@ -393,13 +395,32 @@ def scenario_served_queue(state):
         check("tock 0" in console(slow), "the aborted served task's output is not in its log")
         queue = client.queues.get_all(name="^serverless$")[0]
         check(len(queue.entries) == 0, f"the served queue is not empty: {queue.entries}")
+
+        # The worker SIGKILLed while it runs one: the task is left in_progress, and the
+        # watchdog stops it as it would a lost agent's.
+        doomed = create(
+            "served-doomed",
+            "import time\nfor i in range(600):\n    print(f'beat {i}', flush=True)\n    time.sleep(0.5)\n",
+            inline=True,
+        )
+        Task.enqueue(doomed, queue_name="serverless")
+        wait_status(doomed, {"in_progress"}, 60)
+        time.sleep(2)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        check(doomed.get_status() == "in_progress", f"after the kill: {doomed.get_status()}")
+        time.sleep(5)
+        reconcile()
+        wait_status(doomed, {"stopped"}, 10)
+        check("beat 0" in console(doomed), "the killed worker's task has no log")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
         log.close()
 
 
