@@ -99,7 +99,7 @@ mod tests {
         Config::from_lookup(|name| match name {
             "FANOUT_DESCRIPTOR_VERSIONS" => Some("59:4,60:2".into()),
             "FANOUT_DEFAULT_DESCRIPTOR_VERSION" => Some("59".into()),
-            "FANOUT_TOKEN_REQUESTS_PER_MINUTE" => None,
+            "FANOUT_TOKEN_REQUESTS_PER_MINUTE" | "FANOUT_CLEARML_WATCHDOG_SECONDS" => None,
             other if other.starts_with("FANOUT_") => Some("x".into()),
             _ => None,
         })
