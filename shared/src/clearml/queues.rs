@@ -318,18 +318,33 @@ pub async fn contains(svc: &Services, ctx: &Ctx, queue_id: &str, task_id: &str) 
 /// workers serve is told it has work ([`super::serve::announce`]).
 pub async fn push(svc: &Services, ctx: &Ctx, queue_id: &str, task_id: &str) -> Result<usize> {
     let added = ctx.now_text();
-    let (position, queue) = change_entries_of(svc, ctx, queue_id, |list| {
+    let pushed = change_entries_of(svc, ctx, queue_id, |list| {
         if list.iter().any(|e| entry_task(e) == task_id) {
             return Err(ClearmlError::task_already_queued(queue_id, task_id));
         }
         list.push(json!({"task": task_id, "added": added}));
         Ok(Some(list.len() - 1))
     })
-    .await?;
-    if super::serve::is_served(&queue) {
-        super::serve::announce(svc, ctx, queue_id).await?;
+    .await;
+    match pushed {
+        Ok((position, queue)) => {
+            if super::serve::is_served(&queue) {
+                super::serve::announce(svc, ctx, queue_id).await?;
+            }
+            Ok(position)
+        }
+        Err(err) if err.subcode == 706 => {
+            // Already queued: a call that pushed it may have failed to announce it (its
+            // client then retries and lands here). One more run message costs a pop of
+            // nothing at worst.
+            let (_, queue) = load(svc, ctx, queue_id).await?;
+            if super::serve::is_served(&queue) {
+                super::serve::announce(svc, ctx, queue_id).await?;
+            }
+            Err(err)
+        }
+        Err(err) => Err(err),
     }
-    Ok(position)
 }
 
 /// Takes the task out of the queue if it is there; whether it was. An unknown queue
