@@ -84,4 +84,41 @@ impl Client {
         let got = self.ok("queues.get_default", json!({})).await;
         got["id"].as_str().unwrap().to_string()
     }
+
+    /// Takes the run messages of `queue` off the work queue (others are left to come back),
+    /// waiting up to a few seconds for `wanted` of them.
+    pub async fn run_messages(&self, queue: &str, wanted: usize) -> usize {
+        let svc = &self.stack.services;
+        let mut found = 0;
+        for _ in 0..20 {
+            let out = svc
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&svc.config.work_queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(1)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for message in out.messages.unwrap_or_default() {
+                if message.body().unwrap_or_default().contains(queue) {
+                    found += 1;
+                    svc.aws
+                        .sqs
+                        .delete_message()
+                        .queue_url(&svc.config.work_queue_url)
+                        .receipt_handle(message.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            if found >= wanted {
+                break;
+            }
+        }
+        found
+    }
 }

@@ -672,43 +672,6 @@ async fn queues_and_workers_keep_their_series() {
     );
 }
 
-/// Takes the run messages of `queue` off the work queue (others are left to come back),
-/// waiting up to a few seconds for `wanted` of them.
-async fn run_messages(c: &Client, queue: &str, wanted: usize) -> usize {
-    let svc = &c.stack.services;
-    let mut found = 0;
-    for _ in 0..20 {
-        let out = svc
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&svc.config.work_queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(1)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for message in out.messages.unwrap_or_default() {
-            if message.body().unwrap_or_default().contains(queue) {
-                found += 1;
-                svc.aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&svc.config.work_queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        if found >= wanted {
-            break;
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn pushes_into_a_served_queue_announce_a_run_even_when_already_queued() {
     let c = Client::new().await;
@@ -728,7 +691,7 @@ async fn pushes_into_a_served_queue_announce_a_run_even_when_already_queued() {
     let task = c.task("served one").await;
     c.ok("tasks.enqueue", json!({"task": task, "queue": served}))
         .await;
-    assert_eq!(run_messages(&c, &served, 1).await, 1);
+    assert_eq!(c.run_messages(&served, 1).await, 1);
     // The client retries a push that answered an error after it landed: 706, and the
     // run is announced again (the first announcement may be what failed).
     assert_eq!(
@@ -736,10 +699,10 @@ async fn pushes_into_a_served_queue_announce_a_run_even_when_already_queued() {
             .await,
         (400, 706)
     );
-    assert_eq!(run_messages(&c, &served, 1).await, 1);
+    assert_eq!(c.run_messages(&served, 1).await, 1);
     // A queue nobody told Fanout to serve sends nothing.
     let other = c.task("plain one").await;
     c.ok("tasks.enqueue", json!({"task": other, "queue": plain}))
         .await;
-    assert_eq!(run_messages(&c, &plain, 1).await, 0);
+    assert_eq!(c.run_messages(&plain, 1).await, 0);
 }

@@ -114,3 +114,70 @@ async fn the_watchdog_stops_silent_running_tasks_and_nothing_else() {
     c.ok("tasks.stopped", json!({"task": silent})).await;
     assert!(!markers(&c).await.contains(&keys::clearml_task_pk(&silent)));
 }
+
+/// The queue partition keys of the sweep's markers.
+async fn served(c: &Client) -> Vec<String> {
+    fanout::clearml::docs::markers(&c.stack.services, keys::CLEARML_SERVED)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(pk, _, _)| pk)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sweep_announces_tasks_left_waiting_in_served_queues() {
+    let c = Client::new().await;
+    let svc = &c.stack.services;
+    let queue = c
+        .ok(
+            "queues.create",
+            json!({"name": "swept", "system_tags": ["fanout"]}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let later = c.ok("queues.create", json!({"name": "later"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let marked = served(&c).await;
+    assert!(marked.contains(&keys::clearml_queue_pk(&queue)));
+    assert!(!marked.contains(&keys::clearml_queue_pk(&later)));
+    // Served from an update on, and no longer after another.
+    c.ok(
+        "queues.update",
+        json!({"queue": later, "system_tags": ["fanout"]}),
+    )
+    .await;
+    assert!(served(&c).await.contains(&keys::clearml_queue_pk(&later)));
+    c.ok("queues.update", json!({"queue": later, "system_tags": []}))
+        .await;
+    assert!(!served(&c).await.contains(&keys::clearml_queue_pk(&later)));
+
+    // A task pushed: announced once (that message taken here, as if it were lost).
+    let task = c.task("waiting").await;
+    c.ok("tasks.enqueue", json!({"task": task, "queue": queue}))
+        .await;
+    assert_eq!(c.run_messages(&queue, 1).await, 1);
+    let after = Duration::minutes(5);
+    // Fresh: the sweep leaves it alone; waited past `after`: announced again.
+    fanout::clearml::serve::sweep(svc, timestamps::now(), after)
+        .await
+        .unwrap();
+    assert_eq!(c.run_messages(&queue, 1).await, 0);
+    let sent = fanout::clearml::serve::sweep(svc, timestamps::now() + Duration::hours(1), after)
+        .await
+        .unwrap();
+    assert!(sent >= 1);
+    assert_eq!(c.run_messages(&queue, 1).await, 1);
+
+    // A deleted queue's marker goes with the next sweep.
+    c.ok("queues.delete", json!({"queue": queue, "force": true}))
+        .await;
+    fanout::clearml::serve::sweep(svc, timestamps::now(), after)
+        .await
+        .unwrap();
+    assert!(!served(&c).await.contains(&keys::clearml_queue_pk(&queue)));
+}

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::Services;
-use crate::store::dynamo::{TransactError, delete_op, from_item, n, put_op, s, to_item};
+use crate::store::dynamo::{
+    TransactError, delete_op, from_item, n, put_new_op, put_op, s, to_item,
+};
 use crate::store::{Item, keys};
 
 use super::error::{ClearmlError, Result};
@@ -119,7 +121,8 @@ pub async fn list(svc: &Services, account_id: Uuid, kind: &str) -> Result<Vec<Do
     }
 }
 
-/// Stores a new document; `false` when its key is taken.
+/// Stores a new document; `false` when its key is taken. A document that belongs in a
+/// side index ([`index_of`]) gets its marker in the same transaction.
 pub async fn create(
     svc: &Services,
     pk: String,
@@ -138,20 +141,47 @@ pub async fn create(
         rev: 1,
         doc: serde_json::to_string(body).map_err(|e| ClearmlError::internal(e.to_string()))?,
     };
-    Ok(svc.table.put_if_absent(to_item(&item)?).await?)
+    let Some(index) = index_of(&item.pk, body) else {
+        return Ok(svc.table.put_if_absent(to_item(&item)?).await?);
+    };
+    let table = svc.table.name();
+    let writes = vec![
+        put_new_op(table, to_item(&item)?)?,
+        put_op(table, marker(index, &item))?,
+    ];
+    match svc.table.transact(writes).await {
+        Ok(()) => Ok(true),
+        Err(TransactError::ConditionFailed) => Ok(false),
+        Err(TransactError::Api(err)) => Err(err.into()),
+    }
+}
+
+/// The side index a document belongs in, one partition for every account: a running
+/// task in the watchdog's ([`keys::CLEARML_RUNNING`], [`super::tasks::watched`]), a
+/// queue Fanout serves in the sweep's ([`keys::CLEARML_SERVED`],
+/// [`super::serve::is_served`]).
+fn index_of(pk: &str, body: &Map<String, Value>) -> Option<&'static str> {
+    if super::tasks::watched(pk, body) {
+        Some(keys::CLEARML_RUNNING)
+    } else if pk.starts_with(&keys::clearml_queue_pk("")) && super::serve::is_served(body) {
+        Some(keys::CLEARML_SERVED)
+    } else {
+        None
+    }
 }
 
 /// Writes `body` as the next revision of `doc`; `false` when another writer came first.
-/// A task that starts or stops running gains or loses its watchdog marker in the same
-/// transaction ([`super::tasks::watched`]), so the watchdog never misses a running task.
+/// A document that enters or leaves a side index ([`index_of`]: a task that starts or
+/// stops running, a queue that starts or stops being served) gains or loses its marker
+/// in the same transaction, so neither the watchdog nor the sweep misses one.
 async fn put_next(svc: &Services, doc: &Doc, body: &Map<String, Value>) -> Result<bool> {
     let mut item = doc.item.clone();
     item.rev += 1;
     item.doc = serde_json::to_string(body).map_err(|e| ClearmlError::internal(e.to_string()))?;
     let same_rev = "rev = :rev";
     let rev = Item::from([(":rev".to_string(), n(doc.item.rev))]);
-    let was = super::tasks::watched(&doc.item.pk, &doc.body);
-    let is = super::tasks::watched(&doc.item.pk, body);
+    let was = index_of(&doc.item.pk, &doc.body);
+    let is = index_of(&doc.item.pk, body);
     if was == is {
         return Ok(svc
             .table
@@ -159,17 +189,6 @@ async fn put_next(svc: &Services, doc: &Doc, body: &Map<String, Value>) -> Resul
             .await?);
     }
     let table = svc.table.name();
-    let marker = if is {
-        put_op(table, watch_marker(&item))?
-    } else {
-        delete_op(
-            table,
-            keys::CLEARML_RUNNING.into(),
-            item.pk.clone(),
-            None,
-            Item::new(),
-        )?
-    };
     let put = aws_sdk_dynamodb::types::Put::builder()
         .table_name(table)
         .set_item(Some(to_item(&item)?))
@@ -177,25 +196,72 @@ async fn put_next(svc: &Services, doc: &Doc, body: &Map<String, Value>) -> Resul
         .set_expression_attribute_values(Some(rev))
         .build()
         .map_err(|e| ClearmlError::internal(e.to_string()))?;
-    let doc_put = aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .put(put)
-        .build();
-    match svc.table.transact(vec![doc_put, marker]).await {
+    let mut writes = vec![
+        aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .put(put)
+            .build(),
+    ];
+    if let Some(index) = was {
+        writes.push(delete_op(
+            table,
+            index.into(),
+            item.pk.clone(),
+            None,
+            Item::new(),
+        )?);
+    }
+    if let Some(index) = is {
+        writes.push(put_op(table, marker(index, &item))?);
+    }
+    match svc.table.transact(writes).await {
         Ok(()) => Ok(true),
         Err(TransactError::ConditionFailed) => Ok(false),
         Err(TransactError::Api(err)) => Err(err.into()),
     }
 }
 
-/// The watchdog's marker of a running task: in one partition for every account, keyed
-/// by the task's partition key, with the revision that started it running.
-fn watch_marker(item: &DocItem) -> Item {
+/// A side index's marker of a document: keyed by the document's partition key, with its
+/// account and the revision that put it there.
+fn marker(index: &str, item: &DocItem) -> Item {
     Item::from([
-        ("pk".to_string(), s(keys::CLEARML_RUNNING)),
+        ("pk".to_string(), s(index)),
         ("sk".to_string(), s(&item.pk)),
         ("account_id".to_string(), s(&item.account_id.to_string())),
         ("rev".to_string(), n(item.rev)),
     ])
+}
+
+/// The markers of side index `index`: `(document pk, account, revision)`.
+pub async fn markers(svc: &Services, index: &str) -> Result<Vec<(String, Uuid, String)>> {
+    let mut found = Vec::new();
+    let query = crate::store::TableQuery {
+        index: None,
+        partition: index.into(),
+        range: crate::store::KeyRange::All,
+        descending: false,
+    };
+    svc.table
+        .for_each(&query, |item| {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let rev = item.get("rev").and_then(|v| v.as_n().ok()).cloned();
+            let account = text("account_id").and_then(|a| a.parse::<Uuid>().ok());
+            if let (Some(pk), Some(account), Some(rev)) = (text("sk"), account, rev) {
+                found.push((pk, account, rev));
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
+    Ok(found)
+}
+
+/// Removes the marker of `pk` from `index` if it is still the one of revision `rev`
+/// (its document gone, or no longer belonging there).
+pub async fn forget_marker(svc: &Services, index: &str, pk: &str, rev: &str) -> Result<()> {
+    let values = Item::from([(":rev".to_string(), n(rev))]);
+    svc.table
+        .delete_when(index, pk, "rev = :rev", values)
+        .await?;
+    Ok(())
 }
 
 /// What a change decided.

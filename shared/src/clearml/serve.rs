@@ -21,7 +21,8 @@ use crate::store::queues as sqs;
 
 use super::args::Args;
 use super::error::{ClearmlError, Result};
-use super::{Ctx, events, queues, tasks, workers};
+use super::{Ctx, docs, events, queues, tasks, workers};
+use crate::store::keys;
 
 /// The system tag of a queue Fanout's workers serve.
 pub const SERVED: &str = "fanout";
@@ -50,6 +51,55 @@ pub fn is_served(queue: &Map<String, Value>) -> bool {
         .get("system_tags")
         .and_then(Value::as_array)
         .is_some_and(|tags| tags.iter().any(|t| t == SERVED))
+}
+
+/// Seconds an entry may wait in a served queue before the sweep announces it again.
+pub const SWEEP_AFTER_SECONDS: i64 = 300;
+/// Most run messages the sweep sends for one queue in one pass.
+const SWEEP_PER_QUEUE: usize = 100;
+
+/// The reconciler's sweep of served queues, of every account: each entry that has
+/// waited longer than `after` at `now` is announced once more (its first run message
+/// may have been lost with a function killed between the push and the announcement;
+/// a message too many pops nothing, or the next task sooner). Markers of queues gone or
+/// no longer served go. Answers how many run messages it sent.
+pub async fn sweep(
+    svc: &Services,
+    now: chrono::DateTime<chrono::Utc>,
+    after: chrono::Duration,
+) -> Result<usize> {
+    let waited_since = now - after;
+    let mut sent = 0;
+    for (queue_pk, account, rev) in docs::markers(svc, keys::CLEARML_SERVED).await? {
+        let doc = docs::get(svc, &queue_pk, account).await?;
+        let Some(doc) = doc.filter(|d| is_served(&d.body)) else {
+            docs::forget_marker(svc, keys::CLEARML_SERVED, &queue_pk, &rev).await?;
+            continue;
+        };
+        let Some(queue_id) = doc.body.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let waiting = doc
+            .body
+            .get("entries")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("added").and_then(Value::as_str))
+            .filter_map(super::parse_iso)
+            .filter(|added| *added < waited_since)
+            .count()
+            .min(SWEEP_PER_QUEUE);
+        let ctx = worker_ctx(account);
+        for _ in 0..waiting {
+            announce(svc, &ctx, queue_id).await?;
+            sent += 1;
+        }
+        if waiting > 0 {
+            tracing::warn!(queue_id, %account, waiting, "served queue's waiting tasks announced again");
+        }
+    }
+    Ok(sent)
 }
 
 /// Tells the workers that the served queue `queue_id` has one more task.

@@ -7,7 +7,6 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value, json};
 
 use crate::Services;
-use crate::store::dynamo::n;
 use crate::store::keys;
 
 use super::args::{self, Args};
@@ -579,24 +578,7 @@ pub async fn watchdog(
     now: chrono::DateTime<chrono::Utc>,
     threshold: chrono::Duration,
 ) -> Result<usize> {
-    let mut markers = Vec::new();
-    let query = crate::store::TableQuery {
-        index: None,
-        partition: keys::CLEARML_RUNNING.into(),
-        range: crate::store::KeyRange::All,
-        descending: false,
-    };
-    svc.table
-        .for_each(&query, |item| {
-            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-            let rev = item.get("rev").and_then(|v| v.as_n().ok()).cloned();
-            let account = text("account_id").and_then(|a| a.parse::<uuid::Uuid>().ok());
-            if let (Some(pk), Some(account), Some(rev)) = (text("sk"), account, rev) {
-                markers.push((pk, account, rev));
-            }
-            std::ops::ControlFlow::Continue(())
-        })
-        .await?;
+    let markers = docs::markers(svc, keys::CLEARML_RUNNING).await?;
     let stale_before = now - threshold;
     let now_text = super::iso(now);
     let mut stopped = 0;
@@ -606,10 +588,7 @@ pub async fn watchdog(
             .is_some_and(|doc| watched(&task_pk, &doc.body));
         if !running {
             // Deleted while running: its marker has nothing left to watch.
-            let values = crate::store::Item::from([(":rev".to_string(), n(&rev))]);
-            svc.table
-                .delete_when(keys::CLEARML_RUNNING, &task_pk, "rev = :rev", values)
-                .await?;
+            docs::forget_marker(svc, keys::CLEARML_RUNNING, &task_pk, &rev).await?;
             continue;
         }
         let outcome = docs::update(svc, &task_pk, account, |body, _| {

@@ -59,6 +59,8 @@ pub struct Report {
     /// Running ClearML tasks stopped by the watchdog: no update within
     /// `FANOUT_CLEARML_WATCHDOG_SECONDS`.
     pub clearml_stopped: usize,
+    /// Run messages sent again for tasks waiting in queues Fanout serves.
+    pub clearml_announced: usize,
 }
 
 /// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
@@ -231,6 +233,14 @@ async fn pass(
             Ok(stopped) => report.clearml_stopped = stopped,
             Err(err) => {
                 tracing::error!(err = err.msg, "the ClearML watchdog failed");
+                report.failed += 1;
+            }
+        }
+        let after = chrono::Duration::seconds(crate::clearml::serve::SWEEP_AFTER_SECONDS);
+        match crate::clearml::serve::sweep(svc, timestamps::now(), after).await {
+            Ok(sent) => report.clearml_announced = sent,
+            Err(err) => {
+                tracing::error!(err = err.msg, "the sweep of served ClearML queues failed");
                 report.failed += 1;
             }
         }

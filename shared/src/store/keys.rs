@@ -192,6 +192,10 @@ pub const CLEARML_DOC_SK: &str = "DOC";
 /// (sort key: the task's partition key).
 pub const CLEARML_RUNNING: &str = "CMRUNNING";
 
+/// Partition of the sweep's markers: one per ClearML queue Fanout's workers serve, of
+/// any account (sort key: the queue's partition key).
+pub const CLEARML_SERVED: &str = "CMSERVED";
+
 /// Partition key of a ClearML task (`id`: 32 hex characters).
 pub fn clearml_task_pk(task_id: &str) -> String {
     format!("CMTASK#{task_id}")
