@@ -354,7 +354,7 @@ fn scalar_query_schema(name: &str) -> Schema {
         // page x page_size may not pass the listing depth: no page above it is valid.
         "page" => int_schema(1, PAGE_DEPTH_MAX),
         "page_size" => int_schema(1, u64::from(PAGE_SIZE_MAX)),
-        "gender" => int_schema(0, 1),
+        "gender" | "include_luna_services" => int_schema(0, 1),
         "age__gte" => int_schema(0, 200),
         "age__lt" => int_schema(0, 201),
         "task_type" => int_schema(0, 9),
@@ -432,6 +432,9 @@ fn query_doc(name: &str) -> &'static str {
         "page" => "page number, >= 1, default 1; page x page_size at most 10000",
         "page_size" => "items per page, 1..100, default 10",
         "age__gte" => "included lower bound of age",
+        "include_luna_services" => {
+            "0 (default) or 1; Fanout has no dependent LUNA services, so both check its own dependencies (DynamoDB, SQS, S3)"
+        }
         "age__lt" => "excluded upper bound of age",
         n if n.ends_with("__gte") => "included lower bound (RFC 3339 date-time with offset)",
         n if n.ends_with("__lt") => "excluded upper bound (RFC 3339 date-time with offset)",

@@ -247,6 +247,7 @@ macro_rules! route {
 const NONE: &[&str] = &[];
 const ACCOUNT: &[&str] = &["account_id"];
 const PAGE: &[&str] = &["page", "page_size"];
+const HEALTH: &[&str] = &["include_luna_services"];
 const TOKEN_LIST_PARAMS: &[&str] = &["account_id", "page", "page_size"];
 
 /// Every route of the API.
@@ -254,7 +255,7 @@ pub static ROUTES: &[Route] = &[
     route!("version", GET, "/version", system::version, PUBLIC,
         "Service version", query: NONE, body: None, 200 => Some(schema_of::<system::VersionBody>)),
     route!("healthcheck", GET, "/1/healthcheck", system::healthcheck, PUBLIC,
-        "Reachability of DynamoDB, SQS and S3", query: NONE, body: None, 200 => Some(schema_of::<Health>)),
+        "Reachability of DynamoDB, SQS and S3", query: HEALTH, body: None, 200 => Some(schema_of::<Health>)),
     route!("config", GET, "/1/config", system::config, ADMIN,
         "Service configuration, secrets hidden", query: NONE, body: None, 200 => None),
     route!("docs_spec", GET, "/1/docs/spec", system::docs_spec, PUBLIC,

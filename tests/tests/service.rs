@@ -61,6 +61,21 @@ async fn version_and_health() {
         .collect();
     assert_eq!(components, ["dynamodb", "sqs:work", "sqs:control", "s3"]);
     assert!(health.json["execution_time"].as_f64().unwrap() >= 0.0);
+
+    // The seed's `include_luna_services` (0 or 1): both check the same dependencies.
+    for value in ["0", "1"] {
+        let health = stack()
+            .get(&format!("/1/healthcheck?include_luna_services={value}"))
+            .await;
+        assert_eq!(health.status, 200, "{}", health.text);
+        assert_eq!(health.json["dependencies"].as_array().unwrap().len(), 4);
+    }
+    for value in ["2", "yes", "-1"] {
+        let bad = stack()
+            .get(&format!("/1/healthcheck?include_luna_services={value}"))
+            .await;
+        assert_eq!(bad.status, 400, "{value}: {}", bad.text);
+    }
 }
 
 #[tokio::test]

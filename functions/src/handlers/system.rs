@@ -50,9 +50,11 @@ pub async fn version(_: &Services, req: Request) -> Result<Response<Body>, ApiEr
     ))
 }
 
-/// `GET /1/healthcheck`: 200 when every dependency answers, 502 otherwise.
+/// `GET /1/healthcheck[?include_luna_services=0|1]`: 200 when every dependency answers,
+/// 502 otherwise. Fanout has no dependent LUNA services: both values check its own
+/// dependencies (DynamoDB, SQS, S3); any other value is 400.
 pub async fn healthcheck(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
-    query_of(&req, &[])?;
+    query_of(&req, &["include_luna_services"])?.int::<u8>("include_luna_services", 0, 1)?;
     let health = health::check(svc).await;
     let status = if health.is_ok() { 200 } else { 502 };
     Ok(json(status, &health))
