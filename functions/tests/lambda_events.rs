@@ -123,6 +123,15 @@ async fn a_route_event_without_an_allowing_authorizer_context_is_refused() {
     assert_eq!(json(&response)["error_code"], 40013);
 }
 
+/// The recorded REQUEST event of the authorizer, its bearer token written `TOKEN`.
+fn authorize_fixture() -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/authorize_request.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 /// The authorizer function answers API Gateway's REQUEST event (payload 2.0) with a
 /// simple response whose context the route functions read: the caller for a valid
 /// token, a denial (still `isAuthorized`, so the route can answer with an error body)
@@ -134,11 +143,7 @@ async fn the_authorizer_function_answers_with_the_callers_context() {
     let made = fanout::auth::bootstrap(&services, AccountType::User, None, "authorizer test")
         .await
         .unwrap();
-    let fixture = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/authorize_request.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let fixture = authorize_fixture();
     let with =
         |token: &str| -> Value { serde_json::from_str(&fixture.replace("TOKEN", token)).unwrap() };
     let answer = fanout_functions::lambda::authorizer_answer(&services, &with(&made.token))
@@ -310,11 +315,7 @@ async fn clearml_events_answer_envelopes_and_the_authorizer_takes_basic_and_jwt(
     )
     .await
     .unwrap();
-    let fixture = std::fs::read_to_string(format!(
-        "{}/tests/fixtures/authorize_request.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let fixture = authorize_fixture();
     let with = |header: &str| -> Value {
         serde_json::from_str(&fixture.replace("Bearer TOKEN", header)).unwrap()
     };

@@ -65,6 +65,25 @@ fn parse_body(item: &DocItem) -> Result<Map<String, Value>> {
     }
 }
 
+/// The strings of a document's list field (`tags`, `system_tags`, …); none when absent.
+pub fn strings(body: &Map<String, Value>, field: &str) -> Vec<String> {
+    body.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a document's list field holds `tag`.
+pub fn has_tag(body: &Map<String, Value>, field: &str, tag: &str) -> bool {
+    body.get(field)
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|t| t == tag))
+}
+
 /// Reads the document at `pk` if it is `account_id`'s (another account's is absent).
 pub async fn get(svc: &Services, pk: &str, account_id: Uuid) -> Result<Option<Doc>> {
     let Some(item) = svc.table.get(pk, keys::CLEARML_DOC_SK).await? else {
@@ -94,6 +113,18 @@ pub async fn get_many(svc: &Services, pks: &[String], account_id: Uuid) -> Resul
         }
     }
     Ok(out)
+}
+
+/// The documents of `account_id` with the ids `ids` (partition keys made by `pk`; text
+/// that is no id is skipped), in no particular order.
+pub async fn get_by_ids(
+    svc: &Services,
+    account_id: Uuid,
+    ids: &[String],
+    pk: fn(&str) -> String,
+) -> Result<Vec<Doc>> {
+    let pks: Vec<String> = ids.iter().filter(|i| is_id(i)).map(|i| pk(i)).collect();
+    get_many(svc, &pks, account_id).await
 }
 
 /// Every document of an account's listing partition, in creation order.

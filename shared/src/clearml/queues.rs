@@ -104,7 +104,7 @@ pub async fn default_queue(svc: &Services, ctx: &Ctx) -> Result<String> {
     let all = docs::list(svc, ctx.account(), KIND).await?;
     let defaults: Vec<String> = all
         .into_iter()
-        .filter(|d| tags(&d.body, "system_tags").iter().any(|t| t == DEFAULT))
+        .filter(|d| docs::has_tag(&d.body, "system_tags", DEFAULT))
         .filter_map(|d| d.body.get("id").and_then(Value::as_str).map(String::from))
         .collect();
     match defaults.as_slice() {
@@ -118,18 +118,8 @@ pub async fn default_queue(svc: &Services, ctx: &Ctx) -> Result<String> {
     }
 }
 
-fn tags(body: &Map<String, Value>, field: &str) -> Vec<String> {
-    body.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn entries(body: &Map<String, Value>) -> Vec<Value> {
+/// A queue's entries, head first (`{task, added}`).
+pub fn entries(body: &Map<String, Value>) -> Vec<Value> {
     body.get("entries")
         .and_then(Value::as_array)
         .cloned()

@@ -47,10 +47,7 @@ pub struct Run {
 
 /// Whether a queue's document says Fanout's workers serve it.
 pub fn is_served(queue: &Map<String, Value>) -> bool {
-    queue
-        .get("system_tags")
-        .and_then(Value::as_array)
-        .is_some_and(|tags| tags.iter().any(|t| t == SERVED))
+    docs::has_tag(queue, "system_tags", SERVED)
 }
 
 /// Seconds an entry may wait in a served queue before the sweep announces it again.
@@ -79,12 +76,8 @@ pub async fn sweep(
         let Some(queue_id) = doc.body.get("id").and_then(Value::as_str) else {
             continue;
         };
-        let waiting = doc
-            .body
-            .get("entries")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let waiting = queues::entries(&doc.body)
+            .iter()
             .filter_map(|e| e.get("added").and_then(Value::as_str))
             .filter_map(super::parse_iso)
             .filter(|added| *added < waited_since)

@@ -69,21 +69,6 @@ fn status_of(body: &Map<String, Value>) -> Status {
         .unwrap_or(Status::Unknown)
 }
 
-fn string_list(body: &Map<String, Value>, field: &str) -> Vec<String> {
-    body.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn has_tag(body: &Map<String, Value>, field: &str, tag: &str) -> bool {
-    string_list(body, field).iter().any(|t| t == tag)
-}
-
 /// A task of the caller's account, or 400/101.
 pub async fn load(svc: &Services, ctx: &Ctx, task_id: &str) -> Result<Map<String, Value>> {
     match docs::get(svc, &pk(task_id), ctx.account()).await? {
@@ -188,7 +173,7 @@ pub async fn clone(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     if let Some(Value::Object(execution)) = new.get_mut("execution") {
         execution.remove("queue");
     }
-    let tags: Vec<String> = string_list(&source, "system_tags")
+    let tags: Vec<String> = docs::strings(&source, "system_tags")
         .into_iter()
         .filter(|t| t != DEVELOPMENT && t != ARCHIVED)
         .collect();
@@ -326,14 +311,7 @@ pub async fn select_named(
     let tag_filter = args::strings(args, "tags");
     let system_filter = args::strings(args, "system_tags");
     let docs = match &ids {
-        Some(ids) => {
-            let pks: Vec<String> = ids
-                .iter()
-                .filter(|i| docs::is_id(i))
-                .map(|i| pk(i))
-                .collect();
-            docs::get_many(svc, &pks, ctx.account()).await?
-        }
+        Some(ids) => docs::get_by_ids(svc, ctx.account(), ids, pk).await?,
         None => docs::list(svc, ctx.account(), kind).await?,
     };
     Ok(docs
@@ -367,7 +345,7 @@ pub fn name_filter(args: &Args) -> Result<Option<regex::Regex>> {
 /// Whether `doc` carries the tags a filter asks for: each listed tag must be there, and
 /// each `-tag` must not (`__$not`, `__$all` and `__$or` markers are skipped).
 pub fn tags_match(doc: &Map<String, Value>, field: &str, wanted: &[String]) -> bool {
-    let have = string_list(doc, field);
+    let have = docs::strings(doc, field);
     let mut any_positive = false;
     let mut positive_hit = false;
     for tag in wanted.iter().filter(|t| !t.starts_with("__$")) {
@@ -414,12 +392,7 @@ pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let search_hidden = args::flag(&args, "search_hidden", false);
     let docs = match &ids {
         Some(ids) => {
-            let pks: Vec<String> = ids
-                .iter()
-                .filter(|i| docs::is_id(i))
-                .map(|i| pk(i))
-                .collect();
-            let mut found = docs::get_many(svc, &pks, ctx.account()).await?;
+            let mut found = docs::get_by_ids(svc, ctx.account(), ids, pk).await?;
             // In the order asked.
             found.sort_by_key(|d| {
                 let id = d.body.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -448,7 +421,7 @@ pub async fn get_all(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
                 .as_ref()
                 .is_none_or(|w| tags_match(t, "system_tags", w))
         })
-        .filter(|t| ids.is_some() || search_hidden || !has_tag(t, "system_tags", HIDDEN))
+        .filter(|t| ids.is_some() || search_hidden || !docs::has_tag(t, "system_tags", HIDDEN))
         .collect();
     Ok(json!({"tasks": order_page_project(found, &args)}))
 }
@@ -736,7 +709,7 @@ pub async fn enqueue(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
         if current != Status::Queued {
             body.insert("enqueue_status".into(), current.name().into());
         }
-        let tags: Vec<Value> = string_list(body, "system_tags")
+        let tags: Vec<Value> = docs::strings(body, "system_tags")
             .into_iter()
             .filter(|t| t != DEVELOPMENT)
             .map(Value::String)
@@ -860,7 +833,7 @@ pub async fn stop(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let task = load(svc, ctx, &id).await?;
     let current = status_of(&task);
     let immediate = current == Status::Queued
-        || has_tag(&task, "system_tags", DEVELOPMENT)
+        || docs::has_tag(&task, "system_tags", DEVELOPMENT)
         || !run_by_worker(&task, ctx);
     if immediate {
         if current == Status::Queued
@@ -1035,7 +1008,7 @@ async fn set_archived(svc: &Services, ctx: &Ctx, args: Args, on: bool) -> Result
         queues::remove_everywhere(svc, ctx, &id).await?;
     }
     let answer = change_fields(svc, ctx, &id, |body| {
-        let mut tags: Vec<String> = string_list(body, "system_tags")
+        let mut tags: Vec<String> = docs::strings(body, "system_tags")
             .into_iter()
             .filter(|t| t != ARCHIVED)
             .collect();
@@ -1057,7 +1030,7 @@ pub async fn delete(svc: &Services, ctx: &Ctx, args: Args) -> Result<Value> {
     let force = args::flag(&args, "force", false);
     let task = load(svc, ctx, &id).await?;
     let current = status_of(&task);
-    if !force && current != Status::Created && !has_tag(&task, "system_tags", ARCHIVED) {
+    if !force && current != Status::Created && !docs::has_tag(&task, "system_tags", ARCHIVED) {
         return Err(ClearmlError::cannot_delete(&id, current.name()));
     }
     queues::remove_everywhere(svc, ctx, &id).await?;
