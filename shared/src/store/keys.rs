@@ -127,6 +127,13 @@ pub fn error_sk(error_id: u64) -> String {
     format!("ERR#{}", padded_id(error_id))
 }
 
+/// Sort key of the mark of one recorded object error in its task's partition (see
+/// `tasks::store::record_object_errors`): `mark` is derived from what the error is about,
+/// so a repeated write of the same error finds the mark and records nothing.
+pub fn error_mark_sk(mark: Uuid) -> String {
+    format!("ERRMARK#{mark}")
+}
+
 /// Sort key of a task's marker in the active-task partition.
 pub fn active_sk(task_id: u64) -> String {
     format!("TASK#{}", padded_id(task_id))

@@ -1,16 +1,17 @@
 //! Reads and writes of task records shared by the API and the engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::model::{SubtaskRecord, TaskError, TaskErrorRecord, TaskRecord, TaskStatus};
 use crate::Services;
 use crate::error::ApiError;
-use crate::store::dynamo::{from_item, s};
+use crate::store::dynamo::{TransactError, from_item, put_new_op, put_op, s, to_item};
 use crate::store::{KeyRange, TableQuery, blobs, keys};
 use crate::timestamps;
 
@@ -183,6 +184,120 @@ pub async fn new_error(
         error_time: timestamps::format(timestamps::now()),
     };
     Ok(TaskErrorRecord::new(task, err.status(), error))
+}
+
+/// One object a task could not process (a face or event not found, an image that could
+/// not be read): recorded as a task error of its own, the object named in
+/// `additional_info`, while the task goes on with the other objects.
+#[derive(Debug, Clone)]
+pub struct ObjectError {
+    /// The subtask that met it; none when the plan or the merge did.
+    pub subtask_id: Option<u32>,
+    /// What went wrong with the object.
+    pub error: ApiError,
+    /// The object (its id, say), shown as the error's `additional_info`.
+    pub additional_info: String,
+}
+
+/// Error records written at once by [`record_object_errors`]: each is one transaction of
+/// two writes, its mark and itself.
+const ERROR_WRITES_IN_FLIGHT: usize = 16;
+
+/// Records one task error per object failure, each once: a step retried after a crash (or
+/// delivered twice and run side by side) that records the same failures again leaves one
+/// record per failure. A failure is the same when its subtask, error code and
+/// `additional_info` are.
+///
+/// The task's error records are read first and the failures already recorded skipped.
+/// The others are written each with a mark in the task's partition whose key derives from
+/// the failure ([`keys::error_mark_sk`]), in one transaction that puts the mark only if
+/// absent: of two writers racing past the read, one records the failure and the other's
+/// transaction is refused. (Such a loser has taken an error id from the counter for
+/// nothing: error ids may have gaps.) The marks go with the task when it is deleted.
+pub async fn record_object_errors(
+    svc: &Services,
+    task: &TaskRecord,
+    errors: Vec<ObjectError>,
+) -> Result<(), ApiError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut recorded: HashSet<Uuid> = HashSet::new();
+    let query = TableQuery {
+        index: None,
+        partition: keys::task_pk(task.task_id),
+        range: KeyRange::Prefix("ERR#".into()),
+        descending: false,
+    };
+    svc.table
+        .for_each_record(&query, |e: TaskErrorRecord| {
+            recorded.insert(error_mark(
+                task.task_id,
+                e.error.subtask_id,
+                e.error.error_code,
+                e.error.additional_info.as_deref().unwrap_or_default(),
+            ));
+            ControlFlow::Continue(())
+        })
+        .await?;
+    let fresh: Vec<(Uuid, ObjectError)> = errors
+        .into_iter()
+        .filter_map(|e| {
+            let mark = error_mark(
+                task.task_id,
+                e.subtask_id,
+                e.error.body().error_code,
+                &e.additional_info,
+            );
+            recorded.insert(mark).then_some((mark, e))
+        })
+        .collect();
+    stream::iter(fresh)
+        .map(|(mark, e)| record_once(svc, task, mark, e))
+        .buffer_unordered(ERROR_WRITES_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Writes the error record of one failure with its mark, unless the mark exists.
+async fn record_once(
+    svc: &Services,
+    task: &TaskRecord,
+    mark: Uuid,
+    failure: ObjectError,
+) -> Result<(), ApiError> {
+    let record = new_error(
+        svc,
+        task,
+        failure.subtask_id,
+        &failure.error,
+        Some(failure.additional_info),
+    )
+    .await?;
+    let mark_item = HashMap::from([
+        ("pk".to_string(), s(&keys::task_pk(task.task_id))),
+        ("sk".to_string(), s(&keys::error_mark_sk(mark))),
+        ("error_id".to_string(), n(record.error.error_id)),
+    ]);
+    let table = svc.table.name();
+    let writes = vec![
+        put_new_op(table, mark_item)?,
+        put_op(table, to_item(&record)?)?,
+    ];
+    match svc.table.transact(writes).await {
+        Ok(()) | Err(TransactError::ConditionFailed) => Ok(()),
+        Err(TransactError::Api(err)) => Err(err),
+    }
+}
+
+/// The identity of an object failure within its task: the same failure, the same mark.
+fn error_mark(task_id: u64, subtask_id: Option<u32>, error_code: u32, info: &str) -> Uuid {
+    let subtask = subtask_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+    let name = format!("task/{task_id}/error/{subtask}/{error_code}/{info}");
+    Uuid::new_v5(&crate::engine::ID_NAMESPACE, name.as_bytes())
 }
 
 /// Values for a conditional update of the task item.
