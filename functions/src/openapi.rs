@@ -18,6 +18,7 @@ use utoipa::openapi::{
 use fanout::error::{ApiError, ErrorBody};
 use fanout::health::Health;
 use fanout::query::{MAX_IDS_IN_FILTER, PAGE_DEPTH_MAX, PAGE_SIZE_MAX};
+use fanout::tasks::api::ResultEnvelope;
 
 use crate::routes::{Access, AccountIn, NamedSchema, Route, documented, schema_of};
 
@@ -31,6 +32,7 @@ pub fn spec() -> OpenApi {
     };
     let error_schema = remember(schema_of::<ErrorBody>());
     let health_schema = remember(schema_of::<Health>());
+    let envelope_schema = remember(schema_of::<ResultEnvelope>());
     let mut paths = PathsBuilder::new();
     for route in documented() {
         let mut op = OperationBuilder::new()
@@ -96,6 +98,9 @@ pub fn spec() -> OpenApi {
                 ok = ok.content(*media_type, content_of(&name));
             }
         } else {
+            if route.name == "get_task_result" {
+                ok = ok.content("application/json", content_of(&envelope_schema));
+            }
             for (media_type, schema) in untyped_success(route) {
                 ok = ok.content(
                     media_type,
@@ -240,10 +245,8 @@ fn untyped_success(route: &Route) -> Vec<(&'static str, Schema)> {
             ("application/json", any_object()),
             ("text/html", text()),
         ],
-        "get_task_result" => vec![
-            ("application/json", any_object()),
-            ("application/zip", binary()),
-        ],
+        // Its JSON answer is the result envelope (spec).
+        "get_task_result" => vec![("application/zip", binary())],
         _ => Vec::new(),
     }
 }
@@ -603,6 +606,44 @@ mod tests {
             .unwrap()
             .responses;
         assert!(events.responses.contains_key("422"));
+    }
+
+    /// Seed 000: a result is `{"result", "errors"}` (archives stay files); cancel and
+    /// delete answer `{}`.
+    #[test]
+    fn task_answers_are_documented_as_the_seeds_samples() {
+        let spec = serde_json::to_value(spec()).unwrap();
+        let result = &spec["paths"]["/1/tasks/{task_id}/result"]["get"]["responses"];
+        assert_eq!(
+            result["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ResultEnvelope"
+        );
+        assert!(result["200"]["content"]["application/zip"].is_object());
+        let envelope = &spec["components"]["schemas"]["ResultEnvelope"];
+        let mut fields: Vec<&str> = envelope["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort();
+        assert_eq!(fields, ["errors", "result"]);
+        assert_eq!(
+            envelope["properties"]["errors"]["items"]["$ref"],
+            "#/components/schemas/TaskError"
+        );
+        for method in ["patch", "delete"] {
+            let responses = &spec["paths"]["/1/tasks/{task_id}"][method]["responses"];
+            assert!(responses["204"].is_null(), "{method}: {responses}");
+            assert_eq!(
+                responses["200"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/EmptyObject",
+                "{method}"
+            );
+        }
+        let empty = &spec["components"]["schemas"]["EmptyObject"];
+        assert_eq!(empty["type"], "object");
+        assert_eq!(empty["additionalProperties"], false);
     }
 
     #[test]

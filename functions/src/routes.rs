@@ -6,7 +6,9 @@ use std::pin::Pin;
 
 use http::Method;
 use lambda_http::{Body, Request, Response};
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+};
 use utoipa::openapi::{RefOr, Schema};
 
 use fanout::Services;
@@ -223,6 +225,20 @@ pub fn image_schema() -> NamedSchema {
     }
 }
 
+/// Schema of the JSON body `{}`: what cancel and delete answer (LUNA's samples).
+pub fn empty_object_schema() -> NamedSchema {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some("An empty object, `{}`"));
+    NamedSchema {
+        name: "EmptyObject".into(),
+        schema: schema.into(),
+        nested: Vec::new(),
+        media_types: &["application/json"],
+    }
+}
+
 macro_rules! route {
     ($name:literal, $method:ident, $path:literal, $handler:path, $access:expr,
      $summary:literal, query: $query:expr, body: $body:expr, $status:literal => $response:expr) => {
@@ -338,13 +354,13 @@ pub static ROUTES: &[Route] = &[
     route!("get_task", GET, "/1/tasks/{task_id}", task_handlers::get, token(Tasks, View, QUERY_OR_ALL),
         "One task with its progress", query: ACCOUNT, body: None, 200 => Some(schema_of::<Task>)),
     route!("cancel_task", PATCH, "/1/tasks/{task_id}", task_handlers::cancel, token(Tasks, Modification, QUERY_OR_ALL),
-        "Cancel a task that has not ended (body absent or {\"action\": \"cancel\"})",
-        query: ACCOUNT, body: None, 204 => None),
+        "Cancel a task that has not ended (body absent or {\"action\": \"cancel\"}); answers {} as LUNA's sample, also for a task cancelled before",
+        query: ACCOUNT, body: None, 200 => Some(empty_object_schema)),
     route!("delete_task", DELETE, "/1/tasks/{task_id}", task_handlers::delete, token(Tasks, Deletion, QUERY_OR_ALL),
-        "Delete a task, its subtasks, errors and stored objects", query: ACCOUNT, body: None,
-        204 => None),
+        "Delete a task, its subtasks, errors and stored objects; answers {} as LUNA's sample", query: ACCOUNT, body: None,
+        200 => Some(empty_object_schema)),
     route!("get_task_result", GET, "/1/tasks/{task_id}/result", task_handlers::result, token(Tasks, View, QUERY_OR_ALL),
-        "Result of a done task: JSON, or a zip attachment task_<id>.zip; 302 to a presigned S3 URL above 5 MB of JSON or 4 MiB of zip, or for a Range",
+        "Result of a done task: JSON {\"result\": <the kind's result>, \"errors\": [<the task's errors when the result was written, as GET /1/tasks/{task_id}/errors shows them>]}, or a zip attachment task_<id>.zip; 302 to a presigned S3 URL (the same JSON or zip) above 5 MB of JSON or 4 MiB of zip, or for a Range",
         query: ACCOUNT, body: None, 200 => None),
     route!("list_subtasks", GET, "/1/tasks/{task_id}/subtasks", task_handlers::subtasks, token(Tasks, View, QUERY_OR_ALL),
         "Subtasks of a task in id order, a page at a time (page_size default 100)",

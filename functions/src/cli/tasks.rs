@@ -381,7 +381,9 @@ pub async fn watch(client: &Client, out: Out, id: u64, interval: f64) -> Result<
     Ok(exit)
 }
 
-/// What a done task's result is: its JSON, or `{"archive": bytes}` for a zip.
+/// What a done task's result is: the kind's JSON (the `result` of the answer's
+/// `{"result", "errors"}`; the errors are counted and listed apart), or
+/// `{"archive": bytes}` for a zip.
 async fn result_summary(client: &Client, id: u64) -> Result<Value, CliError> {
     let answer = client.get_raw(&format!("/1/tasks/{id}/result")).await?;
     let content_type = content_type(&answer);
@@ -391,8 +393,14 @@ async fn result_summary(client: &Client, id: u64) -> Result<Value, CliError> {
             .text()
             .await
             .map_err(|e| CliError::Transport(e.to_string()))?;
-        return serde_json::from_str(&text)
-            .map_err(|e| CliError::Transport(format!("result is not JSON: {e}")));
+        let mut envelope: Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Transport(format!("result is not JSON: {e}")))?;
+        return match envelope.get_mut("result") {
+            Some(result) => Ok(result.take()),
+            None => Err(CliError::Transport(
+                "the result has no 'result' field".into(),
+            )),
+        };
     }
     let length = answer.response.content_length().unwrap_or(0);
     Ok(serde_json::json!({"archive": length, "content_type": content_type}))
@@ -426,7 +434,8 @@ fn content_type(answer: &RawAnswer) -> String {
         .to_string()
 }
 
-/// `fanout tasks result`: JSON to stdout (or a file), an archive to a file.
+/// `fanout tasks result`: JSON (`{"result", "errors"}`, as the API answers it) to stdout
+/// (or a file), an archive to a file.
 async fn result(
     client: &Client,
     out: Out,

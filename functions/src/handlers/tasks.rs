@@ -12,7 +12,7 @@ use fanout::tasks::api::{
     TASK_ERROR_LIST_PARAMS, TASK_LIST_PARAMS, TaskFilter, TaskResult,
 };
 
-use crate::request::{json, json_body, no_content, path_param, query_of};
+use crate::request::{json, json_body, path_param, query_of};
 
 /// `POST /1/tasks/<kind>`: the kind is the last path segment, looked up in the registry.
 pub async fn create(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
@@ -63,6 +63,12 @@ enum CancelAction {
     Cancel,
 }
 
+/// The answer of cancel and delete: `200` with `{}`, as LUNA's samples show them (seed
+/// 000, `cancel task` and `delete task`: a JSON body `{}`, which a 204 could not carry).
+fn empty_object() -> Response<Body> {
+    json(200, &serde_json::json!({}))
+}
+
 /// `PATCH /1/tasks/{task_id}`: cancel.
 pub async fn cancel(svc: &Services, req: Request) -> Result<Response<Body>, ApiError> {
     let account_id = query_of(&req, ACCOUNT_PARAM)?.uuid("account_id")?;
@@ -75,7 +81,7 @@ pub async fn cancel(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
         Err(err) => return Err(err),
     }
     api::cancel(svc, account_id, task_id).await?;
-    Ok(no_content())
+    Ok(empty_object())
 }
 
 /// `DELETE /1/tasks/{task_id}`.
@@ -83,7 +89,7 @@ pub async fn delete(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
     let account_id = query_of(&req, ACCOUNT_PARAM)?.uuid("account_id")?;
     let task_id = task_id(&req)?;
     api::delete(svc, account_id, task_id).await?;
-    Ok(no_content())
+    Ok(empty_object())
 }
 
 /// `GET /1/tasks/{task_id}/result`: the JSON result or the zip archive (as an attachment

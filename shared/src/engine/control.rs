@@ -9,9 +9,10 @@ use super::messages::{ControlMessage, WorkMessage, send_work};
 use super::{is_transient, result_id};
 use crate::Services;
 use crate::error::ApiError;
-use crate::kinds::{self, TaskContext};
+use crate::kinds::{self, Merged, TaskContext};
 use crate::store::dynamo::{TRANSACTION_MAX, TransactError, put_new_op, s, to_item, update_op};
 use crate::store::{blobs, keys};
+use crate::tasks::api as task_api;
 use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskStatus};
 use crate::tasks::store::{self as task_store, n, status_move, update_task};
 use crate::timestamps;
@@ -299,7 +300,14 @@ async fn merge(svc: &Services, task_id: u64) -> Result<(), ApiError> {
         Err(err) => return fail(svc, &task, &err, Some("merging results".into())).await,
     };
     let key = blobs::result_key(task_id);
-    if let Some(body) = result.into_bytes()? {
+    // A JSON result is stored in LUNA's envelope with the task's errors as they are now:
+    // every subtask has ended, so a retried merge reads the same errors and writes the
+    // same object. An archive the kind stored itself stays as it is.
+    let errors = match result {
+        Merged::Stored => Vec::new(),
+        _ => task_api::task_errors(svc, task_id).await?,
+    };
+    if let Some(body) = result.into_envelope(&errors)? {
         blobs::put(svc, &key, body, "application/json").await?;
     }
     crate::fault::point("after_result_put").await;

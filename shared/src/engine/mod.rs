@@ -53,3 +53,12 @@ pub fn is_transient(err: &ApiError) -> bool {
 pub fn result_id(task_id: u64) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("task/{task_id}/result").as_bytes())
 }
+
+/// The result id of a subtask's stored output: derived from the task and subtask ids, so
+/// every listing names the same output (and never a task's result).
+pub fn subtask_result_id(task_id: u64, subtask_id: u32) -> Uuid {
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("task/{task_id}/subtask/{subtask_id}/result").as_bytes(),
+    )
+}

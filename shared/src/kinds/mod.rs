@@ -29,7 +29,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::objects::events::{self, EventFilter};
 use crate::objects::faces::{self, FaceFilter};
 use crate::query::Query;
-use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskRecord, TaskType};
+use crate::tasks::model::{SubtaskRecord, SubtaskStatus, TaskError, TaskRecord, TaskType};
 use crate::tasks::store as task_store;
 
 /// Subtask outputs read from S3 at once while merging.
@@ -95,6 +95,39 @@ impl Merged {
             Merged::Encoded(bytes) => Ok(Some(bytes)),
             Merged::Stored => Ok(None),
         }
+    }
+
+    /// The bytes the engine stores as the task's JSON result: LUNA's envelope
+    /// `{"result": <what the kind built>, "errors": [<the task's errors>]}`, `errors` as
+    /// the error listing shows them (newest first); none when the kind stored an archive
+    /// itself. Encoded results are wrapped as they are, never parsed again: the envelope's
+    /// head goes in front of their bytes in place and its tail after them. The same
+    /// result and errors always give the same bytes (a retried merge writes the same
+    /// object).
+    pub fn into_envelope(self, errors: &[TaskError]) -> Result<Option<Vec<u8>>, ApiError> {
+        const HEAD: &[u8] = b"{\"result\":";
+        const ERRORS: &[u8] = b",\"errors\":";
+        let errors = serde_json::to_vec(errors).map_err(|e| ApiError::internal("result", e))?;
+        let tail = ERRORS.len() + errors.len() + 1;
+        let mut body = match self {
+            Merged::Json(value) => {
+                let mut body = HEAD.to_vec();
+                serde_json::to_writer(&mut body, &value)
+                    .map_err(|e| ApiError::internal("result", e))?;
+                body
+            }
+            Merged::Encoded(mut bytes) => {
+                bytes.reserve_exact(HEAD.len() + tail);
+                bytes.splice(0..0, HEAD.iter().copied());
+                bytes
+            }
+            Merged::Stored => return Ok(None),
+        };
+        body.reserve_exact(tail);
+        body.extend_from_slice(ERRORS);
+        body.extend_from_slice(&errors);
+        body.push(b'}');
+        Ok(Some(body))
     }
 }
 
@@ -372,6 +405,55 @@ mod tests {
             ));
         }
         assert!(by_name("nope").is_none());
+    }
+
+    fn error(error_id: u64) -> TaskError {
+        TaskError {
+            error_id,
+            task_id: 7,
+            subtask_id: Some(2),
+            error_code: 22002,
+            link: "https://example.invalid/22002".into(),
+            description: "Face not found".into(),
+            detail: format!("Face '{error_id}' not found"),
+            additional_info: Some("a face".into()),
+            error_time: "2024-01-01T00:00:00.000000+00:00".into(),
+        }
+    }
+
+    /// LUNA's result sample is `{"result": ..., "errors": [...]}`: the kind's result and
+    /// the task's errors, whichever way the kind built its JSON; an archive stays a file.
+    #[test]
+    fn json_results_are_stored_in_the_envelope_with_the_errors() {
+        let errors = [error(9), error(4)];
+        let built = json!({"removed_count": 3, "list": [1, 2], "text": "é\"}"});
+        let as_value = Merged::Json(built.clone()).into_envelope(&errors).unwrap();
+        let as_text = Merged::Encoded(serde_json::to_vec(&built).unwrap())
+            .into_envelope(&errors)
+            .unwrap();
+        for body in [as_value, as_text] {
+            let body = body.expect("a JSON result is stored by the engine");
+            let text = String::from_utf8(body.clone()).unwrap();
+            assert!(text.starts_with("{\"result\":{"), "{text}");
+            let envelope: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(envelope.as_object().unwrap().len(), 2, "{envelope}");
+            assert_eq!(envelope["result"], built);
+            assert_eq!(envelope["errors"], serde_json::to_value(&errors).unwrap());
+        }
+        let none = Merged::Json(json!([])).into_envelope(&[]).unwrap().unwrap();
+        assert_eq!(none, b"{\"result\":[],\"errors\":[]}");
+        assert_eq!(Merged::Stored.into_envelope(&errors).unwrap(), None);
+    }
+
+    /// A merge retried after a crash writes the same object: same result, same errors,
+    /// same bytes.
+    #[test]
+    fn the_envelope_is_the_same_for_the_same_result_and_errors() {
+        let errors = [error(5)];
+        let built = json!({"b": 1, "a": [true, null]});
+        let once = Merged::Json(built.clone()).into_envelope(&errors).unwrap();
+        let again = Merged::Json(built).into_envelope(&errors).unwrap();
+        assert_eq!(once, again);
     }
 
     #[test]

@@ -99,6 +99,23 @@ async fn reportable(
     Ok(task)
 }
 
+/// A stored clustering result: LUNA's envelope `{"result": ..., "errors": [...]}`, or
+/// the bare result a merge stored before results had the envelope.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredClustering {
+    Envelope { result: ClusteringResult },
+    Bare(ClusteringResult),
+}
+
+/// The clustering result in a stored result object.
+fn clustering_result(bytes: &[u8]) -> Result<ClusteringResult, ApiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(StoredClustering::Envelope { result } | StoredClustering::Bare(result)) => Ok(result),
+        Err(e) => Err(ApiError::internal("clustering result", e)),
+    }
+}
+
 #[async_trait]
 impl TaskKind for Reporter {
     fn name(&self) -> &'static str {
@@ -141,8 +158,7 @@ impl TaskKind for Reporter {
                     "Clusterization task without result does not support a build report",
                 )
             })?;
-        let result: ClusteringResult = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::internal("clustering result", e))?;
+        let result = clustering_result(&bytes)?;
         drop(bytes);
         let objects = result.total_objects;
         limits::check_subtasks(
@@ -170,5 +186,27 @@ impl TaskKind for Reporter {
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
         let content: ReporterContent = task.content()?;
         rows::merge_archive(task, &content.layout()?, "report.csv").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The reporter reads the clustering result out of the envelope the engine stores
+    /// (and still reads a result stored bare, before the envelope).
+    #[test]
+    fn the_clustering_result_is_read_from_the_envelope() {
+        let id = Uuid::new_v4();
+        let result = json!({"clusters": [[id]], "total_objects": 1, "total_clusters": 1,
+                            "threshold": 0.75, "descriptor_version": 59});
+        let envelope = json!({"result": result, "errors": [{"error_id": 1}]});
+        for stored in [envelope, result] {
+            let read = clustering_result(&serde_json::to_vec(&stored).unwrap()).unwrap();
+            assert_eq!(read.clusters, vec![vec![id]], "{stored}");
+            assert_eq!(read.total_objects, 1);
+        }
+        assert!(clustering_result(b"{\"result\": 3}").is_err());
     }
 }

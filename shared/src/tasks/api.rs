@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -238,6 +238,18 @@ pub enum TaskResult {
     Redirect(String),
 }
 
+/// A JSON task result, as stored and answered (LUNA's sample of
+/// `GET /1/tasks/{task_id}/result`); archives are answered as files.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResultEnvelope {
+    /// What the task's kind built (its fields per kind: README, "Task kinds").
+    #[schema(value_type = Object)]
+    pub result: Value,
+    /// The task's errors when the result was written, newest first, as
+    /// `GET /1/tasks/{task_id}/errors` shows them (every subtask had ended by then).
+    pub errors: Vec<TaskError>,
+}
+
 impl TaskResult {
     /// The `Content-Disposition` of an archive result: `attachment; filename=task_<id>.zip`.
     pub fn attachment(task_id: u64) -> String {
@@ -357,6 +369,9 @@ pub async fn subtasks(
 /// just before the cancel, or on a read of the task from just before it, learns of the
 /// cancel at its next heartbeat and stops at its kind's next check; if it ends first,
 /// done or failed, its record shows that.)
+///
+/// A done subtask shows the `result_id` of its output (derived from its ids, see
+/// [`crate::engine::subtask_result_id`]); any other shows null.
 pub fn as_listed(task: &TaskRecord, mut subtask: Subtask) -> Subtask {
     if task.task_status == TaskStatus::Cancelled && subtask.status == SubtaskStatus::Pending {
         subtask.status = SubtaskStatus::Cancelled;
@@ -364,6 +379,8 @@ pub fn as_listed(task: &TaskRecord, mut subtask: Subtask) -> Subtask {
             subtask.end_time.clone_from(&task.end_time);
         }
     }
+    subtask.result_id = (subtask.status == SubtaskStatus::Done)
+        .then(|| crate::engine::subtask_result_id(subtask.task_id, subtask.subtask_id));
     subtask
 }
 
@@ -718,6 +735,22 @@ pub async fn errors(
     })
 }
 
+/// Every error of a task, as its error listing shows them (newest first): what a JSON
+/// result carries beside the kind's result.
+pub async fn task_errors(svc: &Services, task_id: u64) -> Result<Vec<TaskError>, ApiError> {
+    let filter = ErrorFilter {
+        task_ids: Some(vec![task_id]),
+        ..ErrorFilter::default()
+    };
+    let mut all = Vec::new();
+    visit_errors(svc, &filter, |e| {
+        all.push(e.error);
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(all)
+}
+
 /// Number of errors matching `filter`.
 pub async fn count_errors(svc: &Services, filter: &ErrorFilter) -> Result<Count, ApiError> {
     let mut count = 0;
@@ -801,13 +834,39 @@ mod tests {
         assert_eq!(listed.attempts, 0);
         assert_eq!(
             as_listed(&task, done.clone()),
-            done,
-            "ended before: as stored"
+            Subtask {
+                result_id: Some(crate::engine::subtask_result_id(7, 2)),
+                ..done.clone()
+            },
+            "ended before: as stored, with its result id"
         );
         let mut marked = pending;
         marked.status = SubtaskStatus::Cancelled;
         marked.end_time = Some("t2".into());
         assert_eq!(as_listed(&task, marked.clone()), marked);
+    }
+
+    /// Seed 000, `get subtasks`: a done subtask names its stored output; one that has not
+    /// ended, failed or was cancelled has none (null).
+    #[test]
+    fn only_a_done_subtask_shows_a_result_id() {
+        let mut task = TaskRecord::new(8, TaskType::Gc, Uuid::new_v4(), String::new(), "t0");
+        task.task_status = TaskStatus::InProgress;
+        for status in SubtaskStatus::ALL {
+            let mut subtask = SubtaskRecord::new(8, 3, 0, "t0").subtask;
+            subtask.status = status;
+            let listed = as_listed(&task, subtask);
+            let expected =
+                (status == SubtaskStatus::Done).then(|| crate::engine::subtask_result_id(8, 3));
+            assert_eq!(listed.result_id, expected, "{status:?}");
+            let shown = serde_json::to_value(&listed).unwrap();
+            assert!(shown.get("result_id").is_some(), "{shown}: always shown");
+        }
+        let one = crate::engine::subtask_result_id(8, 3);
+        assert_eq!(one, crate::engine::subtask_result_id(8, 3), "derived");
+        assert_ne!(one, crate::engine::subtask_result_id(8, 4));
+        assert_ne!(one, crate::engine::subtask_result_id(9, 3));
+        assert_ne!(one, crate::engine::result_id(8));
     }
 
     /// Found by schemathesis: `GET /1/errors/18446744073709551615` panicked on

@@ -437,6 +437,10 @@ pub struct Subtask {
     /// item (over 16 KiB); smaller outputs are kept in the item and this stays null.
     #[serde(default)]
     pub result_key: Option<String>,
+    /// Id of its stored output once done (LUNA's subtask `result_id`: a UUID derived
+    /// from the task and subtask ids, the same on every read); null otherwise.
+    #[serde(default)]
+    pub result_id: Option<Uuid>,
 }
 
 /// The stored item of a subtask: the subtask and its content.
@@ -475,6 +479,7 @@ impl SubtaskRecord {
                 start_time: None,
                 end_time: None,
                 result_key: None,
+                result_id: None,
             },
             content: None,
             content_key: None,
