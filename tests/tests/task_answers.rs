@@ -65,6 +65,8 @@ async fn a_json_result_is_the_kinds_result_with_the_tasks_errors() {
         .get(&format!("/1/tasks/{task_id}?account_id={acc}"))
         .await;
     assert_eq!(task.json["task_status"], 5, "{}", task.text);
+    // An integer, as the filters take it (README: the seed's sample shows a string).
+    assert_eq!(task.json["task_type"], 4, "{}", task.text);
 
     let result = stack()
         .get(&format!("/1/tasks/{task_id}/result?account_id={acc}"))

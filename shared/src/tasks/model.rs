@@ -147,7 +147,7 @@ impl TaskType {
 numbered!(
     TaskType,
     "task type",
-    "Kind of a task (LUNA numbering): 0 unknown, 1 linker, 2 clustering, 3 reporter, 4 gc, 5 additional extract, 6 cross match, 7 roc, 8 exporter, 9 estimator."
+    "Kind of a task (LUNA numbering): 0 unknown, 1 linker, 2 clustering, 3 reporter, 4 gc, 5 additional extract, 6 cross match, 7 roc, 8 exporter, 9 estimator. Always an integer, in tasks, error records and the task_type filters alike: LUNA Tasks 3.8.11's get-task sample shows \"task_type\": \"1\" (a string), but its filters and its task_type schema are integers, and Fanout keeps the one type."
 );
 
 /// Status of one subtask.
@@ -633,6 +633,14 @@ mod tests {
             assert_eq!(schema["type"], "integer", "{schema}");
             assert_eq!(schema["enum"], numbers, "{schema}");
         }
+        let described = serde_json::to_value(TaskType::schema()).unwrap();
+        assert!(
+            described["description"]
+                .as_str()
+                .unwrap()
+                .contains("Always an integer"),
+            "the decision on the seed's string sample is documented: {described}"
+        );
         let task = serde_json::to_value(Task::schema()).unwrap();
         let content = &task["properties"]["content"];
         assert!(
