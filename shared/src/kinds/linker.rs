@@ -3,11 +3,16 @@
 //!
 //! The selection is frozen at creation (`create_time__lt` defaults to the creation time)
 //! and split into subtasks of at most 1,000 objects. An event without a face gets one,
-//! made from its descriptor and attributes, with an id derived from the event's, so a
-//! repeated subtask finds the face it made. Objects that vanish before their subtask runs
-//! are reported as failed, not linked.
+//! made from its descriptor and attributes (and its sample as the face's avatar), with an
+//! id derived from the event's, so a repeated subtask finds the face it made.
+//!
+//! Objects named by the filters (`face_ids`, `event_ids`) that are not in the account, and
+//! objects that vanish before their subtask runs, are not linked: the task goes on with
+//! the others and ends done, and each such object is a task error of its own (22002 for a
+//! face, 23001 for an event; `additional_info` is the object's id), recorded once by the
+//! subtask that met it however often it runs (`tasks::store::record_object_errors`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +32,7 @@ use crate::objects::events::{self, EventFilter};
 use crate::objects::faces::{self, FaceFilter};
 use crate::objects::lists;
 use crate::tasks::model::TaskType;
+use crate::tasks::store::{ObjectError, record_object_errors};
 use crate::timestamps;
 
 /// Most objects one subtask links.
@@ -147,6 +153,18 @@ pub fn face_of_event(event_id: Uuid) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("event/{event_id}/face").as_bytes())
 }
 
+/// The ids of `named` (a filter's explicit ids) that are not in `selected`, once each.
+fn unselected(named: Option<&[Uuid]>, selected: &[Uuid]) -> Vec<Uuid> {
+    let selected: HashSet<&Uuid> = selected.iter().collect();
+    let mut seen = HashSet::new();
+    named
+        .unwrap_or_default()
+        .iter()
+        .filter(|id| !selected.contains(id) && seen.insert(**id))
+        .copied()
+        .collect()
+}
+
 /// Reads a linker's filters; `create_time__lt` defaults to `now`.
 fn filters(
     objects_type: ObjectsType,
@@ -238,6 +256,10 @@ impl TaskKind for Linker {
         let now = timestamps::parse(&task.task.create_time).unwrap_or_else(timestamps::now);
         let selection = filters(content.objects_type, &mut content.filters, account_id, now)?;
         let mut ids = Vec::new();
+        // Named objects the selection did not take: the missing ones go to the subtasks
+        // too, which report each as a task error (an existing one was left out by the
+        // other filters and is no error).
+        let mut named_missing = Vec::new();
         match selection {
             Selection::Faces(filter) => {
                 faces::visit_matching(task.svc, &filter, |face| {
@@ -245,6 +267,13 @@ impl TaskKind for Linker {
                     limits::keep_listing(ids.len())
                 })
                 .await?;
+                let unselected = unselected(filter.face_ids.as_deref(), &ids);
+                let found: HashSet<Uuid> = faces::records(task.svc, account_id, &unselected)
+                    .await?
+                    .into_iter()
+                    .map(|face| face.face_id)
+                    .collect();
+                named_missing.extend(unselected.into_iter().filter(|id| !found.contains(id)));
             }
             Selection::Events(filter) => {
                 events::visit_matching(task.svc, &filter, |event| {
@@ -252,8 +281,16 @@ impl TaskKind for Linker {
                     limits::keep_listing(ids.len())
                 })
                 .await?;
+                let unselected = unselected(filter.event_ids.as_deref(), &ids);
+                let found: HashSet<Uuid> = events::records(task.svc, account_id, &unselected)
+                    .await?
+                    .into_iter()
+                    .map(|event| event.event.event_id)
+                    .collect();
+                named_missing.extend(unselected.into_iter().filter(|id| !found.contains(id)));
             }
         }
+        ids.extend(named_missing);
         limits::check_objects(ids.len())?;
         let parts = limits::chunks(ids.len() as u64, content.objects_per_subtask);
         limits::check_subtasks(task.task.count_task_parts_all, parts)?;
@@ -274,19 +311,25 @@ impl TaskKind for Linker {
         let svc = subtask.svc;
         let stop = || subtask.check_cancelled();
         let mut output = LinkerOutput::default();
+        let subtask_id = subtask.subtask.subtask.subtask_id;
+        let object_error = |error: ApiError, object_id: Uuid| ObjectError {
+            subtask_id: Some(subtask_id),
+            error,
+            additional_info: object_id.to_string(),
+        };
+        let mut errors = Vec::new();
         match part.objects_type {
             ObjectsType::Faces => {
                 let linked =
                     faces::link_existing(svc, account_id, part.list_id, &part.ids, &stop).await?;
                 output.linked = linked.linked.len() as u64;
-                output.failed = linked
-                    .missing
-                    .into_iter()
-                    .map(|object_id| LinkFailure {
+                for object_id in linked.missing {
+                    output.failed.push(LinkFailure {
                         object_id,
                         reason: "face not found".into(),
-                    })
-                    .collect();
+                    });
+                    errors.push(object_error(ApiError::face_not_found(object_id), object_id));
+                }
             }
             ObjectsType::Events => {
                 let found = events::records(svc, account_id, &part.ids).await?;
@@ -307,24 +350,29 @@ impl TaskKind for Linker {
                 let face_ids: Vec<Uuid> = face_of.values().copied().collect();
                 let linked =
                     faces::link_existing(svc, account_id, part.list_id, &face_ids, &stop).await?;
-                for event_id in &part.ids {
-                    let reason = match face_of.get(event_id) {
-                        None => "event not found",
-                        Some(face_id) if linked.missing.contains(face_id) => {
-                            "face of the event not found"
-                        }
+                for &event_id in &part.ids {
+                    let (reason, error) = match face_of.get(&event_id) {
+                        None => ("event not found", ApiError::event_not_found(event_id)),
+                        Some(face_id) if linked.missing.contains(face_id) => (
+                            "face of the event not found",
+                            ApiError::face_not_found(face_id),
+                        ),
                         Some(_) => {
                             output.linked += 1;
                             continue;
                         }
                     };
                     output.failed.push(LinkFailure {
-                        object_id: *event_id,
+                        object_id: event_id,
                         reason: reason.into(),
                     });
+                    errors.push(object_error(error, event_id));
                 }
             }
         }
+        // Recorded before the output is: a subtask done has its errors recorded, and one
+        // run again records none twice.
+        record_object_errors(svc, subtask.task, errors).await?;
         to_json(&output)
     }
 

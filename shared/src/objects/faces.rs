@@ -933,12 +933,31 @@ async fn existing_faces(
 }
 
 /// Makes the face of an event: a face with id `face_id` carrying the event's descriptor
-/// and attributes, unless that face exists already (so a retried step makes one face).
+/// and attributes, and its sample as the face's avatar, unless that face exists already
+/// (so a retried step makes one face, and copies no image onto a face that has one or
+/// whose avatar was deleted since).
+///
+/// The sample is copied before the face is written, so a face never shows an avatar
+/// whose object is not there yet; a crash in between leaves the copy for the retry to
+/// overwrite (or, with no retry, an object no record refers to, like a failed upload).
 pub async fn ensure_from_event(
     svc: &Services,
     face_id: Uuid,
     event: &super::events::EventRecord,
 ) -> Result<(), ApiError> {
+    if svc
+        .table
+        .get(&keys::face_pk(face_id), keys::FACE_SK)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let image = images::copy_sample_to_avatar(svc, event, face_id).await?;
+    let avatar = match image {
+        Some(_) => images::face_avatar_path(face_id),
+        None => String::new(),
+    };
     let now = timestamps::format(timestamps::now());
     let shown = &event.event;
     let gsi1sk = keys::time_sort_key(&now, face_id);
@@ -956,12 +975,12 @@ pub async fn ensure_from_event(
         event_id: Some(shown.event_id),
         external_id: shown.external_id.clone(),
         user_data: shown.user_data.clone(),
-        avatar: String::new(),
+        avatar,
         create_time: now.clone(),
         last_update_time: now,
         descriptor_version: version,
         descriptor: event.descriptor.clone(),
-        image: None,
+        image,
         created_lists: Vec::new(),
     };
     svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())

@@ -200,6 +200,43 @@ pub async fn get_event_sample(
     read(svc, account_id, Owner::Event(event_id), event.image).await
 }
 
+/// The avatar of a face made from an event: the event's sample copied (S3 `CopyObject`,
+/// the bytes never pass through here) to the face's avatar key, answering the image the
+/// face's item is to record, with `avatar` set to [`face_avatar_path`] as
+/// [`put_face_avatar`] sets it. `None` when the event has no sample, or its object is
+/// gone (a delete racing; readers treat such a record as having no image). The key
+/// derives from the face id, so a repeated copy overwrites the same object.
+pub async fn copy_sample_to_avatar(
+    svc: &Services,
+    event: &super::events::EventRecord,
+    face_id: Uuid,
+) -> Result<Option<StoredImage>, ApiError> {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+
+    let Some(image) = event.image.clone() else {
+        return Ok(None);
+    };
+    let account_id = event.event.account_id;
+    let from = Owner::Event(event.event.event_id).object_key(account_id);
+    let copied = svc
+        .aws
+        .s3
+        .copy_object()
+        .bucket(&svc.config.bucket)
+        .copy_source(format!("{}/{from}", svc.config.bucket))
+        .key(Owner::Face(face_id).object_key(account_id))
+        .send()
+        .await;
+    match copied {
+        Ok(_) => Ok(Some(image)),
+        Err(err) if err.code() == Some("NoSuchKey") => Ok(None),
+        Err(err) => Err(ApiError::internal(
+            "s3 copy_object",
+            crate::store::dynamo::aws_error(&err),
+        )),
+    }
+}
+
 /// Removes a face's avatar: the `image` attribute (and the `avatar` path when it still
 /// points at the upload), then the object. Idempotent; 22002 for an unknown face.
 pub async fn delete_face_avatar(
