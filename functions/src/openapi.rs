@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use http::Method;
+use serde_json::Value;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, ParameterStyle, PathItem,
 };
@@ -89,7 +90,11 @@ pub fn spec() -> OpenApi {
             }
             op = op.request_body(Some(request.build()));
         }
-        let mut ok = ResponseBuilder::new().description("success");
+        let mut ok = ResponseBuilder::new().description(if route.doc.status == 302 {
+            "redirect: `Location` names where to go"
+        } else {
+            "success"
+        });
         if let Some(response) = route.doc.response {
             let named = response();
             let media_types = named.media_types;
@@ -157,7 +162,7 @@ pub fn spec() -> OpenApi {
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
                     "Serverless batch tasks with a LUNA Tasks compatible API. Every object is scoped by account_id. \
-                     Every route but GET /version, GET /1/healthcheck and GET /1/docs/spec takes `Authorization: Bearer <token>`.",
+                     Every route but GET /version, GET /1/healthcheck and the documentation (GET /1/docs/spec, GET /docs/spec, GET /docs/dev, GET /docs/dev/index.html) takes `Authorization: Bearer <token>`.",
                 )),
         )
         .paths(paths.build())
@@ -240,7 +245,8 @@ fn untyped_success(route: &Route) -> Vec<(&'static str, Schema)> {
     };
     match route.name {
         "config" => vec![("application/json", any_object())],
-        "docs_spec" => vec![
+        "docs_dev_page" => vec![("text/html", text())],
+        "docs_spec" | "docs_spec_root" => vec![
             ("application/x-yaml", text()),
             ("application/json", any_object()),
             ("text/html", text()),
@@ -383,28 +389,226 @@ pub fn json() -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal("openapi json", e))
 }
 
-/// A self-contained HTML page listing the operations, with the JSON document inside.
+/// Where the rendered document is served (`GET /docs/dev` redirects here).
+pub const HTML_PAGE: &str = "/docs/dev/index.html";
+
+/// The HTTP methods of a path item, in the order the page shows them.
+const PAGE_METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// The document rendered as one self-contained HTML page: built here from the document
+/// itself (no script, no stylesheet or font from elsewhere), every operation with its
+/// parameters, request body and answers, then every schema. Each operation is a
+/// `section.operation` with `data-method` and `data-path` and the id `op-<operationId>`;
+/// each schema a `section.schema` with the id `schema-<name>`.
 pub fn html() -> String {
-    let spec = spec();
-    let mut rows = String::new();
-    for route in documented() {
-        rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
-            route.method,
-            route.path,
-            escape(route.doc.summary),
-            route.doc.query.join(", ")
+    let doc = serde_json::to_value(spec()).unwrap_or_default();
+    let version = doc["info"]["version"].as_str().unwrap_or_default();
+    let mut toc = String::new();
+    let mut operations = String::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in PAGE_METHODS {
+            let Some(op) = item.get(method).filter(|op| op.is_object()) else {
+                continue;
+            };
+            let id = op["operationId"].as_str().unwrap_or_default();
+            let summary = op["summary"].as_str().unwrap_or_default();
+            let upper = method.to_ascii_uppercase();
+            toc.push_str(&format!(
+                "<li><a href=\"#op-{id}\"><code>{upper} {}</code></a> {}</li>\n",
+                escape(path),
+                escape(summary)
+            ));
+            operations.push_str(&operation_html(&upper, path, op));
+        }
+    }
+    let mut schemas = String::new();
+    for (name, schema) in doc["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        schemas.push_str(&schema_html(name, schema));
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Fanout API {version}</title>\n<style>{PAGE_STYLE}</style></head>\n<body>\n\
+         <h1>Fanout API {version}</h1>\n<p>{}</p>\n\
+         <p>This page is the OpenAPI document of this service, rendered by it. The document \
+         itself: <code>GET /docs/spec</code> with <code>Accept: application/x-yaml</code> \
+         (YAML) or <code>Accept: application/json</code> (JSON).</p>\n\
+         <nav><h2>Operations</h2>\n<ul>\n{toc}</ul></nav>\n\
+         <main>\n<h2>Operations</h2>\n{operations}<h2>Schemas</h2>\n{schemas}</main>\n\
+         </body></html>\n",
+        escape(doc["info"]["description"].as_str().unwrap_or_default()),
+    )
+}
+
+/// The page's whole styling, inline.
+const PAGE_STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;\
+padding:0 1em;line-height:1.4}code{font-family:ui-monospace,monospace}\
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .5em;\
+text-align:left;vertical-align:top}section{border-top:1px solid #ddd;padding:.5em 0}\
+.method{font-weight:bold;text-transform:uppercase}.access{color:#555}";
+
+/// One operation: method, path, summary, who may call it, parameters, body, answers.
+fn operation_html(method: &str, path: &str, op: &Value) -> String {
+    let id = op["operationId"].as_str().unwrap_or_default();
+    let access = if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+        "Needs <code>Authorization: Bearer &lt;token&gt;</code>."
+    } else {
+        "Public: no token."
+    };
+    let mut out = format!(
+        "<section class=\"operation\" id=\"op-{id}\" data-method=\"{method}\" data-path=\"{}\">\n\
+         <h3><span class=\"method\">{method}</span> <code class=\"path\">{}</code></h3>\n\
+         <p class=\"summary\">{}</p>\n<p class=\"access\">{access} Operation id: <code>{id}</code>.</p>\n",
+        escape(path),
+        escape(path),
+        escape(op["summary"].as_str().unwrap_or_default()),
+    );
+    if let Some(parameters) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+        out.push_str(
+            "<h4>Parameters</h4>\n<table class=\"parameters\"><tr><th>name</th><th>in</th>\
+             <th>required</th><th>type</th><th>description</th></tr>\n",
+        );
+        for parameter in parameters {
+            out.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                escape(parameter["name"].as_str().unwrap_or_default()),
+                escape(parameter["in"].as_str().unwrap_or_default()),
+                if parameter["required"] == true {
+                    "yes"
+                } else {
+                    "no"
+                },
+                type_html(&parameter["schema"]),
+                escape(parameter["description"].as_str().unwrap_or_default()),
+            ));
+        }
+        out.push_str("</table>\n");
+    }
+    if let Some(content) = op["requestBody"]["content"].as_object() {
+        out.push_str("<h4>Request body</h4>\n<ul class=\"body\">\n");
+        for (media_type, body) in content {
+            out.push_str(&format!(
+                "<li><code>{}</code>: {}</li>\n",
+                escape(media_type),
+                type_html(&body["schema"])
+            ));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str(
+        "<h4>Answers</h4>\n<table class=\"responses\"><tr><th>status</th><th>description</th>\
+         <th>body</th></tr>\n",
+    );
+    for (status, response) in op["responses"].as_object().into_iter().flatten() {
+        let bodies: Vec<String> = response["content"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(media_type, body)| {
+                format!(
+                    "<code>{}</code>: {}",
+                    escape(media_type),
+                    type_html(&body["schema"])
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(status),
+            escape(response["description"].as_str().unwrap_or_default()),
+            bodies.join("<br>")
         ));
     }
-    let json = spec.to_pretty_json().unwrap_or_default();
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Fanout API</title></head><body>\n\
-         <h1>Fanout API {}</h1>\n<p>YAML: <code>curl -H 'Accept: application/x-yaml' /1/docs/spec</code></p>\n\
-         <table border=\"1\" cellpadding=\"4\"><tr><th>method</th><th>path</th><th>summary</th><th>query</th></tr>\n{rows}</table>\n\
-         <h2>OpenAPI document</h2>\n<pre>{}</pre>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION"),
-        escape(&json)
-    )
+    out.push_str("</table>\n</section>\n");
+    out
+}
+
+/// One component schema: its description and its properties (or its type).
+fn schema_html(name: &str, schema: &Value) -> String {
+    let mut out = format!(
+        "<section class=\"schema\" id=\"schema-{}\">\n<h3>{}</h3>\n",
+        escape(name),
+        escape(name)
+    );
+    if let Some(description) = schema["description"].as_str() {
+        out.push_str(&format!("<p>{}</p>\n", escape(description)));
+    }
+    match schema["properties"].as_object() {
+        Some(properties) => {
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            out.push_str(
+                "<table class=\"properties\"><tr><th>field</th><th>type</th><th>required</th>\
+                 <th>description</th></tr>\n",
+            );
+            for (field, property) in properties {
+                out.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    escape(field),
+                    type_html(property),
+                    if required.contains(&field.as_str()) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    escape(property["description"].as_str().unwrap_or_default()),
+                ));
+            }
+            out.push_str("</table>\n");
+        }
+        None => out.push_str(&format!("<p>Type: {}</p>\n", type_html(schema))),
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+/// A schema's type in a few words, references as links to their schema.
+fn type_html(schema: &Value) -> String {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        return format!("<a href=\"#schema-{}\">{}</a>", escape(name), escape(name));
+    }
+    for combined in ["oneOf", "anyOf", "allOf"] {
+        if let Some(choices) = schema[combined].as_array() {
+            let shown: Vec<String> = choices.iter().map(type_html).collect();
+            let joint = if combined == "allOf" { " and " } else { " or " };
+            return shown.join(joint);
+        }
+    }
+    let mut shown = match &schema["type"] {
+        Value::String(name) => escape(name),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .map(escape)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "any".to_string(),
+    };
+    if shown.contains("array") {
+        shown = format!("{shown} of {}", type_html(&schema["items"]));
+    }
+    if let Some(format) = schema["format"].as_str() {
+        shown.push_str(&format!(" ({})", escape(format)));
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        let values: Vec<String> = values.iter().map(|v| escape(&v.to_string())).collect();
+        shown.push_str(&format!(", one of {}", values.join(", ")));
+    }
+    for (bound, word) in [("minimum", "≥"), ("maximum", "≤")] {
+        if let Some(limit) = schema[bound].as_number() {
+            shown.push_str(&format!(" {word} {limit}"));
+        }
+    }
+    shown
 }
 
 /// A body of the named component schema.
@@ -418,6 +622,7 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn http_method(method: &Method) -> HttpMethod {
@@ -594,7 +799,17 @@ mod tests {
             .filter(|r| r.is_public())
             .map(|r| r.name)
             .collect();
-        assert_eq!(public, ["version", "healthcheck", "docs_spec"]);
+        assert_eq!(
+            public,
+            [
+                "version",
+                "healthcheck",
+                "docs_spec",
+                "docs_spec_root",
+                "docs_dev",
+                "docs_dev_page"
+            ]
+        );
         let avatar = &spec.paths.paths["/1/faces/{face_id}/avatar"];
         let upload = &avatar.put.as_ref().unwrap().responses.responses;
         for status in ["404", "413", "415"] {
@@ -644,6 +859,73 @@ mod tests {
         let empty = &spec["components"]["schemas"]["EmptyObject"];
         assert_eq!(empty["type"], "object");
         assert_eq!(empty["additionalProperties"], false);
+    }
+
+    /// The page at /docs/dev/index.html, read by an HTML5 parser: one `section.operation`
+    /// per operation of the document (method and path), every in-page link leads to an
+    /// element of the page, and nothing comes from elsewhere (no script, no stylesheet,
+    /// no external link or image).
+    #[test]
+    fn the_rendered_page_lists_exactly_the_documents_operations() {
+        use scraper::{Html, Selector};
+        let page = Html::parse_document(&html());
+        assert!(page.errors.is_empty(), "parse errors: {:?}", page.errors);
+        let select = |css: &str| Selector::parse(css).unwrap();
+        let mut rendered = BTreeSet::new();
+        for section in page.select(&select("section.operation")) {
+            let element = section.value();
+            let method = element.attr("data-method").unwrap().to_string();
+            let path = element.attr("data-path").unwrap().to_string();
+            let shown: String = section
+                .select(&select("h3 code.path"))
+                .next()
+                .unwrap()
+                .text()
+                .collect();
+            assert_eq!(shown, path);
+            assert!(rendered.insert((method, path)), "an operation twice");
+        }
+        let document = serde_json::to_value(spec()).unwrap();
+        let mut operations = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                operations.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        assert_eq!(rendered, operations);
+        assert!(rendered.contains(&("GET".into(), "/docs/dev/index.html".into())));
+
+        let ids: BTreeSet<&str> = page
+            .select(&select("[id]"))
+            .filter_map(|e| e.value().attr("id"))
+            .collect();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        for name in schemas.keys() {
+            assert!(ids.contains(format!("schema-{name}").as_str()), "{name}");
+        }
+        let links: Vec<&str> = page
+            .select(&select("a[href]"))
+            .filter_map(|a| a.value().attr("href"))
+            .collect();
+        assert!(
+            links.len() > rendered.len(),
+            "a contents list and schema links"
+        );
+        for href in links {
+            let target = href.strip_prefix('#').unwrap_or_else(|| panic!("{href}"));
+            assert!(ids.contains(target), "{href} leads nowhere");
+        }
+        for outside in ["script", "link", "img", "iframe", "[src]"] {
+            assert_eq!(page.select(&select(outside)).count(), 0, "{outside}");
+        }
+        let parameters: Vec<String> = page
+            .select(&select("#op-list_faces table.parameters td code"))
+            .map(|c| c.text().collect())
+            .collect();
+        assert!(
+            parameters.contains(&"face_ids".to_string()),
+            "{parameters:?}"
+        );
     }
 
     #[test]

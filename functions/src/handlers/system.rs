@@ -97,7 +97,29 @@ pub async fn config(svc: &Services, req: Request) -> Result<Response<Body>, ApiE
     ))
 }
 
-/// `GET /1/docs/spec`: YAML for `Accept: application/x-yaml`, HTML otherwise.
+/// `GET /docs/dev`: LUNA's development manual is at `/docs/dev/index.html`, where this
+/// redirects (302), as LUNA does.
+pub async fn docs_dev(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    Ok(Response::builder()
+        .status(302)
+        .header(http::header::LOCATION, openapi::HTML_PAGE)
+        .body(Body::Empty)
+        .expect("static response parts are valid"))
+}
+
+/// `GET /docs/dev/index.html`: the OpenAPI document rendered as one HTML page.
+pub async fn docs_dev_page(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    query_of(&req, &[])?;
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Body::Text(openapi::html()))
+        .expect("static response parts are valid"))
+}
+
+/// `GET /docs/spec` and `GET /1/docs/spec`: YAML for `Accept: application/x-yaml`, JSON
+/// for `Accept: application/json` (without HTML), the rendered page otherwise.
 pub async fn docs_spec(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
     query_of(&req, &[])?;
     let accept = req
