@@ -108,7 +108,7 @@ fn challenge(response: &mut Response<Body>, err: &ApiError) {
 /// envelope.
 fn render(route: &Route, path: &str, request_id: &RequestId, err: &ApiError) -> Response<Body> {
     match route.surface {
-        Surface::Fanout => request::error(err),
+        Surface::Fanout | Surface::CatchAll => request::error(err),
         Surface::Clearml => clearml::refusal(path, request_id.as_str(), err),
     }
 }
@@ -147,6 +147,23 @@ fn answer_refusal(
 
 /// Answer for a request no route takes.
 pub fn unrouted(req: &Request, method_known_path: bool) -> Response<Body> {
+    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
+    let mut response = unrouted_error(req, method_known_path);
+    with_request_id(&mut response, &request_id);
+    access_line(
+        req.method(),
+        req.uri().path(),
+        &response,
+        &request_id,
+        Instant::now(),
+    );
+    response
+}
+
+/// The error a request no route takes gets, the same from the local gateway and from the
+/// catch-all route on AWS: 106 as 404 for an unknown path, as 405 for a path known with
+/// other methods.
+pub fn unrouted_error(req: &Request, method_known_path: bool) -> Response<Body> {
     let err = if method_known_path {
         ApiError::new(
             ErrorCode::BadRoute,
@@ -162,19 +179,10 @@ pub fn unrouted(req: &Request, method_known_path: bool) -> Response<Body> {
             format!("Resource {} not found", req.uri().path()),
         )
     };
-    let request_id = client_request_id(req).unwrap_or_else(|_| RequestId::generate());
     let mut response = request::error(&err);
     if method_known_path {
         *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
     }
-    with_request_id(&mut response, &request_id);
-    access_line(
-        req.method(),
-        req.uri().path(),
-        &response,
-        &request_id,
-        Instant::now(),
-    );
     response
 }
 

@@ -83,6 +83,11 @@ pub enum Surface {
     /// body, or POST; PUT is taken too), every answer in ClearML's envelope, documented
     /// by ClearML's own schema (seeds 002 and 004), not in the OpenAPI document.
     Clearml,
+    /// The HTTP API's catch-all (`ANY /{proxy+}`): what API Gateway routes there is a
+    /// request no other route takes, answered with Fanout's errors (106). Never matched by
+    /// [`find`], whose own verdict is the answer; not an operation of the OpenAPI
+    /// document.
+    CatchAll,
 }
 
 /// Who may call a route.
@@ -151,7 +156,7 @@ impl Route {
     /// The method of the route's key in API Gateway: `ANY` for the ClearML route.
     pub fn api_method(&self) -> &'static str {
         match self.surface {
-            Surface::Clearml => "ANY",
+            Surface::Clearml | Surface::CatchAll => "ANY",
             Surface::Fanout => match self.method {
                 Method::GET => "GET",
                 Method::POST => "POST",
@@ -165,14 +170,17 @@ impl Route {
 
     /// Whether the route takes requests of `method`.
     pub fn takes(&self, method: &Method) -> bool {
-        self.surface == Surface::Clearml || self.method == method
+        self.surface != Surface::Fanout || self.method == method
     }
 
     /// Most bytes of body the route takes (413 above).
     pub fn body_limit(&self) -> usize {
-        if self.surface == Surface::Clearml {
+        match self.surface {
             // events.add_batch carries logs and scalars by the batch.
-            return BODY_LIMIT_BULK;
+            Surface::Clearml => return BODY_LIMIT_BULK,
+            // Whatever was sent to an unknown path is answered 404, not 413.
+            Surface::CatchAll => return BODY_LIMIT_BULK,
+            Surface::Fanout => {}
         }
         match (self.name, self.doc.body) {
             ("create_events" | "put_face_avatar" | "put_event_sample", _) => BODY_LIMIT_BULK,
@@ -438,6 +446,25 @@ pub static ROUTES: &[Route] = &[
         },
         surface: Surface::Clearml,
     },
+    // API Gateway answers a request no route takes with its own {"message":"Not Found"}
+    // (and 404 for a wrong method too); this greedy route, the HTTP API's least specific,
+    // takes them all instead and answers them as the local gateway does (106, 404 or
+    // 405). Public: an unknown path is 404 with or without a token, as locally.
+    Route {
+        name: "catch_all",
+        method: Method::GET,
+        path: "/{proxy+}",
+        handler: |svc, req| Box::pin(system::catch_all(svc, req)),
+        access: PUBLIC,
+        doc: RouteDoc {
+            summary: "Any request no other route takes: 404 (106) for an unknown path, 405 (106) for a known path with another method",
+            query: NONE,
+            body: None,
+            status: 404,
+            response: None,
+        },
+        surface: Surface::CatchAll,
+    },
 ];
 
 /// The routes of Fanout's own API, which the OpenAPI document describes.
@@ -497,7 +524,7 @@ pub fn find(method: &Method, path: &str) -> Match {
     type Candidate = (&'static Route, Vec<(String, String)>, usize);
     let mut best: Option<Candidate> = None;
     let mut path_known = false;
-    for route in ROUTES {
+    for route in ROUTES.iter().filter(|r| r.surface != Surface::CatchAll) {
         let pattern: Vec<&str> = route.path.split('/').collect();
         let mut params = Vec::new();
         let mut literals = 0;
@@ -678,7 +705,37 @@ mod tests {
         assert!(matches!(find(&Method::GET, "/clearml/"), Match::NotFound));
         assert_eq!(by_name("clearml").unwrap().body_limit(), BODY_LIMIT_BULK);
         assert!(documented().all(|r| r.surface == Surface::Fanout));
-        assert_eq!(documented().count(), ROUTES.len() - 1);
+        assert_eq!(
+            documented().count(),
+            ROUTES.len() - 2,
+            "clearml and catch_all"
+        );
+    }
+
+    /// The catch-all route takes any method on any path on AWS, and is never what the
+    /// table finds: an unknown path stays unknown (the catch-all answers that verdict).
+    #[test]
+    fn the_catch_all_takes_everything_and_is_never_found() {
+        let catch_all = by_name("catch_all").unwrap();
+        assert_eq!(catch_all.api_method(), "ANY");
+        assert_eq!(catch_all.path, "/{proxy+}");
+        assert!(catch_all.is_public());
+        assert!(catch_all.takes(&Method::DELETE));
+        for route in ROUTES {
+            assert!(
+                route.surface == Surface::CatchAll || !route.path.starts_with("/{"),
+                "{}: only the catch-all is greedy at the root",
+                route.name
+            );
+        }
+        assert!(matches!(
+            find(&Method::GET, "/nothing/here"),
+            Match::NotFound
+        ));
+        assert!(matches!(find(&Method::GET, "/"), Match::NotFound));
+        assert!(
+            matches!(find(&Method::GET, "/1/faces/count"), Match::Found(r, _) if r.name == "count_faces")
+        );
     }
 
     #[test]

@@ -232,6 +232,49 @@ async fn put_avatar_event_for_an_unknown_face_is_a_face_not_found() {
     assert_eq!(json(&response)["error_code"], 22002);
 }
 
+/// The catch-all function (`ANY /{proxy+}`, what API Gateway hands every request no other
+/// route takes) answers as the local gateway does: an unknown path is 404 with LUNA's 106
+/// (not API Gateway's `{"message":"Not Found"}`), a known path with another method 405
+/// with 106, an unknown task kind 404 naming the kinds, and a known path written with a
+/// trailing slash a redirect to the path without it.
+#[tokio::test]
+async fn the_catch_all_function_answers_lunas_error_106() {
+    let unknown = invoke("catch_all", "catch_all_unknown_path.json").await;
+    assert_eq!(unknown.status(), 404);
+    let body = json(&unknown);
+    assert_eq!(body["error_code"], 106, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("/nothing/here"),
+        "{body}"
+    );
+    assert_eq!(
+        unknown.headers()["luna-request-id"],
+        "1536751345,8b8b5937-2e9c-4e8b-a7a7-5caf86621b5a"
+    );
+
+    let wrong_method = invoke("catch_all", "catch_all_wrong_method.json").await;
+    assert_eq!(wrong_method.status(), 405);
+    let body = json(&wrong_method);
+    assert_eq!(body["error_code"], 106, "{body}");
+    assert_eq!(body["detail"], "Method PUT is not allowed on /1/faces");
+
+    let kind = invoke("catch_all", "catch_all_unknown_kind.json").await;
+    assert_eq!(kind.status(), 404);
+    let body = json(&kind);
+    assert_eq!(body["error_code"], 106, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("'foo'"), "{body}");
+
+    let slash = invoke("catch_all", "catch_all_trailing_slash.json").await;
+    assert_eq!(slash.status(), 308);
+    assert_eq!(slash.headers()["location"], "/docs/dev?lang=en");
+
+    // The same answers as the local gateway's, built by the same function.
+    let local =
+        fanout_functions::dispatch::unrouted_error(&event("catch_all_wrong_method.json"), true);
+    assert_eq!(local.status(), wrong_method.status());
+    assert_eq!(json(&local), json(&wrong_method));
+}
+
 /// The control function (the control queue's consumer on AWS) runs the steps of an SQS
 /// batch: a task created with no worker running gets planned, merged and done by it; an
 /// unreadable message is dropped rather than retried; only failed steps are reported.

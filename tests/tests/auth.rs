@@ -42,7 +42,7 @@ struct Target {
 /// subcode.
 fn code_of(route: &Route, answer: &Answer) -> u64 {
     match route.surface {
-        Surface::Fanout => answer.error_code(),
+        Surface::Fanout | Surface::CatchAll => answer.error_code(),
         Surface::Clearml => {
             let meta = &answer.json["meta"];
             assert_eq!(
@@ -65,7 +65,7 @@ fn code_of(route: &Route, answer: &Answer) -> u64 {
 fn foreign_outcome(route: &Route) -> Option<(u16, u64)> {
     match route.surface {
         Surface::Clearml => Some((400, 101)),
-        Surface::Fanout => None,
+        Surface::Fanout | Surface::CatchAll => None,
     }
 }
 
@@ -430,7 +430,8 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
             "docs_spec",
             "docs_spec_root",
             "docs_dev",
-            "docs_dev_page"
+            "docs_dev_page",
+            "catch_all"
         ],
         "the public routes"
     );

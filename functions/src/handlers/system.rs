@@ -9,8 +9,10 @@ use fanout::Services;
 use fanout::error::ApiError;
 use fanout::health;
 
+use crate::dispatch;
 use crate::openapi;
 use crate::request::{json, query_of};
+use crate::routes::{self, Match};
 
 /// Answer to `GET /version`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -139,4 +141,36 @@ pub async fn docs_spec(_: &Services, req: Request) -> Result<Response<Body>, Api
         .header("content-type", content_type)
         .body(Body::Text(body))
         .expect("static response parts are valid"))
+}
+
+/// The catch-all route (`ANY /{proxy+}`): API Gateway hands it every request no other
+/// route of the HTTP API takes, which it would otherwise answer with its own
+/// `{"message":"Not Found"}`. It answers as the local gateway does, from the route table:
+/// 106 as 404 for an unknown path (naming the kinds for `POST /1/tasks/<unknown>`), as
+/// 405 for a known path with another method. A path the table knows only with a trailing
+/// slash (`/docs/dev/`; API Gateway matches paths exactly) is redirected (308) to the
+/// path without it, query kept; a redirect, never the route itself, so no route is
+/// reached past its authorizer.
+pub async fn catch_all(_: &Services, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    match routes::find(req.method(), path) {
+        Match::UnknownTaskKind(kind) => Err(routes::unknown_task_kind(&kind)),
+        Match::MethodNotAllowed => Ok(dispatch::unrouted_error(&req, true)),
+        Match::Found(..) if path.len() > 1 && path.ends_with('/') => {
+            let mut location = path.trim_end_matches('/').to_string();
+            if location.is_empty() {
+                return Ok(dispatch::unrouted_error(&req, false));
+            }
+            if let Some(query) = req.uri().query() {
+                location.push('?');
+                location.push_str(query);
+            }
+            Response::builder()
+                .status(308)
+                .header(http::header::LOCATION, location)
+                .body(Body::Empty)
+                .map_err(|e| ApiError::internal("redirect", e))
+        }
+        Match::Found(..) | Match::NotFound => Ok(dispatch::unrouted_error(&req, false)),
+    }
 }
