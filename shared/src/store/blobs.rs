@@ -115,6 +115,40 @@ pub async fn get(svc: &Services, key: &str) -> Result<Option<Vec<u8>>, ApiError>
     Ok(Some(bytes.to_vec()))
 }
 
+/// Reads bytes `start..end` of an object (end exclusive, clamped to its size by S3);
+/// `None` when the object does not exist. Readers of large uploads (a zip's directory
+/// and entries) hold only the part they need.
+pub async fn get_range(
+    svc: &Services,
+    key: &str,
+    start: u64,
+    end: u64,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if end <= start {
+        return Ok(Some(Vec::new()));
+    }
+    let out = svc
+        .aws
+        .s3
+        .get_object()
+        .bucket(&svc.config.bucket)
+        .key(key)
+        .range(format!("bytes={start}-{}", end - 1))
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+        Err(err) => return Err(ApiError::internal("s3 get_object range", aws_error(&err))),
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| ApiError::internal("s3 get_object body", e))?;
+    Ok(Some(bytes.to_vec()))
+}
+
 /// What `HeadObject` tells of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
@@ -236,6 +270,29 @@ pub async fn presigned_get(
         .bucket(&svc.config.bucket)
         .key(key)
         .set_response_content_disposition(content_disposition)
+        .presigned(config)
+        .await
+        .map_err(|e| ApiError::internal("s3 presign", aws_error(&e)))?;
+    Ok(request.uri().to_string())
+}
+
+/// A URL that writes the object without credentials for `expires` (a client's upload
+/// into its account's upload area).
+pub async fn presigned_put(
+    svc: &Services,
+    key: &str,
+    expires: Duration,
+    content_type: &str,
+) -> Result<String, ApiError> {
+    let config =
+        PresigningConfig::expires_in(expires).map_err(|e| ApiError::internal("s3 presign", e))?;
+    let request = svc
+        .aws
+        .s3
+        .put_object()
+        .bucket(&svc.config.bucket)
+        .key(key)
+        .content_type(content_type)
         .presigned(config)
         .await
         .map_err(|e| ApiError::internal("s3 presign", aws_error(&e)))?;

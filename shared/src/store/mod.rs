@@ -20,5 +20,6 @@ pub mod keys;
 pub mod lease;
 pub mod multipart;
 pub mod queues;
+pub mod unzip;
 
 pub use dynamo::{Item, KeyRange, Table, TableQuery};
