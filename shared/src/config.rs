@@ -10,8 +10,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// Descriptor versions known when `FANOUT_DESCRIPTOR_VERSIONS` is not set.
-const DEFAULT_DESCRIPTOR_VERSIONS: &str = "59:512";
+/// Descriptor versions known when `FANOUT_DESCRIPTOR_VERSIONS` is not set: LUNA's 59
+/// (512 values, computed by clients) and the two networks Fanout's workers extract
+/// ([`crate::descriptor::EXTRACTABLE`]).
+const DEFAULT_DESCRIPTOR_VERSIONS: &str = "59:512,1001:1024,1002:512";
+/// The default version with the built-in table (with a configured table: its highest).
+const DEFAULT_DESCRIPTOR_VERSION: u32 = 59;
 
 /// Everything the service needs to know about its environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,14 +82,17 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let versions_raw = lookup("FANOUT_DESCRIPTOR_VERSIONS")
-            .unwrap_or_else(|| DEFAULT_DESCRIPTOR_VERSIONS.to_string());
+        let configured_versions = lookup("FANOUT_DESCRIPTOR_VERSIONS");
+        let built_in_table = configured_versions.is_none();
+        let versions_raw =
+            configured_versions.unwrap_or_else(|| DEFAULT_DESCRIPTOR_VERSIONS.to_string());
         let descriptor_versions = parse_descriptor_versions(&versions_raw)?;
         let default_descriptor_version = match lookup("FANOUT_DEFAULT_DESCRIPTOR_VERSION") {
             Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
                 name: "FANOUT_DEFAULT_DESCRIPTOR_VERSION",
                 reason: format!("'{raw}' is not a version number"),
             })?,
+            None if built_in_table => DEFAULT_DESCRIPTOR_VERSION,
             None => *descriptor_versions
                 .keys()
                 .next_back()
@@ -190,11 +197,14 @@ mod tests {
     ];
 
     #[test]
-    fn defaults_to_one_512_dimension_version() {
+    fn defaults_to_59_with_the_extractable_versions_known() {
         let config = Config::from_lookup(env(&BASE)).unwrap();
         assert_eq!(config.default_descriptor_version, 59);
         assert_eq!(config.descriptor_length(59), Some(512));
         assert_eq!(config.descriptor_length(54), None);
+        // The networks the workers extract are in the built-in table.
+        assert_eq!(config.descriptor_length(1001), Some(1024));
+        assert_eq!(config.descriptor_length(1002), Some(512));
     }
 
     #[test]

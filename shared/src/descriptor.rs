@@ -8,6 +8,39 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::ApiError;
 
+/// Version of the descriptors Fanout's workers extract with HSE FaceRes (1024 values).
+/// LUNA numbers its own networks below 100; Fanout's open networks take 1001 and up.
+pub const FACERES_VERSION: u32 = 1001;
+/// Version of the descriptors Fanout's workers extract with FaceNet (512 values).
+pub const FACENET_VERSION: u32 = 1002;
+/// The versions a worker can extract, with their lengths.
+pub const EXTRACTABLE: [(u32, usize); 2] = [(FACERES_VERSION, 1024), (FACENET_VERSION, 512)];
+
+/// Checks that `version` is one the workers extract and the configured table knows with
+/// the network's length (12027 otherwise: a body field of an extraction task).
+pub fn check_extractable(version: u32, config: &Config) -> Result<(), ApiError> {
+    let Some(&(_, length)) = EXTRACTABLE.iter().find(|(v, _)| *v == version) else {
+        return Err(ApiError::bad_json(format!(
+            "descriptor_version {version} cannot be extracted here (extractable: {FACERES_VERSION} FaceRes, {FACENET_VERSION} FaceNet)"
+        )));
+    };
+    match config.descriptor_length(version) {
+        Some(known) if known == length => Ok(()),
+        Some(known) => Err(ApiError::bad_json(format!(
+            "descriptor_version {version} is configured with {known} values, its network gives {length}"
+        ))),
+        None => Err(ApiError::bad_json(format!(
+            "descriptor_version {version} is not in the configured version table"
+        ))),
+    }
+}
+
+/// Base64 of the little-endian f32 values, the form tasks write descriptors in.
+pub fn to_base64(values: &[f32]) -> String {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    STANDARD.encode(bytes)
+}
+
 /// A validated descriptor of a known version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Descriptor {
