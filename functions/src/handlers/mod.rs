@@ -8,3 +8,4 @@ pub mod images;
 pub mod lists;
 pub mod system;
 pub mod tasks;
+pub mod uploads;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod faces;
 pub mod images;
 pub mod lists;
+pub mod uploads;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
