@@ -23,6 +23,7 @@ use fanout::objects::events::{self, Event, EventPage, EventsCreated, NewEvents};
 use fanout::objects::faces::{self, Face, FaceCreated, FacePage, FacePatch, NewFace};
 use fanout::objects::images;
 use fanout::objects::lists::{self, List, ListCreated, ListPage, ListPatch, NewList};
+use fanout::objects::uploads::{NewUpload, UploadCreated};
 
 use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
@@ -30,7 +31,7 @@ use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorP
 use crate::handlers::{
     auth as auth_handlers, clearml as clearml_handlers, events as event_handlers,
     faces as face_handlers, images as image_handlers, lists as list_handlers, system,
-    tasks as task_handlers,
+    tasks as task_handlers, uploads as upload_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -340,6 +341,9 @@ pub static ROUTES: &[Route] = &[
     route!("get_event_sample", GET, "/1/events/{event_id}/sample", image_handlers::get_event_sample, token(Images, View, QUERY),
         "An event's sample image with its content type (40006 when it has none)", query: ACCOUNT,
         body: None, 200 => Some(image_schema)),
+    route!("create_upload", POST, "/1/uploads", upload_handlers::create, token(Images, Creation, BODY),
+        "A presigned PUT URL into the account's upload area (zip archives and images the estimator reads; kept 7 days)",
+        query: NONE, body: Some(schema_of::<NewUpload>), 201 => Some(schema_of::<UploadCreated>)),
     route!("create_linker_task", POST, "/1/tasks/linker", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a linker task: link faces or events selected by filters to a list",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
@@ -360,6 +364,12 @@ pub static ROUTES: &[Route] = &[
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
     route!("create_reporter_task", POST, "/1/tasks/reporter", task_handlers::create, token(Tasks, Creation, BODY),
         "Create a reporter task: a zip with a CSV of a done clustering task's clusters and the chosen columns of their objects",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("create_additional_extract_task", POST, "/1/tasks/additional_extract", task_handlers::create, token(Tasks, Creation, BODY),
+        "Create an additional extract task: descriptors of an extractable version (and basic attributes) for the faces or events with a stored image that lack them",
+        query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
+    route!("create_estimator_task", POST, "/1/tasks/estimator", task_handlers::create, token(Tasks, Creation, BODY),
+        "Create an estimator task: detect faces and estimate attributes in images (a zip or keys in the upload area, or the stored images of faces or events), optionally creating faces or events",
         query: NONE, body: Some(schema_of::<NewTask>), 201 => Some(schema_of::<TaskCreated>)),
     route!("list_tasks", GET, "/1/tasks", task_handlers::list, token(Tasks, View, QUERY_OR_ALL),
         "Tasks matching filters, newest first (content null when over 16 KiB: read the task)",

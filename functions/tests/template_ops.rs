@@ -485,6 +485,7 @@ fn s3_statements<'a>(id: &str, function: &'a Value) -> Vec<&'a Value> {
 fn task_routes_reach_only_the_tasks_prefix() {
     let template = template();
     let objects = yaml(r#"Fn::Sub: "${ResultsBucket.Arn}/tasks/*""#);
+    let uploads = yaml(r#"Fn::Sub: "${ResultsBucket.Arn}/uploads/*""#);
     let bucket = yaml("Fn::GetAtt: [ResultsBucket, Arn]");
     let prefix = yaml(r#"StringLike: {"s3:prefix": "tasks/*"}"#);
 
@@ -496,7 +497,7 @@ fn task_routes_reach_only_the_tasks_prefix() {
     assert!(creators.len() >= 7, "{creators:?}");
     let needs = |binary: &str| -> &[&str] {
         match binary {
-            "create_reporter_task" => &["s3:PutObject", "s3:GetObject"],
+            "create_reporter_task" | "create_estimator_task" => &["s3:PutObject", "s3:GetObject"],
             b if creators.contains(b) => &["s3:PutObject"],
             "get_task_result" => &["s3:GetObject"],
             "delete_task" => &["s3:ListBucket", "s3:DeleteObject"],
@@ -524,6 +525,9 @@ fn task_routes_reach_only_the_tasks_prefix() {
                         statement["Condition"], prefix,
                         "{id}/{sid}: listing must be limited to tasks/"
                     );
+                } else if binary == "create_estimator_task" && action == "s3:GetObject" {
+                    // The estimator checks its zip source in the upload area.
+                    assert_eq!(statement["Resource"], uploads, "{id}/{sid}");
                 } else {
                     assert!(!action.contains('*'), "{id}/{sid}: {action}");
                     assert_eq!(

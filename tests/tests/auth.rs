@@ -175,7 +175,9 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
     }
     let json_body = |value: Value| Some((Some("application/json"), value.to_string().into_bytes()));
     let body = match route.name {
-        "create_face" | "create_list" | "create_token" => json_body(json!({"account_id": account})),
+        "create_face" | "create_list" | "create_token" | "create_upload" => {
+            json_body(json!({"account_id": account}))
+        }
         "create_events" => json_body(json!({"account_id": account, "events": [{}]})),
         name if name.starts_with("create_") && name.ends_with("_task") => json_body(
             json!({"account_id": account, "content": {"target": "events", "filters": {}}}),

@@ -2,8 +2,10 @@
 //! [`REGISTRY`] lists them. The engine and the API find a kind here by its path segment or
 //! its [`TaskType`] and never look at which kind it is.
 
+pub mod additional_extract;
 pub mod clustering;
 pub mod cross_match;
+pub mod estimator;
 pub mod exporter;
 pub mod gc;
 pub mod limits;
@@ -140,6 +142,8 @@ pub static REGISTRY: &[&dyn TaskKind] = &[
     &roc::Roc,
     &exporter::Exporter,
     &reporter::Reporter,
+    &estimator::Estimator,
+    &additional_extract::AdditionalExtract,
 ];
 
 /// The kind created through `POST /1/tasks/<name>`.

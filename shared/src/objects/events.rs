@@ -399,6 +399,92 @@ fn created(records: &[EventRecord]) -> EventsCreated {
     EventsCreated { events }
 }
 
+/// The condition that `field` is absent or null (events store unset fields as null).
+fn still_unset(field: &str) -> String {
+    format!("(attribute_not_exists({field}) OR attribute_type({field}, :null))")
+}
+
+/// What a task extracted from an event's sample.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// A descriptor (replacing the event's).
+    pub descriptor: Option<Descriptor>,
+    /// Age and gender (set only where the event has none).
+    pub age: Option<u32>,
+    /// 0 female, 1 male.
+    pub gender: Option<u8>,
+}
+
+/// Writes what a task extracted from an event's sample, if the fields it changes are
+/// still as `seen` read them (a client or another task writing meanwhile wins). `false`
+/// when they were not.
+pub async fn set_extracted(
+    svc: &Services,
+    seen: &EventRecord,
+    extracted: &Extracted,
+) -> Result<bool, ApiError> {
+    let event = &seen.event;
+    let mut sets = Vec::new();
+    let mut conditions = vec!["account_id = :account".to_string()];
+    let mut values = HashMap::from([(":account".to_string(), s(&event.account_id.to_string()))]);
+    let number = |n: u32| AttributeValue::N(n.to_string());
+    if extracted.descriptor.is_some() {
+        match event.descriptor_version {
+            Some(old) => {
+                conditions.push("descriptor_version = :old_version".into());
+                values.insert(":old_version".into(), number(old));
+            }
+            None => conditions.push(still_unset("descriptor_version")),
+        }
+        sets.push("#descriptor = :descriptor, descriptor_version = :version, gsi3pk = :gsi3pk, gsi3sk = :gsi3sk");
+    }
+    if extracted.age.is_some() && event.age.is_none() {
+        conditions.push(still_unset("age"));
+        sets.push("age = :age");
+    }
+    if extracted.gender.is_some() && event.gender.is_none() {
+        conditions.push(still_unset("gender"));
+        sets.push("gender = :gender");
+    }
+    if conditions.iter().any(|c| c.contains(":null")) {
+        values.insert(":null".into(), s("NULL"));
+    }
+    if sets.is_empty() {
+        return Ok(false);
+    }
+    if let Some(d) = &extracted.descriptor {
+        let (gsi3pk, gsi3sk) =
+            keys::descriptor_index(event.account_id, "EVENT", Some(d.version), &seen.gsi1sk);
+        values.insert(
+            ":descriptor".into(),
+            AttributeValue::B(d.to_le_bytes().into()),
+        );
+        values.insert(":version".into(), number(d.version));
+        values.insert(":gsi3pk".into(), s(&gsi3pk.unwrap_or_default()));
+        values.insert(":gsi3sk".into(), s(&gsi3sk.unwrap_or_default()));
+    }
+    if sets.iter().any(|s| s.starts_with("age")) {
+        values.insert(":age".into(), number(extracted.age.unwrap_or_default()));
+    }
+    if sets.iter().any(|s| s.starts_with("gender")) {
+        values.insert(
+            ":gender".into(),
+            number(u32::from(extracted.gender.unwrap_or_default())),
+        );
+    }
+    let updated = svc
+        .table
+        .update(
+            &keys::event_pk(event.event_id),
+            keys::EVENT_SK,
+            &format!("SET {}", sets.join(", ")),
+            Some(&conditions.join(" AND ")),
+            values,
+        )
+        .await?;
+    Ok(updated.is_some())
+}
+
 /// Refuses a key that is empty, longer than [`IDEMPOTENCY_KEY_MAX`] or holds anything but
 /// printable ASCII (it becomes part of a DynamoDB key and of log lines).
 pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {

@@ -390,8 +390,56 @@ pub async fn create_batch(svc: &Services, batch: Vec<NewFace>) -> Result<Vec<Uui
     Ok(ids)
 }
 
+/// Creates a face under a chosen id, and its memberships, in one transaction: a task
+/// derives the id from its input, so a retried subtask finds the face it made instead of
+/// making another. `false` when that face exists already.
+pub async fn create_with_id(svc: &Services, face_id: Uuid, new: NewFace) -> Result<bool, ApiError> {
+    let mut lists = new.lists.clone().unwrap_or_default();
+    lists.sort();
+    lists.dedup();
+    if lists.len() > LISTS_ON_CREATE_MAX {
+        return Err(ApiError::bad_json(format!(
+            "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
+        )));
+    }
+    let mut record = new_record_with_id(svc, new, face_id)?;
+    record.created_lists = lists.clone();
+    let account_id = record.account_id;
+    let table = svc.table.name();
+    let mut writes = vec![put_new_op(table, to_item(&record)?)?];
+    for &list_id in &lists {
+        writes.push(list_exists_check(table, list_id, account_id)?);
+        let membership = MembershipRecord::new(list_id, face_id, account_id);
+        writes.push(put_op(table, to_item(&membership)?)?);
+    }
+    match svc.table.transact(writes).await {
+        Ok(()) => Ok(true),
+        Err(TransactError::ConditionFailed) => {
+            if svc
+                .table
+                .get(&keys::face_pk(face_id), keys::FACE_SK)
+                .await?
+                .is_some()
+            {
+                Ok(false)
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::ListsNotFound,
+                    "One or more lists not found (deleted while the face was created)",
+                ))
+            }
+        }
+        Err(TransactError::Api(err)) => Err(err),
+    }
+}
+
 /// Checks a new face and builds its item.
 fn new_record(svc: &Services, new: NewFace) -> Result<FaceRecord, ApiError> {
+    new_record_with_id(svc, new, Uuid::new_v4())
+}
+
+/// Checks a new face and builds its item under `face_id`.
+fn new_record_with_id(svc: &Services, new: NewFace, face_id: Uuid) -> Result<FaceRecord, ApiError> {
     check_text("external_id", new.external_id.as_deref(), SHORT_TEXT_MAX)?;
     check_text("user_data", new.user_data.as_deref(), USER_DATA_MAX)?;
     check_text("avatar", new.avatar.as_deref(), AVATAR_MAX)?;
@@ -405,7 +453,6 @@ fn new_record(svc: &Services, new: NewFace) -> Result<FaceRecord, ApiError> {
         .as_ref()
         .map(|raw| Descriptor::from_json(raw, new.descriptor_version, &svc.config))
         .transpose()?;
-    let face_id = Uuid::new_v4();
     let now = timestamps::format(timestamps::now());
     let gsi1sk = keys::time_sort_key(&now, face_id);
     let version = descriptor.as_ref().map(|d| d.version);
@@ -984,6 +1031,54 @@ pub async fn ensure_from_event(
         created_lists: Vec::new(),
     };
     svc.table.put_if_absent(to_item(&record)?).await.map(|_| ())
+}
+
+/// Gives a face the descriptor a task extracted from its image, replacing the one it
+/// had, if the face has not changed since `seen` was read (its `last_update_time`): a
+/// descriptor set or removed meanwhile is not overwritten. `false` when it had.
+pub async fn set_descriptor(
+    svc: &Services,
+    seen: &FaceRecord,
+    descriptor: &Descriptor,
+) -> Result<bool, ApiError> {
+    let (gsi3pk, gsi3sk) = keys::descriptor_index(
+        seen.account_id,
+        "FACE",
+        Some(descriptor.version),
+        &seen.gsi1sk,
+    );
+    let (Some(gsi3pk), Some(gsi3sk)) = (gsi3pk, gsi3sk) else {
+        return Err(ApiError::internal("face descriptor", "no index keys"));
+    };
+    let updated = svc
+        .table
+        .update(
+            &keys::face_pk(seen.face_id),
+            keys::FACE_SK,
+            "SET #descriptor = :descriptor, descriptor_version = :version, gsi3pk = :gsi3pk, \
+             gsi3sk = :gsi3sk, last_update_time = :now",
+            Some("account_id = :account AND last_update_time = :seen"),
+            HashMap::from([
+                (":account".to_string(), s(&seen.account_id.to_string())),
+                (":seen".to_string(), s(&seen.last_update_time)),
+                (
+                    ":descriptor".to_string(),
+                    AttributeValue::B(descriptor.to_le_bytes().into()),
+                ),
+                (
+                    ":version".to_string(),
+                    AttributeValue::N(descriptor.version.to_string()),
+                ),
+                (":gsi3pk".to_string(), s(&gsi3pk)),
+                (":gsi3sk".to_string(), s(&gsi3sk)),
+                (
+                    ":now".to_string(),
+                    s(&timestamps::format(timestamps::now())),
+                ),
+            ]),
+        )
+        .await?;
+    Ok(updated.is_some())
 }
 
 /// Removes a face's descriptor if it has version `version`; `false` when it had not

@@ -11,6 +11,8 @@
 
 pub mod blazeface;
 #[cfg(feature = "vision")]
+pub mod estimate;
+#[cfg(feature = "vision")]
 pub mod faces;
 pub mod geometry;
 #[cfg(feature = "vision")]
