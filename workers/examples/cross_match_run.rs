@@ -112,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?
             .expect("result stored"),
     )?;
-    let matches = result["matches"].as_array().expect("matches");
+    let matches = result["result"]["matches"].as_array().expect("matches");
     assert_eq!(matches.len(), refs);
     // Spot check against brute force in f64 over every candidate. The kernel ranks by f32
     // similarity, so candidates whose true similarities differ by less than f32 rounding

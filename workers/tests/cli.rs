@@ -116,7 +116,7 @@ async fn a_task_created_with_wait_shows_its_progress_and_ends_with_its_result() 
     .await;
     assert_eq!(result.status.code(), Some(0));
     let result: Value = serde_json::from_slice(&result.stdout).unwrap();
-    assert_eq!(result["linked_objects_count"], 50);
+    assert_eq!(result["result"]["linked_objects_count"], 50);
 }
 
 #[tokio::test]

@@ -166,10 +166,13 @@ pub fn status_is(status: u64) -> impl Fn(&Value) -> bool {
     move |t| t["task_status"] == status
 }
 
+/// The kind's result of a done task: `result` of the answer's envelope (whose `errors`
+/// are the task's errors when it was written).
 pub async fn result(stack: &Stack, task_id: u64) -> Value {
     let answer = stack.get(&format!("/1/tasks/{task_id}/result")).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
-    answer.json
+    assert!(answer.json["errors"].is_array(), "{}", answer.text);
+    answer.json["result"].clone()
 }
 
 /// Objects stored under the task's S3 prefix.
