@@ -57,7 +57,7 @@ reset:
 lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
-run: emulator-up deploy-local
+run: emulator-up deploy-local models
 	cargo build -p fanout-functions --bin gateway --bin fanout-admin --bin fanout -p fanout-workers --bin worker
 	@# An admin token and a demo account with a token, made once (kept while the
 	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
