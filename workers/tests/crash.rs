@@ -56,6 +56,9 @@ enum Scenario {
     /// An exporter of 30 faces: a CSV part written to S3 by a subtask, and a merge into a
     /// zip archive.
     Exporter,
+    /// An estimator over three uploaded images (one per subtask, outputs over 16 KiB go
+    /// to S3) creating a face per face found: a crash must not create any twice.
+    Estimator,
 }
 
 impl Scenario {
@@ -64,6 +67,7 @@ impl Scenario {
             Scenario::Linker => "linker",
             Scenario::CrossMatch => "cross_match",
             Scenario::Exporter => "exporter",
+            Scenario::Estimator => "estimator",
         }
     }
 
@@ -76,6 +80,15 @@ impl Scenario {
             }
             Scenario::Exporter => {
                 faces_of(stack, &account, 30).await;
+            }
+            Scenario::Estimator => {
+                for name in ["t1.jpg", "zidane.jpg", "bus.jpg"] {
+                    let key = format!("uploads/{account}/{name}");
+                    let bytes = common::package_image(name);
+                    fanout::store::blobs::put(&stack.services, &key, bytes, "image/jpeg")
+                        .await
+                        .unwrap();
+                }
             }
             Scenario::CrossMatch => {
                 let descriptors = Lcg(7).clustered(60, 6, 0.25);
@@ -104,6 +117,21 @@ impl Scenario {
             }
             Scenario::Exporter => {
                 create_task(stack, "exporter", account, json!({"objects_type": "faces"})).await
+            }
+            Scenario::Estimator => {
+                let keys: Vec<String> = ["t1.jpg", "zidane.jpg", "bus.jpg"]
+                    .iter()
+                    .map(|name| format!("uploads/{account}/{name}"))
+                    .collect();
+                create_task(
+                    stack,
+                    "estimator",
+                    account,
+                    json!({"source": {"source_type": "keys", "keys": keys},
+                           "images_per_subtask": 1,
+                           "create": {"objects_type": "faces"}}),
+                )
+                .await
             }
             Scenario::CrossMatch => {
                 let set = json!({"objects_type": "faces", "filters": {"user_data": "x"}});
@@ -153,12 +181,22 @@ impl Scenario {
             }
             return json!(files);
         }
-        self.essence(&result(stack, task_id).await)
+        let mut essence = self.essence(&result(stack, task_id).await);
+        if let Scenario::Estimator = self {
+            // Every face created once: the account holds exactly the faces reported.
+            essence["faces_stored"] = json!(stack.stored(account, "FACE").await);
+        }
+        essence
     }
 
     fn essence(self, result: &Value) -> Value {
         match self {
             Scenario::Exporter => unreachable!("the exporter's result is an archive"),
+            Scenario::Estimator => json!({
+                "images_done": result["images_done"],
+                "faces_found": result["faces_found"],
+                "objects_created": result["objects_created"],
+            }),
             Scenario::Linker => json!([
                 result["linked_objects_count"],
                 result["failed_objects_count"]
@@ -268,8 +306,8 @@ fn points() -> &'static [&'static str] {
 /// S3; the linker writes no parts).
 fn reaches(scenario: Scenario, point: &str) -> bool {
     match point {
-        "after_output_put" => matches!(scenario, Scenario::CrossMatch),
-        "before_part_put" => !matches!(scenario, Scenario::Linker),
+        "after_output_put" => matches!(scenario, Scenario::CrossMatch | Scenario::Estimator),
+        "before_part_put" => matches!(scenario, Scenario::CrossMatch | Scenario::Exporter),
         _ => true,
     }
 }
@@ -289,6 +327,11 @@ async fn matrix(scenario: Scenario) {
             scenario.name()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_estimator_killed_at_any_fault_point_ends_done_creating_each_face_once() {
+    matrix(Scenario::Estimator).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

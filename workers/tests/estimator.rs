@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{Cursor, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -17,27 +16,11 @@ use fanout::vision::geometry::Rgb;
 use fanout::vision::picture;
 use fanout_e2e::{Stack, account, stack};
 
-use common::{Worker, create_task, exclusive, result, wait_task};
+use common::{Worker, create_task, exclusive, models_dir, package_image, result, wait_task};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("FANOUT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/models"))
-}
-
-fn package_image(name: &str) -> Vec<u8> {
-    std::fs::read(models_dir().join("images").join(name))
-        .unwrap_or_else(|e| panic!("{name}: {e} (run `make models`)"))
-}
-
-/// A worker on both queues with the models directory set.
+/// A worker on both queues (the models directory is set for every test worker).
 fn vision_worker() -> Worker {
-    let dir = models_dir().canonicalize().expect("models directory");
-    Worker::start_with(
-        "work,control",
-        &["--lease-seconds", "30"],
-        &[("FANOUT_MODELS_DIR", dir.to_str().unwrap())],
-    )
+    Worker::start_with("work,control", &["--lease-seconds", "30"], &[])
 }
 
 /// The image mirrored left to right.
@@ -465,4 +448,64 @@ async fn estimator_creates_events_and_basic_attributes_are_filled() {
         .await;
     assert_eq!(event.json["gender"], 1, "{}", event.text);
     assert!(event.json["age"].as_u64().is_some(), "{}", event.text);
+}
+
+/// Images in the big zip (`FANOUT_ESTIMATOR_IMAGES`, default 1,000).
+fn big_zip_images() -> u64 {
+    std::env::var("FANOUT_ESTIMATOR_IMAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// A worker's peak memory may not grow with the input: one image is held at a time.
+const WORKER_PEAK_MAX_KIB: u64 = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn estimator_over_a_thousand_images_keeps_worker_memory_bounded() {
+    let _guard = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let count = big_zip_images();
+    let archive = common::augment::zip(&models_dir().join("images"), count);
+    let archive_len = archive.len();
+    let key = upload(stack, &account, archive, "application/zip").await;
+    let task_id = create_task(
+        stack,
+        "estimator",
+        &account,
+        json!({
+            "source": {"source_type": "zip", "key": key, "postfix": ".jpg"},
+            "estimations": {"face_descriptor": true, "basic_attributes": true},
+            "images_per_subtask": 50
+        }),
+    )
+    .await;
+    let worker = vision_worker();
+    let ended = wait_task(stack, task_id, Duration::from_secs(1800), |t| {
+        [2, 3, 5].contains(&t["task_status"].as_u64().unwrap_or(0))
+    })
+    .await;
+    let peak = worker.peak_rss_kib();
+    assert_eq!(ended["task_status"], 5, "{ended}");
+    let r = inner(result(stack, task_id).await);
+    assert_eq!(r["images_total"], count, "{r}");
+    assert_eq!(r["images_done"], count, "{r}");
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len() as u64, count);
+    // Input order kept; most copies keep at least one face (crops may cut them all out).
+    for (i, image) in images.iter().enumerate() {
+        assert_eq!(image["index"], i as u64);
+        assert_eq!(image["filename"], format!("copies/{i:05}.jpg"));
+    }
+    let with_faces = images
+        .iter()
+        .filter(|i| !i["faces"].as_array().unwrap().is_empty())
+        .count();
+    assert!(
+        with_faces as u64 * 10 >= count * 8,
+        "{with_faces} of {count}"
+    );
+    eprintln!("estimator: {count} images ({archive_len} bytes zipped), worker peak {peak} KiB");
+    assert!(peak < WORKER_PEAK_MAX_KIB, "worker peak {peak} KiB");
 }

@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod augment;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,22 @@ static ENGINE: Mutex<()> = Mutex::const_new(());
 /// Holds the queues for one scenario.
 pub async fn exclusive() -> MutexGuard<'static, ()> {
     ENGINE.lock().await
+}
+
+/// The vision models `make models` laid out: `FANOUT_MODELS_DIR`, else the workspace's
+/// `.fanout/models` (absolute, so workers started from any directory find them).
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("FANOUT_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/models")
+        })
+}
+
+/// A package-shipped image of the models directory (`t1.jpg`, `zidane.jpg`, `bus.jpg`).
+pub fn package_image(name: &str) -> Vec<u8> {
+    std::fs::read(models_dir().join("images").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e} (run `make models`)"))
 }
 
 /// A worker process; killed when dropped.
@@ -60,6 +78,7 @@ impl Worker {
         all.extend(args);
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .args(all)
+            .env("FANOUT_MODELS_DIR", models_dir())
             .envs(envs.iter().copied())
             .env(
                 "RUST_LOG",
@@ -86,6 +105,17 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
+    }
+
+    /// The most memory the process has held so far (its VmHWM, KiB).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .expect("worker status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
     }
 
     /// SIGKILL: no chance to finish or release anything.
