@@ -24,8 +24,8 @@ use uuid::Uuid;
 use super::limits;
 use super::linker::ObjectsType;
 use super::{
-    Merged, SubtaskContext, TaskContext, TaskKind, event_filter, face_filter, parse_content,
-    to_json,
+    Merged, ResultStream, SubtaskContext, TaskContext, TaskKind, event_filter, face_filter,
+    parse_content, to_json,
 };
 use crate::Services;
 use crate::descriptor::{self, FACERES_VERSION};
@@ -318,9 +318,9 @@ pub struct PartOutput {
     pub failures: Vec<ImageFailure>,
 }
 
-/// The task result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EstimatorResult {
+/// The counts of the task result (which also holds `images`: per image, in input order).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EstimatorCounts {
     /// Images in the input.
     pub images_total: u64,
     /// Images estimated.
@@ -331,8 +331,6 @@ pub struct EstimatorResult {
     pub faces_found: u64,
     /// Faces or events created.
     pub objects_created: u64,
-    /// Per image, in input order.
-    pub images: Vec<ImageOut>,
 }
 
 impl EstimatorContent {
@@ -474,45 +472,48 @@ impl TaskKind for Estimator {
     }
 
     async fn merge(&self, task: &TaskContext<'_>) -> Result<Merged, ApiError> {
+        // The images' results go to S3 part by part (a part's output at a time in
+        // memory); the counts follow them.
         let subtasks = task.subtasks(0).await?;
-        let mut result = EstimatorResult {
-            images_total: 0,
-            images_done: 0,
-            images_failed: 0,
-            faces_found: 0,
-            objects_created: 0,
-            images: Vec::new(),
-        };
+        let mut counts = EstimatorCounts::default();
         let mut errors = Vec::new();
+        let mut stream = ResultStream::begin(task.svc, task.task).await?;
+        stream.write(b"{\"images\":[").await?;
         for record in &subtasks {
             let part: EstimatorPart = task_store::subtask_content(task.svc, record).await?;
-            result.images_total += part.items.len() as u64;
+            counts.images_total += part.items.len() as u64;
             if record.subtask.status != SubtaskStatus::Done {
                 continue;
             }
             let output: PartOutput = task_store::subtask_output(task.svc, record).await?;
             for failure in output.failures {
-                result.images_failed += 1;
+                counts.images_failed += 1;
                 errors.push(ObjectError {
                     subtask_id: Some(record.subtask.subtask_id),
                     error: image_error(failure.error_code, &failure.detail),
                     additional_info: failure.filename,
                 });
             }
-            for image in output.images {
-                result.images_done += 1;
-                result.faces_found += image.faces.len() as u64;
-                result.objects_created += image
+            for image in &output.images {
+                if counts.images_done > 0 {
+                    stream.write(b",").await?;
+                }
+                counts.images_done += 1;
+                counts.faces_found += image.faces.len() as u64;
+                counts.objects_created += image
                     .faces
                     .iter()
                     .filter(|f| f.face_id.is_some() || f.event_id.is_some())
                     .count() as u64;
-                result.images.push(image);
+                stream.write_json(image).await?;
             }
         }
+        stream.write(b"],").await?;
+        let counts = serde_json::to_vec(&counts).map_err(|e| ApiError::internal("result", e))?;
+        // The counts' object without its opening brace continues the result's object.
+        stream.write(&counts[1..]).await?;
         task_store::record_object_errors(task.svc, task.task, errors).await?;
-        let bytes = serde_json::to_vec(&result).map_err(|e| ApiError::internal("result", e))?;
-        Ok(Merged::Encoded(bytes))
+        stream.finish(task.svc).await
     }
 }
 

@@ -107,8 +107,6 @@ impl Merged {
     /// result and errors always give the same bytes (a retried merge writes the same
     /// object).
     pub fn into_envelope(self, errors: &[TaskError]) -> Result<Option<Vec<u8>>, ApiError> {
-        const HEAD: &[u8] = b"{\"result\":";
-        const ERRORS: &[u8] = b",\"errors\":";
         let errors = serde_json::to_vec(errors).map_err(|e| ApiError::internal("result", e))?;
         let tail = ERRORS.len() + errors.len() + 1;
         let mut body = match self {
@@ -130,6 +128,57 @@ impl Merged {
         body.extend_from_slice(&errors);
         body.push(b'}');
         Ok(Some(body))
+    }
+}
+
+/// How a result envelope begins: `{"result":`, then the kind's result.
+const HEAD: &[u8] = b"{\"result\":";
+/// What follows the kind's result: `,"errors":`, the task's errors, `}`.
+const ERRORS: &[u8] = b",\"errors\":";
+
+/// A JSON result too large to hold, written to S3 as it is built, in the same envelope
+/// the engine gives a [`Merged::Json`] result (the kind then returns [`Merged::Stored`]):
+/// [`ResultStream::write`] the kind's result JSON piece by piece, then
+/// [`ResultStream::finish`] adds the task's errors as they are now. Written at the
+/// result's key, so a retried merge overwrites it with the same bytes.
+pub struct ResultStream<'a> {
+    upload: crate::store::multipart::MultipartUpload<'a>,
+    task_id: u64,
+}
+
+impl<'a> ResultStream<'a> {
+    /// Starts the result of `task`.
+    pub async fn begin(svc: &'a Services, task: &TaskRecord) -> Result<Self, ApiError> {
+        let key = crate::store::blobs::result_key(task.task_id);
+        let mut upload =
+            crate::store::multipart::MultipartUpload::begin(svc, &key, "application/json").await?;
+        upload.write(HEAD).await?;
+        Ok(ResultStream {
+            upload,
+            task_id: task.task_id,
+        })
+    }
+
+    /// Appends JSON text of the kind's result.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ApiError> {
+        self.upload.write(bytes).await
+    }
+
+    /// Appends a value's JSON.
+    pub async fn write_json<T: Serialize>(&mut self, value: &T) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ApiError::internal("result", e))?;
+        self.upload.write(&bytes).await
+    }
+
+    /// Closes the envelope with the task's errors and completes the object.
+    pub async fn finish(mut self, svc: &Services) -> Result<Merged, ApiError> {
+        let errors = crate::tasks::api::task_errors(svc, self.task_id).await?;
+        let errors = serde_json::to_vec(&errors).map_err(|e| ApiError::internal("result", e))?;
+        self.upload.write(ERRORS).await?;
+        self.upload.write(&errors).await?;
+        self.upload.write(b"}").await?;
+        self.upload.finish().await?;
+        Ok(Merged::Stored)
     }
 }
 
