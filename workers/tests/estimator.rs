@@ -302,6 +302,34 @@ async fn estimator_creates_faces_and_additional_extract_adds_a_version() {
         assert!(picture::decode(&avatar.bytes).is_ok());
     }
 
+    // The stored images of a selection: each created face's sample shows its face.
+    let samples = create_task(
+        stack,
+        "estimator",
+        &account,
+        json!({
+            "source": {"source_type": "faces", "filters": {"list_id": list_id}},
+            "estimations": {"basic_attributes": true}
+        }),
+    )
+    .await;
+    done(stack, samples).await;
+    let r = inner(result(stack, samples).await);
+    assert_eq!(r["images_done"], 6, "{r}");
+    let mut named: Vec<String> = r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["faces"].as_array().unwrap().len(), 1, "{i}");
+            i["filename"].as_str().unwrap().to_string()
+        })
+        .collect();
+    named.sort();
+    let mut expected: Vec<String> = created.iter().map(|id| format!("faces/{id}")).collect();
+    expected.sort();
+    assert_eq!(named, expected);
+
     // A face whose avatar shows no face, and one without an avatar (not selected).
     let blank = stack
         .post(
