@@ -107,6 +107,14 @@ pub enum ErrorCode {
     TokenNotFound,
     /// An account with this id exists already (a Fanout code).
     AccountExists,
+    /// No orchestrator document (or blob in its storage) with this uuid in the account
+    /// (a Fanout code).
+    DocumentNotFound,
+    /// An orchestrator document with this uuid exists already (a Fanout code).
+    DocumentExists,
+    /// A learnuplet or preduplet is not in the state the call needs: claimed already,
+    /// not runnable, or not claimed (a Fanout code).
+    UpletConflict,
 }
 
 impl ErrorCode {
@@ -156,6 +164,9 @@ impl ErrorCode {
             ErrorCode::AccountNotFound => 40019,
             ErrorCode::TokenNotFound => 40020,
             ErrorCode::AccountExists => 40021,
+            ErrorCode::DocumentNotFound => 40022,
+            ErrorCode::DocumentExists => 40023,
+            ErrorCode::UpletConflict => 40024,
         }
     }
 
@@ -183,12 +194,13 @@ impl ErrorCode {
             | ErrorCode::TaskCancelled
             | ErrorCode::ImageNotFound
             | ErrorCode::AccountNotFound
-            | ErrorCode::TokenNotFound => 404,
+            | ErrorCode::TokenNotFound
+            | ErrorCode::DocumentNotFound => 404,
             ErrorCode::Unauthenticated | ErrorCode::BadToken | ErrorCode::TokenExpired => 401,
             ErrorCode::PermissionDenied | ErrorCode::ForeignAccount | ErrorCode::AdminOnly => 403,
             ErrorCode::ImageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::RateLimited => 429,
-            ErrorCode::AccountExists => 409,
+            ErrorCode::AccountExists | ErrorCode::DocumentExists | ErrorCode::UpletConflict => 409,
             ErrorCode::ImageUnsupported => 415,
             ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::BadQuery
@@ -253,11 +265,14 @@ impl ErrorCode {
             ErrorCode::AccountNotFound => "Object not found",
             ErrorCode::TokenNotFound => "Object not found",
             ErrorCode::AccountExists => "Object already exists",
+            ErrorCode::DocumentNotFound => "Object not found",
+            ErrorCode::DocumentExists => "Object already exists",
+            ErrorCode::UpletConflict => "Uplet not in the required state",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 43] = [
+    pub const ALL: [ErrorCode; 46] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -301,6 +316,9 @@ impl ErrorCode {
         ErrorCode::AccountNotFound,
         ErrorCode::TokenNotFound,
         ErrorCode::AccountExists,
+        ErrorCode::DocumentNotFound,
+        ErrorCode::DocumentExists,
+        ErrorCode::UpletConflict,
     ];
 }
 

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod health;
 pub mod kinds;
 pub mod objects;
+pub mod orchestrator;
 pub mod query;
 pub mod request_count;
 pub mod request_id;

@@ -34,6 +34,15 @@ const RESERVED_NAMES: &[(&str, &str)] = &[
     ("#description", "description"),
     ("#permissions", "permissions"),
 ];
+/// The [`RESERVED_NAMES`] aliases an expression uses, for its attribute names.
+fn reserved_names(expression: &str) -> HashMap<String, String> {
+    RESERVED_NAMES
+        .iter()
+        .filter(|(alias, _)| expression.contains(alias))
+        .map(|(alias, name)| (alias.to_string(), name.to_string()))
+        .collect()
+}
+
 /// Attempts at unprocessed batch items before giving up.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -130,19 +139,22 @@ impl Table {
     }
 
     /// Puts `item`, replacing what its key holds, when `condition` holds (`None`:
-    /// always); `false` when it did not.
+    /// always; the aliases of [`RESERVED_NAMES`] name those attributes); `false` when it
+    /// did not.
     pub async fn put_when(
         &self,
         item: Item,
         condition: Option<&str>,
         values: Item,
     ) -> Result<bool, ApiError> {
+        let names = reserved_names(condition.unwrap_or_default());
         let result = self
             .client
             .put_item()
             .table_name(&self.name)
             .set_item(Some(item))
             .set_condition_expression(condition.map(str::to_string))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .send()
             .await;
@@ -182,12 +194,7 @@ impl Table {
         condition: Option<&str>,
         values: Item,
     ) -> Result<Option<Item>, ApiError> {
-        let text = format!("{update} {}", condition.unwrap_or_default());
-        let names: HashMap<String, String> = RESERVED_NAMES
-            .iter()
-            .filter(|(alias, _)| text.contains(alias))
-            .map(|(alias, name)| (alias.to_string(), name.to_string()))
-            .collect();
+        let names = reserved_names(&format!("{update} {}", condition.unwrap_or_default()));
         let result = self
             .client
             .update_item()

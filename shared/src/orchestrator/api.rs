@@ -1,0 +1,591 @@
+//! The orchestrator's operations (seed 003), each within one account: registering
+//! problems, algorithms and data (which makes learnuplet chains), requesting predictions,
+//! the compute side's claim and reports, and reading the collections.
+//!
+//! Answers follow the seed (`{"new_problem": …}`, `{"new_algo": …, "new_learnuplets":
+//! n}`, …); errors are the shared registry's: 12027 for a bad body, 40022 for a document
+//! or blob that is not there, 40023 for a uuid already taken, 40024 for an uplet not in
+//! the state the call needs (a second claim, a report of an unclaimed uplet).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::store::{self, blob_key};
+use super::{Algo, Collection, Data, Learnuplet, Preduplet, Problem, UpletStatus, chains};
+use crate::Services;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::blobs;
+use crate::timestamps;
+
+/// How long a claim holds before the uplet may be handed out again (the seed's compute
+/// default: 20 minutes to learn or predict, and a margin).
+pub const LEASE: Duration = Duration::from_secs(25 * 60);
+/// Most training data items per learnuplet.
+pub const SIZE_TRAIN_DATASET_MAX: u32 = 10_000;
+
+/// One uuid or a list of them, as `POST /data` takes them.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One uuid.
+    One(Uuid),
+    /// Several.
+    Many(Vec<Uuid>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<Uuid> {
+        match self {
+            OneOrMany::One(id) => vec![id],
+            OneOrMany::Many(ids) => ids,
+        }
+    }
+}
+
+/// Body of `POST /orchestrator/problem`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProblem {
+    /// Its uuid.
+    pub uuid: Uuid,
+    /// Storage uuid of its workflow (uploaded first).
+    pub workflow: Uuid,
+    /// Data uuids kept for testing.
+    pub test_dataset: Vec<Uuid>,
+    /// Training data per learnuplet (1 to 10,000).
+    pub size_train_dataset: u32,
+}
+
+/// Body of `POST /orchestrator/algo`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAlgo {
+    /// Its uuid (its archive uploaded first under it).
+    pub uuid: Uuid,
+    /// Its name.
+    pub name: String,
+    /// The problem it solves.
+    pub problem: Uuid,
+}
+
+/// Body of `POST /orchestrator/data`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewData {
+    /// A data uuid or a list (each uploaded first under it).
+    pub uuid: OneOrMany,
+    /// A problem uuid or a list.
+    pub problems: OneOrMany,
+}
+
+/// Body of `POST /orchestrator/prediction`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrediction {
+    /// Data to predict on (uploaded first).
+    pub data: Vec<Uuid>,
+    /// The problem.
+    pub problem: Uuid,
+}
+
+/// Body of `POST /orchestrator/worker/{uplet_type}/{uuid}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// The worker's uuid.
+    pub worker: Uuid,
+}
+
+/// Body of `POST /orchestrator/learndone/{uuid}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnDone {
+    /// `done` or `failed`.
+    pub status: UpletStatus,
+    /// Performance on the test data (with `done`).
+    pub perf: Option<f64>,
+    /// Per training data item.
+    pub train_perf: Option<Vec<f64>>,
+    /// Per test data item.
+    pub test_perf: Option<Vec<f64>>,
+    /// Why it failed (with `failed`).
+    pub error: Option<String>,
+}
+
+/// Body of `POST /orchestrator/preddone/{uuid}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredDone {
+    /// `done` or `failed`.
+    pub status: UpletStatus,
+    /// Storage uuid of the predictions (with `done`).
+    pub prediction_storage_uuid: Option<Uuid>,
+}
+
+fn not_found(what: &str, uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::DocumentNotFound,
+        format!("{what} '{uuid}' not found"),
+    )
+}
+
+fn now() -> String {
+    timestamps::format(timestamps::now())
+}
+
+async fn require_blob(
+    svc: &Services,
+    account_id: Uuid,
+    what: &str,
+    uuid: Uuid,
+) -> Result<(), ApiError> {
+    if blobs::head(svc, &blob_key(account_id, uuid))
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::new(
+            ErrorCode::DocumentNotFound,
+            format!("{what} '{uuid}' is not in storage (upload it first)"),
+        ));
+    }
+    Ok(())
+}
+
+async fn require<T: serde::de::DeserializeOwned>(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    uuid: Uuid,
+) -> Result<T, ApiError> {
+    store::get(svc, account_id, collection, uuid)
+        .await?
+        .ok_or_else(|| not_found(collection.name(), uuid))
+}
+
+async fn insert_new<T: Serialize>(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    uuid: Uuid,
+    doc: &T,
+) -> Result<(), ApiError> {
+    if store::insert(svc, account_id, collection, uuid, doc).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::DocumentExists,
+            format!("{} '{uuid}' exists already", collection.name()),
+        ))
+    }
+}
+
+/// `POST /problem`.
+pub async fn post_problem(
+    svc: &Services,
+    account_id: Uuid,
+    new: NewProblem,
+) -> Result<Value, ApiError> {
+    if !(1..=SIZE_TRAIN_DATASET_MAX).contains(&new.size_train_dataset) {
+        return Err(ApiError::bad_json(format!(
+            "size_train_dataset must be 1 to {SIZE_TRAIN_DATASET_MAX}"
+        )));
+    }
+    require_blob(svc, account_id, "workflow", new.workflow).await?;
+    let problem = Problem {
+        uuid: new.uuid,
+        workflow: new.workflow,
+        test_dataset: new.test_dataset,
+        size_train_dataset: new.size_train_dataset,
+        timestamp_upload: now(),
+    };
+    insert_new(svc, account_id, Collection::Problem, problem.uuid, &problem).await?;
+    Ok(json!({"new_problem": problem}))
+}
+
+/// The training data of a problem: its data minus its test data, in registration order.
+async fn training_data(
+    svc: &Services,
+    account_id: Uuid,
+    problem: &Problem,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut data: Vec<Data> = store::all(svc, account_id, Collection::Data).await?;
+    data.retain(|d| d.problems.contains(&problem.uuid) && !problem.test_dataset.contains(&d.uuid));
+    data.sort_by(|a, b| {
+        a.timestamp_upload
+            .cmp(&b.timestamp_upload)
+            .then(a.uuid.cmp(&b.uuid))
+    });
+    Ok(data.into_iter().map(|d| d.uuid).collect())
+}
+
+async fn insert_chain(
+    svc: &Services,
+    account_id: Uuid,
+    chain: &[Learnuplet],
+) -> Result<(), ApiError> {
+    for uplet in chain {
+        insert_new(svc, account_id, Collection::Learnuplet, uplet.uuid, uplet).await?;
+    }
+    Ok(())
+}
+
+/// `POST /algo`: registers the algorithm and makes its chain over the problem's
+/// training data.
+pub async fn post_algo(svc: &Services, account_id: Uuid, new: NewAlgo) -> Result<Value, ApiError> {
+    let problem: Problem = require(svc, account_id, Collection::Problem, new.problem).await?;
+    require_blob(svc, account_id, "algo", new.uuid).await?;
+    crate::objects::check_text("name", Some(&new.name), 128)?;
+    let algo = Algo {
+        uuid: new.uuid,
+        name: new.name,
+        problem: new.problem,
+        timestamp_upload: now(),
+    };
+    insert_new(svc, account_id, Collection::Algo, algo.uuid, &algo).await?;
+    let train = training_data(svc, account_id, &problem).await?;
+    let chain = chains::new_chain(
+        problem.uuid,
+        problem.workflow,
+        algo.uuid,
+        &train,
+        &problem.test_dataset,
+        problem.size_train_dataset as usize,
+        0,
+        algo.uuid,
+        &now(),
+    );
+    insert_chain(svc, account_id, &chain).await?;
+    Ok(json!({"new_algo": algo, "new_learnuplets": chain.len()}))
+}
+
+/// `POST /data`: registers the data and appends, for every algorithm of each problem, a
+/// chain over the new training data after its last rank, from its best model so far.
+pub async fn post_data(svc: &Services, account_id: Uuid, new: NewData) -> Result<Value, ApiError> {
+    let uuids = new.uuid.into_vec();
+    let problem_ids = new.problems.into_vec();
+    if uuids.is_empty() || problem_ids.is_empty() {
+        return Err(ApiError::bad_json(
+            "uuid and problems must name at least one each",
+        ));
+    }
+    let mut problems = Vec::new();
+    for id in &problem_ids {
+        problems.push(require::<Problem>(svc, account_id, Collection::Problem, *id).await?);
+    }
+    for uuid in &uuids {
+        require_blob(svc, account_id, "data", *uuid).await?;
+    }
+    let stamp = now();
+    let mut made = Vec::new();
+    for uuid in &uuids {
+        let data = Data {
+            uuid: *uuid,
+            problems: problem_ids.clone(),
+            timestamp_upload: stamp.clone(),
+        };
+        insert_new(svc, account_id, Collection::Data, data.uuid, &data).await?;
+        made.push(data);
+    }
+    let algos: Vec<Algo> = store::all(svc, account_id, Collection::Algo).await?;
+    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    let mut new_learnuplets = 0;
+    for problem in &problems {
+        let train: Vec<Uuid> = uuids
+            .iter()
+            .copied()
+            .filter(|u| !problem.test_dataset.contains(u))
+            .collect();
+        for algo in algos.iter().filter(|a| a.problem == problem.uuid) {
+            let start = chains::next_rank(&uplets, algo.uuid);
+            let model_start = chains::best(uplets.iter().filter(|u| u.algo == algo.uuid))
+                .map(|b| b.model_end)
+                .unwrap_or(algo.uuid);
+            let chain = chains::new_chain(
+                problem.uuid,
+                problem.workflow,
+                algo.uuid,
+                &train,
+                &problem.test_dataset,
+                problem.size_train_dataset as usize,
+                start,
+                model_start,
+                &stamp,
+            );
+            insert_chain(svc, account_id, &chain).await?;
+            new_learnuplets += chain.len();
+        }
+    }
+    Ok(json!({"new_datas": made, "new_learnuplets": new_learnuplets}))
+}
+
+/// `POST /prediction`: a preduplet on `data` from the problem's best model.
+pub async fn post_prediction(
+    svc: &Services,
+    account_id: Uuid,
+    new: NewPrediction,
+) -> Result<Value, ApiError> {
+    let problem: Problem = require(svc, account_id, Collection::Problem, new.problem).await?;
+    if new.data.is_empty() {
+        return Err(ApiError::bad_json("data must name at least one data uuid"));
+    }
+    for uuid in &new.data {
+        require_blob(svc, account_id, "data", *uuid).await?;
+    }
+    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    let best =
+        chains::best(uplets.iter().filter(|u| u.problem == problem.uuid)).ok_or_else(|| {
+            ApiError::bad_json(format!(
+                "problem '{}' has no trained model yet",
+                problem.uuid
+            ))
+        })?;
+    let preduplet = Preduplet {
+        uuid: Uuid::new_v4(),
+        problem: problem.uuid,
+        workflow: problem.workflow,
+        data: new.data,
+        model: best.model_end,
+        worker: None,
+        status: UpletStatus::Todo,
+        prediction_storage_uuid: None,
+        timestamp_request: now(),
+        timestamp_done: None,
+        attempts: 0,
+        lease_until: None,
+    };
+    insert_new(
+        svc,
+        account_id,
+        Collection::Preduplet,
+        preduplet.uuid,
+        &preduplet,
+    )
+    .await?;
+    Ok(json!({"new_preduplets": 1, "preduplet": preduplet.uuid}))
+}
+
+fn conflict(detail: String) -> ApiError {
+    ApiError::new(ErrorCode::UpletConflict, detail)
+}
+
+/// `POST /worker/learnuplet/{uuid}`: the compute side claims a runnable learnuplet
+/// (`todo` with its `model_start`) — a compare-and-set: a second claim is 40024.
+pub async fn claim_learnuplet(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    claim: Claim,
+) -> Result<Value, ApiError> {
+    let mut uplet: Learnuplet = require(svc, account_id, Collection::Learnuplet, uuid).await?;
+    if !chains::runnable(&uplet) {
+        return Err(conflict(format!(
+            "learnuplet '{uuid}' is not runnable (status {:?}{})",
+            uplet.status,
+            if uplet.model_start.is_none() {
+                ", waiting for its model"
+            } else {
+                ""
+            }
+        )));
+    }
+    uplet.status = UpletStatus::Pending;
+    uplet.worker = Some(claim.worker);
+    uplet.attempts += 1;
+    uplet.lease_until = Some(lease_end());
+    if !store::replace_if_status(
+        svc,
+        account_id,
+        Collection::Learnuplet,
+        uuid,
+        &uplet,
+        Some("todo"),
+    )
+    .await?
+    {
+        return Err(conflict(format!(
+            "learnuplet '{uuid}' was claimed meanwhile"
+        )));
+    }
+    Ok(json!({"learnuplet_worker_set": uuid}))
+}
+
+/// `POST /worker/preduplet/{uuid}`.
+pub async fn claim_preduplet(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    claim: Claim,
+) -> Result<Value, ApiError> {
+    let mut uplet: Preduplet = require(svc, account_id, Collection::Preduplet, uuid).await?;
+    if uplet.status != UpletStatus::Todo {
+        return Err(conflict(format!(
+            "preduplet '{uuid}' is {:?}, not todo",
+            uplet.status
+        )));
+    }
+    uplet.status = UpletStatus::Pending;
+    uplet.worker = Some(claim.worker);
+    uplet.attempts += 1;
+    uplet.lease_until = Some(lease_end());
+    if !store::replace_if_status(
+        svc,
+        account_id,
+        Collection::Preduplet,
+        uuid,
+        &uplet,
+        Some("todo"),
+    )
+    .await?
+    {
+        return Err(conflict(format!(
+            "preduplet '{uuid}' was claimed meanwhile"
+        )));
+    }
+    Ok(json!({"preduplet_worker_set": uuid}))
+}
+
+fn lease_end() -> String {
+    timestamps::format(timestamps::now() + chrono::Duration::from_std(LEASE).unwrap_or_default())
+}
+
+/// `POST /learndone/{uuid}`: ends a claimed learnuplet; the next rank of its algorithm
+/// gets the best model so far as its `model_start` (and becomes runnable).
+pub async fn learndone(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    report: LearnDone,
+) -> Result<Value, ApiError> {
+    if !matches!(report.status, UpletStatus::Done | UpletStatus::Failed) {
+        return Err(ApiError::bad_json("status must be done or failed"));
+    }
+    if report.status == UpletStatus::Done && !report.perf.is_some_and(f64::is_finite) {
+        return Err(ApiError::bad_json(
+            "a done learnuplet reports a finite perf",
+        ));
+    }
+    let mut uplet: Learnuplet = require(svc, account_id, Collection::Learnuplet, uuid).await?;
+    if uplet.status != UpletStatus::Pending {
+        return Err(conflict(format!(
+            "learnuplet '{uuid}' is {:?}, not pending",
+            uplet.status
+        )));
+    }
+    uplet.status = report.status;
+    uplet.perf = report.perf;
+    uplet.train_perf = report.train_perf;
+    uplet.test_perf = report.test_perf;
+    uplet.error = report.error;
+    uplet.timestamp_done = Some(now());
+    uplet.lease_until = None;
+    if !store::replace_if_status(
+        svc,
+        account_id,
+        Collection::Learnuplet,
+        uuid,
+        &uplet,
+        Some("pending"),
+    )
+    .await?
+    {
+        return Err(conflict(format!(
+            "learnuplet '{uuid}' was reported meanwhile"
+        )));
+    }
+    advance(svc, account_id, &uplet).await?;
+    Ok(json!({"updated_learnuplet": uuid}))
+}
+
+/// Gives the next rank after `ended` its model, if it still waits for one. Repeating it
+/// changes nothing (the next rank is written only while it has no model).
+pub async fn advance(svc: &Services, account_id: Uuid, ended: &Learnuplet) -> Result<(), ApiError> {
+    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    let mine: Vec<Learnuplet> = uplets
+        .into_iter()
+        .filter(|u| u.algo == ended.algo)
+        .collect();
+    if let Some((next, model)) = chains::next_after(&mine, ended) {
+        let mut next = next.clone();
+        next.model_start = Some(model);
+        store::replace_if_status(
+            svc,
+            account_id,
+            Collection::Learnuplet,
+            next.uuid,
+            &next,
+            Some("todo"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `POST /preddone/{uuid}`.
+pub async fn preddone(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    report: PredDone,
+) -> Result<Value, ApiError> {
+    if !matches!(report.status, UpletStatus::Done | UpletStatus::Failed) {
+        return Err(ApiError::bad_json("status must be done or failed"));
+    }
+    let mut uplet: Preduplet = require(svc, account_id, Collection::Preduplet, uuid).await?;
+    if uplet.status != UpletStatus::Pending {
+        return Err(conflict(format!(
+            "preduplet '{uuid}' is {:?}, not pending",
+            uplet.status
+        )));
+    }
+    if report.status == UpletStatus::Done {
+        let Some(stored) = report.prediction_storage_uuid else {
+            return Err(ApiError::bad_json(
+                "a done preduplet names its prediction_storage_uuid",
+            ));
+        };
+        require_blob(svc, account_id, "prediction", stored).await?;
+    }
+    uplet.status = report.status;
+    uplet.prediction_storage_uuid = report.prediction_storage_uuid;
+    uplet.timestamp_done = Some(now());
+    uplet.lease_until = None;
+    if !store::replace_if_status(
+        svc,
+        account_id,
+        Collection::Preduplet,
+        uuid,
+        &uplet,
+        Some("pending"),
+    )
+    .await?
+    {
+        return Err(conflict(format!(
+            "preduplet '{uuid}' was reported meanwhile"
+        )));
+    }
+    Ok(json!({"updated_preduplet": uuid}))
+}
+
+/// `GET /{collection}`: `{"<collection>s": [...]}`, filtered by field values.
+pub async fn list(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    filters: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let docs = store::matching(svc, account_id, collection, filters).await?;
+    Ok(json!({ collection.plural(): docs }))
+}
+
+/// `GET /{collection}/{uuid}`.
+pub async fn get(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    uuid: Uuid,
+) -> Result<Value, ApiError> {
+    require::<Value>(svc, account_id, collection, uuid).await
+}

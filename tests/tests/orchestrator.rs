@@ -1,0 +1,344 @@
+//! The orchestrator's domain operations against the local stack (documents in DynamoDB,
+//! blobs in S3): chains made by algorithms and data, the claim's compare-and-set, the
+//! best model passed rank to rank, predictions from the best model, accounts apart.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use fanout::Services;
+use fanout::error::ErrorCode;
+use fanout::orchestrator::api::{
+    self, Claim, LearnDone, NewAlgo, NewData, NewPrediction, NewProblem, OneOrMany, PredDone,
+};
+use fanout::orchestrator::store::blob_key;
+use fanout::orchestrator::{Collection, UpletStatus};
+use fanout::store::blobs;
+use fanout_e2e::stack;
+
+async fn upload(svc: &Services, account: Uuid) -> Uuid {
+    let uuid = Uuid::new_v4();
+    blobs::put(
+        svc,
+        &blob_key(account, uuid),
+        b"blob".to_vec(),
+        "application/octet-stream",
+    )
+    .await
+    .unwrap();
+    uuid
+}
+
+async fn learnuplets(svc: &Services, account: Uuid, filters: &[(&str, String)]) -> Vec<Value> {
+    let filters: Vec<(String, String)> = filters
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut all = api::list(svc, account, Collection::Learnuplet, &filters)
+        .await
+        .unwrap()["learnuplets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    all.sort_by_key(|u| u["rank"].as_u64());
+    all
+}
+
+fn id(v: &Value) -> Uuid {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chains_advance_from_the_best_model_and_predictions_use_it() {
+    let svc = &stack().services;
+    let account = Uuid::new_v4();
+    let workflow = upload(svc, account).await;
+    let mut data = Vec::new();
+    for _ in 0..5 {
+        data.push(upload(svc, account).await);
+    }
+    let test = vec![data[4]];
+    let problem = Uuid::new_v4();
+
+    // The workflow must be in storage; sizes are checked.
+    let bad = api::post_problem(
+        svc,
+        account,
+        NewProblem {
+            uuid: problem,
+            workflow: Uuid::new_v4(),
+            test_dataset: test.clone(),
+            size_train_dataset: 2,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::DocumentNotFound);
+    let made = api::post_problem(
+        svc,
+        account,
+        NewProblem {
+            uuid: problem,
+            workflow,
+            test_dataset: test.clone(),
+            size_train_dataset: 2,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(made["new_problem"]["uuid"], problem.to_string());
+    let again = api::post_problem(
+        svc,
+        account,
+        NewProblem {
+            uuid: problem,
+            workflow,
+            test_dataset: test.clone(),
+            size_train_dataset: 2,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.code, ErrorCode::DocumentExists);
+
+    // Four training items and one test item, then an algo: a chain of two ranks.
+    let added = api::post_data(
+        svc,
+        account,
+        NewData {
+            uuid: OneOrMany::Many(data[..4].to_vec()),
+            problems: OneOrMany::One(problem),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(added["new_learnuplets"], 0, "no algo yet");
+    api::post_data(
+        svc,
+        account,
+        NewData {
+            uuid: OneOrMany::One(data[4]),
+            problems: OneOrMany::One(problem),
+        },
+    )
+    .await
+    .unwrap();
+    let algo = upload(svc, account).await;
+    let registered = api::post_algo(
+        svc,
+        account,
+        NewAlgo {
+            uuid: algo,
+            name: "forest".into(),
+            problem,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(registered["new_learnuplets"], 2);
+    let chain = learnuplets(svc, account, &[("algo", algo.to_string())]).await;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain[0]["model_start"], algo.to_string());
+    assert!(chain[1]["model_start"].is_null());
+    assert!(
+        chain
+            .iter()
+            .all(|u| u["test_data"] == serde_json::json!([data[4]]))
+    );
+
+    // Only the head can be claimed, once.
+    let head = id(&chain[0]["uuid"]);
+    let second = id(&chain[1]["uuid"]);
+    let waiting = api::claim_learnuplet(
+        svc,
+        account,
+        second,
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(waiting.code, ErrorCode::UpletConflict);
+    let (a, b) = tokio::join!(
+        api::claim_learnuplet(
+            svc,
+            account,
+            head,
+            Claim {
+                worker: Uuid::new_v4()
+            }
+        ),
+        api::claim_learnuplet(
+            svc,
+            account,
+            head,
+            Claim {
+                worker: Uuid::new_v4()
+            }
+        ),
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+
+    // No trained model yet: no prediction.
+    let early = api::post_prediction(
+        svc,
+        account,
+        NewPrediction {
+            data: vec![data[0]],
+            problem,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(early.code, ErrorCode::BadJson);
+
+    // Done: the next rank starts from the head's model.
+    api::learndone(
+        svc,
+        account,
+        head,
+        LearnDone {
+            status: UpletStatus::Done,
+            perf: Some(0.9),
+            train_perf: Some(vec![0.9, 0.8]),
+            test_perf: Some(vec![0.9]),
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    let chain = learnuplets(svc, account, &[("algo", algo.to_string())]).await;
+    assert_eq!(chain[0]["status"], "done");
+    assert_eq!(chain[1]["model_start"], chain[0]["model_end"]);
+    // A second report of the same learnuplet is refused and changes nothing.
+    let twice = api::learndone(
+        svc,
+        account,
+        head,
+        LearnDone {
+            status: UpletStatus::Done,
+            perf: Some(0.1),
+            train_perf: None,
+            test_perf: None,
+            error: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(twice.code, ErrorCode::UpletConflict);
+
+    // Rank 1 does worse; new data appends rank 2 from rank 0's (the best) model.
+    api::claim_learnuplet(
+        svc,
+        account,
+        second,
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap();
+    api::learndone(
+        svc,
+        account,
+        second,
+        LearnDone {
+            status: UpletStatus::Done,
+            perf: Some(0.5),
+            train_perf: None,
+            test_perf: None,
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    let more = upload(svc, account).await;
+    let appended = api::post_data(
+        svc,
+        account,
+        NewData {
+            uuid: OneOrMany::One(more),
+            problems: OneOrMany::Many(vec![problem]),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(appended["new_learnuplets"], 1);
+    let chain = learnuplets(svc, account, &[("algo", algo.to_string())]).await;
+    assert_eq!(chain.len(), 3);
+    assert_eq!(chain[2]["rank"], 2);
+    assert_eq!(chain[2]["model_start"], chain[0]["model_end"]);
+    assert_eq!(chain[2]["train_data"], serde_json::json!([more]));
+
+    // A prediction uses the best model; its report needs the stored predictions.
+    let predicted = api::post_prediction(
+        svc,
+        account,
+        NewPrediction {
+            data: vec![data[4]],
+            problem,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(predicted["new_preduplets"], 1);
+    let pred = id(&predicted["preduplet"]);
+    let doc = api::get(svc, account, Collection::Preduplet, pred)
+        .await
+        .unwrap();
+    assert_eq!(doc["model"], chain[0]["model_end"]);
+    assert_eq!(doc["status"], "todo");
+    api::claim_preduplet(
+        svc,
+        account,
+        pred,
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap();
+    let missing = api::preddone(
+        svc,
+        account,
+        pred,
+        PredDone {
+            status: UpletStatus::Done,
+            prediction_storage_uuid: Some(Uuid::new_v4()),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::DocumentNotFound);
+    let stored = upload(svc, account).await;
+    api::preddone(
+        svc,
+        account,
+        pred,
+        PredDone {
+            status: UpletStatus::Done,
+            prediction_storage_uuid: Some(stored),
+        },
+    )
+    .await
+    .unwrap();
+    let doc = api::get(svc, account, Collection::Preduplet, pred)
+        .await
+        .unwrap();
+    assert_eq!(doc["status"], "done");
+    assert_eq!(doc["prediction_storage_uuid"], stored.to_string());
+
+    // Filters, and another account sees nothing.
+    let done = learnuplets(svc, account, &[("status", "done".into())]).await;
+    assert_eq!(done.len(), 2);
+    let other = Uuid::new_v4();
+    let none = api::get(svc, other, Collection::Problem, problem)
+        .await
+        .unwrap_err();
+    assert_eq!(none.code, ErrorCode::DocumentNotFound);
+    assert!(learnuplets(svc, other, &[]).await.is_empty());
+}
