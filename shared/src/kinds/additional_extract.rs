@@ -31,7 +31,6 @@ use super::{
 use crate::Services;
 use crate::descriptor::{self, FACERES_VERSION};
 use crate::error::ApiError;
-use crate::objects::{events, faces};
 use crate::tasks::model::TaskType;
 use crate::timestamps;
 
@@ -160,36 +159,24 @@ impl TaskKind for AdditionalExtract {
         if stage > 0 {
             return Ok(Vec::new());
         }
-        let mut content: AdditionalExtractContent = task.content()?;
+        let content: AdditionalExtractContent = task.content()?;
+        let mut filters = content.filters.clone();
         let account_id = task.task.account_id;
         let created = timestamps::parse(&task.task.create_time).unwrap_or_else(timestamps::now);
-        let mut ids = Vec::new();
-        match content.objects_type {
-            ObjectsType::Faces => {
-                let filter = face_filter(&mut content.filters, account_id, created)?;
-                faces::visit_matching(task.svc, &filter, |face| {
-                    if face.image.is_some() && content.lacks(face.descriptor_version, false) {
-                        ids.push(face.face_id);
-                    }
-                    limits::keep_listing(ids.len())
-                })
-                .await?;
-            }
-            ObjectsType::Events => {
-                let filter = event_filter(&mut content.filters, account_id, created)?;
-                events::visit_matching(task.svc, &filter, |event| {
-                    let e = &event.event;
-                    if event.image.is_some()
-                        && content
-                            .lacks(e.descriptor_version, e.age.is_some() && e.gender.is_some())
-                    {
-                        ids.push(e.event_id);
-                    }
-                    limits::keep_listing(ids.len())
-                })
-                .await?;
-            }
-        }
+        let ids = super::selected_ids(
+            task.svc,
+            content.objects_type,
+            &mut filters,
+            account_id,
+            created,
+            |face| face.image.is_some() && content.lacks(face.descriptor_version, false),
+            |event| {
+                let e = &event.event;
+                event.image.is_some()
+                    && content.lacks(e.descriptor_version, e.age.is_some() && e.gender.is_some())
+            },
+        )
+        .await?;
         limits::check_objects(ids.len())?;
         limits::check_subtasks(
             task.task.count_task_parts_all,
@@ -214,10 +201,7 @@ impl TaskKind for AdditionalExtract {
         #[cfg(not(feature = "vision"))]
         {
             let _ = subtask;
-            Err(ApiError::internal(
-                "additional_extract",
-                "this binary is built without the vision module (workers run it)",
-            ))
+            Err(super::without_vision("additional_extract"))
         }
     }
 
@@ -256,7 +240,7 @@ mod run {
     use super::*;
     use crate::descriptor::Descriptor;
     use crate::error::ErrorCode;
-    use crate::objects::images;
+    use crate::objects::{events, faces, images};
     use crate::vision::estimate;
     use crate::vision::faces::Wanted;
 

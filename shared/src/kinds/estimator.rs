@@ -30,7 +30,7 @@ use super::{
 use crate::Services;
 use crate::descriptor::{self, FACERES_VERSION};
 use crate::error::{ApiError, ErrorCode};
-use crate::objects::{events, faces, lists, uploads};
+use crate::objects::{lists, uploads};
 use crate::store::blobs;
 use crate::store::unzip::{self, Entry};
 use crate::tasks::model::{SubtaskStatus, TaskType};
@@ -467,7 +467,7 @@ impl TaskKind for Estimator {
         #[cfg(not(feature = "vision"))]
         {
             let _ = subtask;
-            Err(no_vision())
+            Err(super::without_vision("estimator"))
         }
     }
 
@@ -523,14 +523,6 @@ fn image_error(code: u32, detail: &str) -> ApiError {
     ApiError::new(code, detail.to_string())
 }
 
-#[cfg(not(feature = "vision"))]
-fn no_vision() -> ApiError {
-    ApiError::internal(
-        "estimator",
-        "this binary is built without the vision module (workers run it)",
-    )
-}
-
 /// Every image of the task's source, in input order.
 async fn list_items(
     task: &TaskContext<'_>,
@@ -569,24 +561,30 @@ async fn list_items(
         }
         Source::Keys { keys } => items.extend(keys.iter().cloned().map(Item::Key)),
         Source::Faces { filters } => {
-            let filter = face_filter(filters, account_id, created)?;
-            faces::visit_matching(task.svc, &filter, |face| {
-                if face.image.is_some() {
-                    items.push(Item::FaceId(face.face_id));
-                }
-                limits::keep_listing(items.len())
-            })
+            let ids = super::selected_ids(
+                task.svc,
+                ObjectsType::Faces,
+                filters,
+                account_id,
+                created,
+                |face| face.image.is_some(),
+                |_| false,
+            )
             .await?;
+            items.extend(ids.into_iter().map(Item::FaceId));
         }
         Source::Events { filters } => {
-            let filter = event_filter(filters, account_id, created)?;
-            events::visit_matching(task.svc, &filter, |event| {
-                if event.image.is_some() {
-                    items.push(Item::EventId(event.event.event_id));
-                }
-                limits::keep_listing(items.len())
-            })
+            let ids = super::selected_ids(
+                task.svc,
+                ObjectsType::Events,
+                filters,
+                account_id,
+                created,
+                |_| false,
+                |event| event.image.is_some(),
+            )
             .await?;
+            items.extend(ids.into_iter().map(Item::EventId));
         }
     }
     if items.len() > IMAGES_MAX {
@@ -611,8 +609,8 @@ mod run {
 
     use super::*;
     use crate::objects::events::{NewEvent, NewEvents};
-    use crate::objects::faces::NewFace;
-    use crate::objects::images;
+    use crate::objects::faces::{self, NewFace};
+    use crate::objects::{events, images};
     use crate::vision::estimate::{self, Analysed};
     use crate::vision::faces::{EMOTIONS, Face, Wanted};
 

@@ -21,7 +21,6 @@ use super::{
 };
 use crate::Services;
 use crate::error::ApiError;
-use crate::objects::{events, faces};
 use crate::tasks::model::TaskType;
 use crate::timestamps;
 
@@ -97,25 +96,16 @@ impl TaskKind for Exporter {
         let mut content: ExporterContent = task.content()?;
         let account_id = task.task.account_id;
         let created = timestamps::parse(&task.task.create_time).unwrap_or_else(timestamps::now);
-        let mut ids = Vec::new();
-        match content.objects_type {
-            ObjectsType::Faces => {
-                let filter = face_filter(&mut content.filters, account_id, created)?;
-                faces::visit_matching(task.svc, &filter, |face| {
-                    ids.push(face.face_id);
-                    limits::keep_listing(ids.len())
-                })
-                .await?;
-            }
-            ObjectsType::Events => {
-                let filter = event_filter(&mut content.filters, account_id, created)?;
-                events::visit_matching(task.svc, &filter, |event| {
-                    ids.push(event.event.event_id);
-                    limits::keep_listing(ids.len())
-                })
-                .await?;
-            }
-        }
+        let ids = super::selected_ids(
+            task.svc,
+            content.objects_type,
+            &mut content.filters,
+            account_id,
+            created,
+            |_| true,
+            |_| true,
+        )
+        .await?;
         limits::check_objects(ids.len())?;
         let parts = limits::chunks(ids.len() as u64, rows::ROWS_PER_PART);
         limits::check_subtasks(task.task.count_task_parts_all, parts)?;

@@ -327,6 +327,52 @@ impl CancelFlag {
     }
 }
 
+/// The error of a vision kind's subtask in a binary built without the vision module
+/// (only the workers carry it; an API function never runs subtasks).
+pub fn without_vision(kind: &str) -> ApiError {
+    ApiError::internal(
+        kind,
+        "this binary is built without the vision module (workers run it)",
+    )
+}
+
+/// The ids of the faces or events a task selects (its `filters`, the creation time
+/// frozen at `created`) that `keep` accepts, newest first, within the listing limit.
+pub async fn selected_ids(
+    svc: &Services,
+    objects_type: linker::ObjectsType,
+    filters: &mut serde_json::Map<String, Value>,
+    account_id: Uuid,
+    created: DateTime<Utc>,
+    mut keep_face: impl FnMut(&faces::FaceRecord) -> bool,
+    mut keep_event: impl FnMut(&events::EventRecord) -> bool,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut ids = Vec::new();
+    match objects_type {
+        linker::ObjectsType::Faces => {
+            let filter = face_filter(filters, account_id, created)?;
+            faces::visit_matching(svc, &filter, |face| {
+                if keep_face(&face) {
+                    ids.push(face.face_id);
+                }
+                limits::keep_listing(ids.len())
+            })
+            .await?;
+        }
+        linker::ObjectsType::Events => {
+            let filter = event_filter(filters, account_id, created)?;
+            events::visit_matching(svc, &filter, |event| {
+                if keep_event(&event) {
+                    ids.push(event.event.event_id);
+                }
+                limits::keep_listing(ids.len())
+            })
+            .await?;
+        }
+    }
+    Ok(ids)
+}
+
 /// Parses a JSON content object into a kind's content type, answering 12027 with the
 /// reason (unknown fields, wrong types, missing fields).
 pub fn parse_content<T: DeserializeOwned>(content: Value) -> Result<T, ApiError> {

@@ -325,19 +325,11 @@ impl FaceFilter {
 
 /// Creates a face, and its memberships, in one transaction.
 pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiError> {
-    let mut lists = new.lists.clone().unwrap_or_default();
-    lists.sort();
-    lists.dedup();
-    if lists.len() > LISTS_ON_CREATE_MAX {
-        return Err(ApiError::bad_json(format!(
-            "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
-        )));
-    }
+    let lists = creation_lists(&new)?;
     let mut record = new_record(svc, new)?;
     record.created_lists = lists.clone();
     let face_id = record.face_id;
     super::lists::require_all(svc, record.account_id, &lists).await?;
-    let account_id = record.account_id;
     if lists.is_empty() {
         // One item with a fresh random id: a plain put, no transaction needed.
         svc.table
@@ -348,25 +340,57 @@ pub async fn create(svc: &Services, new: NewFace) -> Result<FaceCreated, ApiErro
             url: format!("/1/faces/{face_id}"),
         });
     }
-    let table = svc.table.name();
-    let mut writes = vec![put_new_op(table, to_item(&record)?)?];
-    for &list_id in &lists {
-        writes.push(list_exists_check(table, list_id, account_id)?);
-        let membership = MembershipRecord::new(list_id, face_id, account_id);
-        writes.push(put_op(table, to_item(&membership)?)?);
-    }
-    match svc.table.transact(writes).await {
+    match svc
+        .table
+        .transact(creation_writes(svc, &record, &lists)?)
+        .await
+    {
         Ok(()) => Ok(FaceCreated {
             face_id,
             url: format!("/1/faces/{face_id}"),
         }),
         // A list vanished between the check and the write.
-        Err(TransactError::ConditionFailed) => Err(ApiError::new(
-            ErrorCode::ListsNotFound,
-            "One or more lists not found (deleted while the face was created)",
-        )),
+        Err(TransactError::ConditionFailed) => Err(lists_gone()),
         Err(TransactError::Api(err)) => Err(err),
     }
+}
+
+/// The writes of a face's creation: the face, only if new, and per list a check that
+/// the list is the account's and the membership.
+fn creation_writes(
+    svc: &Services,
+    record: &FaceRecord,
+    lists: &[Uuid],
+) -> Result<Vec<TransactWriteItem>, ApiError> {
+    let table = svc.table.name();
+    let mut writes = vec![put_new_op(table, to_item(record)?)?];
+    for &list_id in lists {
+        writes.push(list_exists_check(table, list_id, record.account_id)?);
+        let membership = MembershipRecord::new(list_id, record.face_id, record.account_id);
+        writes.push(put_op(table, to_item(&membership)?)?);
+    }
+    Ok(writes)
+}
+
+/// The lists a new face goes in: sorted, each once, at most [`LISTS_ON_CREATE_MAX`].
+fn creation_lists(new: &NewFace) -> Result<Vec<Uuid>, ApiError> {
+    let mut lists = new.lists.clone().unwrap_or_default();
+    lists.sort();
+    lists.dedup();
+    if lists.len() > LISTS_ON_CREATE_MAX {
+        return Err(ApiError::bad_json(format!(
+            "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
+        )));
+    }
+    Ok(lists)
+}
+
+/// A list of a creation was deleted between its check and the write.
+fn lists_gone() -> ApiError {
+    ApiError::new(
+        ErrorCode::ListsNotFound,
+        "One or more lists not found (deleted while the face was created)",
+    )
 }
 
 /// Creates many faces without lists (a bulk loader: 25 per write call instead of one
@@ -394,39 +418,24 @@ pub async fn create_batch(svc: &Services, batch: Vec<NewFace>) -> Result<Vec<Uui
 /// derives the id from its input, so a retried subtask finds the face it made instead of
 /// making another. `false` when that face exists already.
 pub async fn create_with_id(svc: &Services, face_id: Uuid, new: NewFace) -> Result<bool, ApiError> {
-    let mut lists = new.lists.clone().unwrap_or_default();
-    lists.sort();
-    lists.dedup();
-    if lists.len() > LISTS_ON_CREATE_MAX {
-        return Err(ApiError::bad_json(format!(
-            "a face can be put in at most {LISTS_ON_CREATE_MAX} lists at creation"
-        )));
-    }
+    let lists = creation_lists(&new)?;
     let mut record = new_record_with_id(svc, new, face_id)?;
     record.created_lists = lists.clone();
-    let account_id = record.account_id;
-    let table = svc.table.name();
-    let mut writes = vec![put_new_op(table, to_item(&record)?)?];
-    for &list_id in &lists {
-        writes.push(list_exists_check(table, list_id, account_id)?);
-        let membership = MembershipRecord::new(list_id, face_id, account_id);
-        writes.push(put_op(table, to_item(&membership)?)?);
-    }
-    match svc.table.transact(writes).await {
+    match svc
+        .table
+        .transact(creation_writes(svc, &record, &lists)?)
+        .await
+    {
         Ok(()) => Ok(true),
         Err(TransactError::ConditionFailed) => {
-            if svc
+            let exists = svc
                 .table
                 .get(&keys::face_pk(face_id), keys::FACE_SK)
-                .await?
-                .is_some()
-            {
+                .await?;
+            if exists.is_some() {
                 Ok(false)
             } else {
-                Err(ApiError::new(
-                    ErrorCode::ListsNotFound,
-                    "One or more lists not found (deleted while the face was created)",
-                ))
+                Err(lists_gone())
             }
         }
         Err(TransactError::Api(err)) => Err(err),

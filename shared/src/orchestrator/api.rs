@@ -371,45 +371,84 @@ fn conflict(detail: String) -> ApiError {
     ApiError::new(ErrorCode::UpletConflict, detail)
 }
 
+/// A learnuplet or a preduplet, as the claim sees it.
+trait Uplet: Serialize + serde::de::DeserializeOwned {
+    const COLLECTION: Collection;
+    /// Why it cannot be claimed now, if it cannot.
+    fn unclaimable(&self) -> Option<String>;
+    /// Marks it claimed by `worker` until `lease_until`.
+    fn claim(&mut self, worker: Uuid, lease_until: String);
+}
+
+impl Uplet for Learnuplet {
+    const COLLECTION: Collection = Collection::Learnuplet;
+
+    fn unclaimable(&self) -> Option<String> {
+        (!chains::runnable(self)).then(|| {
+            format!(
+                "is not runnable (status {:?}{})",
+                self.status,
+                if self.model_start.is_none() {
+                    ", waiting for its model"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+
+    fn claim(&mut self, worker: Uuid, lease_until: String) {
+        self.status = UpletStatus::Pending;
+        self.worker = Some(worker);
+        self.attempts += 1;
+        self.lease_until = Some(lease_until);
+    }
+}
+
+impl Uplet for Preduplet {
+    const COLLECTION: Collection = Collection::Preduplet;
+
+    fn unclaimable(&self) -> Option<String> {
+        (self.status != UpletStatus::Todo).then(|| format!("is {:?}, not todo", self.status))
+    }
+
+    fn claim(&mut self, worker: Uuid, lease_until: String) {
+        self.status = UpletStatus::Pending;
+        self.worker = Some(worker);
+        self.attempts += 1;
+        self.lease_until = Some(lease_until);
+    }
+}
+
+/// The claim of an uplet: a compare-and-set from `todo` to `pending`.
+async fn claim<T: Uplet>(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    worker: Uuid,
+) -> Result<Value, ApiError> {
+    let name = T::COLLECTION.name();
+    let mut uplet: T = require(svc, account_id, T::COLLECTION, uuid).await?;
+    if let Some(why) = uplet.unclaimable() {
+        return Err(conflict(format!("{name} '{uuid}' {why}")));
+    }
+    uplet.claim(worker, lease_end());
+    if !store::replace_if_status(svc, account_id, T::COLLECTION, uuid, &uplet, Some("todo")).await?
+    {
+        return Err(conflict(format!("{name} '{uuid}' was claimed meanwhile")));
+    }
+    Ok(json!({ format!("{name}_worker_set"): uuid }))
+}
+
 /// `POST /worker/learnuplet/{uuid}`: the compute side claims a runnable learnuplet
-/// (`todo` with its `model_start`) — a compare-and-set: a second claim is 40024.
+/// (`todo` with its `model_start`); a second claim is 40024.
 pub async fn claim_learnuplet(
     svc: &Services,
     account_id: Uuid,
     uuid: Uuid,
-    claim: Claim,
+    request: Claim,
 ) -> Result<Value, ApiError> {
-    let mut uplet: Learnuplet = require(svc, account_id, Collection::Learnuplet, uuid).await?;
-    if !chains::runnable(&uplet) {
-        return Err(conflict(format!(
-            "learnuplet '{uuid}' is not runnable (status {:?}{})",
-            uplet.status,
-            if uplet.model_start.is_none() {
-                ", waiting for its model"
-            } else {
-                ""
-            }
-        )));
-    }
-    uplet.status = UpletStatus::Pending;
-    uplet.worker = Some(claim.worker);
-    uplet.attempts += 1;
-    uplet.lease_until = Some(lease_end());
-    if !store::replace_if_status(
-        svc,
-        account_id,
-        Collection::Learnuplet,
-        uuid,
-        &uplet,
-        Some("todo"),
-    )
-    .await?
-    {
-        return Err(conflict(format!(
-            "learnuplet '{uuid}' was claimed meanwhile"
-        )));
-    }
-    Ok(json!({"learnuplet_worker_set": uuid}))
+    claim::<Learnuplet>(svc, account_id, uuid, request.worker).await
 }
 
 /// `POST /worker/preduplet/{uuid}`.
@@ -417,34 +456,37 @@ pub async fn claim_preduplet(
     svc: &Services,
     account_id: Uuid,
     uuid: Uuid,
-    claim: Claim,
+    request: Claim,
 ) -> Result<Value, ApiError> {
-    let mut uplet: Preduplet = require(svc, account_id, Collection::Preduplet, uuid).await?;
-    if uplet.status != UpletStatus::Todo {
-        return Err(conflict(format!(
-            "preduplet '{uuid}' is {:?}, not todo",
-            uplet.status
-        )));
+    claim::<Preduplet>(svc, account_id, uuid, request.worker).await
+}
+
+/// Stores an ended uplet if it was still pending (40024 when another report came first).
+async fn end<T: Serialize>(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    uuid: Uuid,
+    uplet: &T,
+) -> Result<(), ApiError> {
+    if store::replace_if_status(svc, account_id, collection, uuid, uplet, Some("pending")).await? {
+        Ok(())
+    } else {
+        Err(conflict(format!(
+            "{} '{uuid}' was reported meanwhile",
+            collection.name()
+        )))
     }
-    uplet.status = UpletStatus::Pending;
-    uplet.worker = Some(claim.worker);
-    uplet.attempts += 1;
-    uplet.lease_until = Some(lease_end());
-    if !store::replace_if_status(
-        svc,
-        account_id,
-        Collection::Preduplet,
-        uuid,
-        &uplet,
-        Some("todo"),
-    )
-    .await?
-    {
-        return Err(conflict(format!(
-            "preduplet '{uuid}' was claimed meanwhile"
-        )));
+}
+
+fn check_ending(status: UpletStatus, current: UpletStatus, what: &str) -> Result<(), ApiError> {
+    if !matches!(status, UpletStatus::Done | UpletStatus::Failed) {
+        return Err(ApiError::bad_json("status must be done or failed"));
     }
-    Ok(json!({"preduplet_worker_set": uuid}))
+    if current != UpletStatus::Pending {
+        return Err(conflict(format!("{what} is {current:?}, not pending")));
+    }
+    Ok(())
 }
 
 fn lease_end() -> String {
@@ -459,21 +501,13 @@ pub async fn learndone(
     uuid: Uuid,
     report: LearnDone,
 ) -> Result<Value, ApiError> {
-    if !matches!(report.status, UpletStatus::Done | UpletStatus::Failed) {
-        return Err(ApiError::bad_json("status must be done or failed"));
-    }
     if report.status == UpletStatus::Done && !report.perf.is_some_and(f64::is_finite) {
         return Err(ApiError::bad_json(
             "a done learnuplet reports a finite perf",
         ));
     }
     let mut uplet: Learnuplet = require(svc, account_id, Collection::Learnuplet, uuid).await?;
-    if uplet.status != UpletStatus::Pending {
-        return Err(conflict(format!(
-            "learnuplet '{uuid}' is {:?}, not pending",
-            uplet.status
-        )));
-    }
+    check_ending(report.status, uplet.status, &format!("learnuplet '{uuid}'"))?;
     uplet.status = report.status;
     uplet.perf = report.perf;
     uplet.train_perf = report.train_perf;
@@ -481,20 +515,7 @@ pub async fn learndone(
     uplet.error = report.error;
     uplet.timestamp_done = Some(now());
     uplet.lease_until = None;
-    if !store::replace_if_status(
-        svc,
-        account_id,
-        Collection::Learnuplet,
-        uuid,
-        &uplet,
-        Some("pending"),
-    )
-    .await?
-    {
-        return Err(conflict(format!(
-            "learnuplet '{uuid}' was reported meanwhile"
-        )));
-    }
+    end(svc, account_id, Collection::Learnuplet, uuid, &uplet).await?;
     advance(svc, account_id, &uplet).await?;
     Ok(json!({"updated_learnuplet": uuid}))
 }
@@ -530,16 +551,8 @@ pub async fn preddone(
     uuid: Uuid,
     report: PredDone,
 ) -> Result<Value, ApiError> {
-    if !matches!(report.status, UpletStatus::Done | UpletStatus::Failed) {
-        return Err(ApiError::bad_json("status must be done or failed"));
-    }
     let mut uplet: Preduplet = require(svc, account_id, Collection::Preduplet, uuid).await?;
-    if uplet.status != UpletStatus::Pending {
-        return Err(conflict(format!(
-            "preduplet '{uuid}' is {:?}, not pending",
-            uplet.status
-        )));
-    }
+    check_ending(report.status, uplet.status, &format!("preduplet '{uuid}'"))?;
     if report.status == UpletStatus::Done {
         let Some(stored) = report.prediction_storage_uuid else {
             return Err(ApiError::bad_json(
@@ -552,20 +565,7 @@ pub async fn preddone(
     uplet.prediction_storage_uuid = report.prediction_storage_uuid;
     uplet.timestamp_done = Some(now());
     uplet.lease_until = None;
-    if !store::replace_if_status(
-        svc,
-        account_id,
-        Collection::Preduplet,
-        uuid,
-        &uplet,
-        Some("pending"),
-    )
-    .await?
-    {
-        return Err(conflict(format!(
-            "preduplet '{uuid}' was reported meanwhile"
-        )));
-    }
+    end(svc, account_id, Collection::Preduplet, uuid, &uplet).await?;
     Ok(json!({"updated_preduplet": uuid}))
 }
 
