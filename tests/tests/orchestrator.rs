@@ -342,3 +342,135 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
     assert_eq!(none.code, ErrorCode::DocumentNotFound);
     assert!(learnuplets(svc, other, &[]).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
+    let svc = &stack().services;
+    let account = Uuid::new_v4();
+    let workflow = upload(svc, account).await;
+    let problem = Uuid::new_v4();
+    api::post_problem(
+        svc,
+        account,
+        NewProblem {
+            uuid: problem,
+            workflow,
+            test_dataset: vec![],
+            size_train_dataset: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let data = vec![upload(svc, account).await, upload(svc, account).await];
+    api::post_data(
+        svc,
+        account,
+        NewData {
+            uuid: OneOrMany::Many(data),
+            problems: OneOrMany::One(problem),
+        },
+    )
+    .await
+    .unwrap();
+    let algo = upload(svc, account).await;
+    api::post_algo(
+        svc,
+        account,
+        NewAlgo {
+            uuid: algo,
+            name: "a".into(),
+            problem,
+        },
+    )
+    .await
+    .unwrap();
+    let chain = learnuplets(svc, account, &[]).await;
+    let head = id(&chain[0]["uuid"]);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+
+    // Nothing is overdue before the lease ends.
+    api::claim_learnuplet(
+        svc,
+        account,
+        head,
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap();
+    let none = api::expire_leases(svc, account, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(none, api::Expired::default());
+    // A dead worker's claim comes back to todo, claimable again, until the attempts run out.
+    for attempt in 1..=api::ATTEMPTS_MAX {
+        let expired = api::expire_leases(svc, account, later).await.unwrap();
+        let doc = api::get(svc, account, Collection::Learnuplet, head)
+            .await
+            .unwrap();
+        assert_eq!(doc["attempts"], attempt);
+        if attempt < api::ATTEMPTS_MAX {
+            assert_eq!(
+                expired,
+                api::Expired {
+                    requeued: 1,
+                    failed: 0
+                }
+            );
+            assert_eq!(doc["status"], "todo");
+            api::claim_learnuplet(
+                svc,
+                account,
+                head,
+                Claim {
+                    worker: Uuid::new_v4(),
+                },
+            )
+            .await
+            .unwrap();
+        } else {
+            assert_eq!(
+                expired,
+                api::Expired {
+                    requeued: 0,
+                    failed: 1
+                }
+            );
+            assert_eq!(doc["status"], "failed");
+            assert!(doc["error"].as_str().unwrap().contains("lease ran out"));
+        }
+    }
+    // The chain does not wait forever: the next rank starts from the algo itself.
+    let chain = learnuplets(svc, account, &[]).await;
+    assert_eq!(chain[1]["model_start"], algo.to_string());
+    api::claim_learnuplet(
+        svc,
+        account,
+        id(&chain[1]["uuid"]),
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap();
+    // A report landing before the expiry wins over it.
+    api::learndone(
+        svc,
+        account,
+        id(&chain[1]["uuid"]),
+        LearnDone {
+            status: UpletStatus::Done,
+            perf: Some(0.7),
+            train_perf: None,
+            test_perf: None,
+            error: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api::expire_leases(svc, account, later).await.unwrap(),
+        api::Expired::default()
+    );
+}

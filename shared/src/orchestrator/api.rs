@@ -23,6 +23,9 @@ use crate::timestamps;
 /// How long a claim holds before the uplet may be handed out again (the seed's compute
 /// default: 20 minutes to learn or predict, and a margin).
 pub const LEASE: Duration = Duration::from_secs(25 * 60);
+/// Claims an uplet gets: a claim whose lease runs out is handed out again until then,
+/// after which the uplet fails for good (its chain goes on without it).
+pub const ATTEMPTS_MAX: u32 = 3;
 /// Most training data items per learnuplet.
 pub const SIZE_TRAIN_DATASET_MAX: u32 = 10_000;
 
@@ -542,6 +545,108 @@ pub async fn advance(svc: &Services, account_id: Uuid, ended: &Learnuplet) -> Re
         .await?;
     }
     Ok(())
+}
+
+/// What [`expire_leases`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Uplets handed back to `todo` for another worker.
+    pub requeued: usize,
+    /// Uplets failed for good after [`ATTEMPTS_MAX`] claims.
+    pub failed: usize,
+}
+
+/// Uplets of the account claimed by a worker whose lease ran out by `now` (the worker
+/// died or hangs): back to `todo` so another worker claims them, or — claimed
+/// [`ATTEMPTS_MAX`] times already — `failed` with the reason, a learnuplet's next rank
+/// then starting from the best model so far, so no chain waits forever. Each write is
+/// conditioned on the claim read (status and attempts), so a report or a new claim
+/// landing meanwhile wins.
+pub async fn expire_leases(
+    svc: &Services,
+    account_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Expired, ApiError> {
+    let mut expired = Expired::default();
+    let overdue = |lease: &Option<String>| {
+        lease
+            .as_deref()
+            .and_then(timestamps::parse)
+            .is_some_and(|until| until <= now)
+    };
+    let learnuplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    for mut uplet in learnuplets {
+        if uplet.status != UpletStatus::Pending || !overdue(&uplet.lease_until) {
+            continue;
+        }
+        let attempts = uplet.attempts;
+        let give_up = attempts >= ATTEMPTS_MAX;
+        uplet.lease_until = None;
+        uplet.worker = None;
+        if give_up {
+            uplet.status = UpletStatus::Failed;
+            uplet.error = Some(format!("no report after {attempts} claims (lease ran out)"));
+            uplet.timestamp_done = Some(timestamps::format(now));
+        } else {
+            uplet.status = UpletStatus::Todo;
+        }
+        let uuid = uplet.uuid;
+        if store::replace_if_claim(
+            svc,
+            account_id,
+            Collection::Learnuplet,
+            uuid,
+            &uplet,
+            "pending",
+            attempts,
+        )
+        .await?
+        {
+            if give_up {
+                expired.failed += 1;
+                advance(svc, account_id, &uplet).await?;
+            } else {
+                expired.requeued += 1;
+            }
+        }
+    }
+    let preduplets: Vec<Preduplet> = store::all(svc, account_id, Collection::Preduplet).await?;
+    for mut uplet in preduplets {
+        if uplet.status != UpletStatus::Pending || !overdue(&uplet.lease_until) {
+            continue;
+        }
+        let attempts = uplet.attempts;
+        let give_up = attempts >= ATTEMPTS_MAX;
+        uplet.lease_until = None;
+        uplet.worker = None;
+        uplet.status = if give_up {
+            UpletStatus::Failed
+        } else {
+            UpletStatus::Todo
+        };
+        if give_up {
+            uplet.timestamp_done = Some(timestamps::format(now));
+        }
+        let uuid = uplet.uuid;
+        if store::replace_if_claim(
+            svc,
+            account_id,
+            Collection::Preduplet,
+            uuid,
+            &uplet,
+            "pending",
+            attempts,
+        )
+        .await?
+        {
+            if give_up {
+                expired.failed += 1;
+            } else {
+                expired.requeued += 1;
+            }
+        }
+    }
+    Ok(expired)
 }
 
 /// `POST /preddone/{uuid}`.

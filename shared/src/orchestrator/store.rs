@@ -85,6 +85,30 @@ pub async fn replace_if_status<T: Serialize>(
         .await
 }
 
+/// Replaces a document if its `status` and `attempts` are still `status` and
+/// `attempts` (a claim renewed meanwhile by another worker is not overwritten); `false`
+/// when they were not.
+pub async fn replace_if_claim<T: Serialize>(
+    svc: &Services,
+    account_id: Uuid,
+    collection: Collection,
+    uuid: Uuid,
+    doc: &T,
+    status: &str,
+    attempts: u32,
+) -> Result<bool, ApiError> {
+    svc.table
+        .put_when(
+            item(account_id, collection, uuid, doc)?,
+            Some("attribute_exists(pk) AND #status = :status AND attempts = :attempts"),
+            HashMap::from([
+                (":status".to_string(), s(status)),
+                (":attempts".to_string(), crate::store::dynamo::n(attempts)),
+            ]),
+        )
+        .await
+}
+
 /// A document, if the account has it.
 pub async fn get<T: DeserializeOwned>(
     svc: &Services,
