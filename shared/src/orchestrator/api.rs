@@ -377,14 +377,37 @@ fn conflict(detail: String) -> ApiError {
 /// A learnuplet or a preduplet, as the claim sees it.
 trait Uplet: Serialize + serde::de::DeserializeOwned {
     const COLLECTION: Collection;
+    /// Its uuid.
+    fn uuid(&self) -> Uuid;
     /// Why it cannot be claimed now, if it cannot.
     fn unclaimable(&self) -> Option<String>;
     /// Marks it claimed by `worker` until `lease_until`.
     fn claim(&mut self, worker: Uuid, lease_until: String);
+    /// Its claim, when it has one whose lease ran out by `now`: the attempts so far.
+    fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32>;
+    /// Releases an overdue claim: back to `todo`, or `failed` for good when `give_up`.
+    fn release(&mut self, give_up: bool, now: &str);
+}
+
+/// Whether a pending uplet's lease ran out by `now`.
+fn lease_over(
+    status: UpletStatus,
+    lease: &Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    status == UpletStatus::Pending
+        && lease
+            .as_deref()
+            .and_then(timestamps::parse)
+            .is_some_and(|until| until <= now)
 }
 
 impl Uplet for Learnuplet {
     const COLLECTION: Collection = Collection::Learnuplet;
+
+    fn uuid(&self) -> Uuid {
+        self.uuid
+    }
 
     fn unclaimable(&self) -> Option<String> {
         (!chains::runnable(self)).then(|| {
@@ -406,10 +429,33 @@ impl Uplet for Learnuplet {
         self.attempts += 1;
         self.lease_until = Some(lease_until);
     }
+
+    fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32> {
+        lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
+    }
+
+    fn release(&mut self, give_up: bool, now: &str) {
+        self.lease_until = None;
+        self.worker = None;
+        if give_up {
+            self.status = UpletStatus::Failed;
+            self.error = Some(format!(
+                "no report after {} claims (lease ran out)",
+                self.attempts
+            ));
+            self.timestamp_done = Some(now.to_string());
+        } else {
+            self.status = UpletStatus::Todo;
+        }
+    }
 }
 
 impl Uplet for Preduplet {
     const COLLECTION: Collection = Collection::Preduplet;
+
+    fn uuid(&self) -> Uuid {
+        self.uuid
+    }
 
     fn unclaimable(&self) -> Option<String> {
         (self.status != UpletStatus::Todo).then(|| format!("is {:?}, not todo", self.status))
@@ -420,6 +466,21 @@ impl Uplet for Preduplet {
         self.worker = Some(worker);
         self.attempts += 1;
         self.lease_until = Some(lease_until);
+    }
+
+    fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32> {
+        lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
+    }
+
+    fn release(&mut self, give_up: bool, now: &str) {
+        self.lease_until = None;
+        self.worker = None;
+        if give_up {
+            self.status = UpletStatus::Failed;
+            self.timestamp_done = Some(now.to_string());
+        } else {
+            self.status = UpletStatus::Todo;
+        }
     }
 }
 
@@ -567,71 +628,47 @@ pub async fn expire_leases(
     account_id: Uuid,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Expired, ApiError> {
-    let mut expired = Expired::default();
-    let overdue = |lease: &Option<String>| {
-        lease
-            .as_deref()
-            .and_then(timestamps::parse)
-            .is_some_and(|until| until <= now)
-    };
-    let learnuplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
-    for mut uplet in learnuplets {
-        if uplet.status != UpletStatus::Pending || !overdue(&uplet.lease_until) {
-            continue;
-        }
-        let attempts = uplet.attempts;
-        let give_up = attempts >= ATTEMPTS_MAX;
-        uplet.lease_until = None;
-        uplet.worker = None;
-        if give_up {
-            uplet.status = UpletStatus::Failed;
-            uplet.error = Some(format!("no report after {attempts} claims (lease ran out)"));
-            uplet.timestamp_done = Some(timestamps::format(now));
-        } else {
-            uplet.status = UpletStatus::Todo;
-        }
-        let uuid = uplet.uuid;
-        if store::replace_if_claim(
-            svc,
-            account_id,
-            Collection::Learnuplet,
-            uuid,
-            &uplet,
-            "pending",
-            attempts,
-        )
-        .await?
-        {
-            if give_up {
-                expired.failed += 1;
-                advance(svc, account_id, &uplet).await?;
-            } else {
-                expired.requeued += 1;
-            }
-        }
+    let learnuplets = release_overdue::<Learnuplet>(svc, account_id, now).await?;
+    for uplet in learnuplets
+        .iter()
+        .filter(|u| u.status == UpletStatus::Failed)
+    {
+        advance(svc, account_id, uplet).await?;
     }
-    let preduplets: Vec<Preduplet> = store::all(svc, account_id, Collection::Preduplet).await?;
-    for mut uplet in preduplets {
-        if uplet.status != UpletStatus::Pending || !overdue(&uplet.lease_until) {
+    let preduplets = release_overdue::<Preduplet>(svc, account_id, now).await?;
+    let released: Vec<UpletStatus> = learnuplets
+        .iter()
+        .map(|u| u.status)
+        .chain(preduplets.iter().map(|u| u.status))
+        .collect();
+    let failed = released
+        .iter()
+        .filter(|s| **s == UpletStatus::Failed)
+        .count();
+    Ok(Expired {
+        requeued: released.len() - failed,
+        failed,
+    })
+}
+
+/// Releases the overdue claims of one collection; the uplets released, as written.
+async fn release_overdue<T: Uplet>(
+    svc: &Services,
+    account_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<T>, ApiError> {
+    let stamp = timestamps::format(now);
+    let mut released = Vec::new();
+    for mut uplet in store::all::<T>(svc, account_id, T::COLLECTION).await? {
+        let Some(attempts) = uplet.overdue_claim(now) else {
             continue;
-        }
-        let attempts = uplet.attempts;
-        let give_up = attempts >= ATTEMPTS_MAX;
-        uplet.lease_until = None;
-        uplet.worker = None;
-        uplet.status = if give_up {
-            UpletStatus::Failed
-        } else {
-            UpletStatus::Todo
         };
-        if give_up {
-            uplet.timestamp_done = Some(timestamps::format(now));
-        }
-        let uuid = uplet.uuid;
+        uplet.release(attempts >= ATTEMPTS_MAX, &stamp);
+        let uuid = uplet.uuid();
         if store::replace_if_claim(
             svc,
             account_id,
-            Collection::Preduplet,
+            T::COLLECTION,
             uuid,
             &uplet,
             "pending",
@@ -639,14 +676,10 @@ pub async fn expire_leases(
         )
         .await?
         {
-            if give_up {
-                expired.failed += 1;
-            } else {
-                expired.requeued += 1;
-            }
+            released.push(uplet);
         }
     }
-    Ok(expired)
+    Ok(released)
 }
 
 /// `POST /preddone/{uuid}`.
