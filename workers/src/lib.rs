@@ -28,6 +28,8 @@ use fanout::tasks::model::TaskStatus;
 use fanout::{Services, telemetry};
 
 pub mod clearml_run;
+pub mod orchestrator_run;
+pub mod sandbox;
 
 /// A queue the worker consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

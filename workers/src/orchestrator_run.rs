@@ -1,0 +1,1 @@
+//! Orchestrator uplets run by the worker.
