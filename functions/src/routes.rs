@@ -24,14 +24,20 @@ use fanout::objects::faces::{self, Face, FaceCreated, FacePage, FacePatch, NewFa
 use fanout::objects::images;
 use fanout::objects::lists::{self, List, ListCreated, ListPage, ListPatch, NewList};
 use fanout::objects::uploads::{NewUpload, UploadCreated};
+use fanout::orchestrator::api::{
+    Claim as UpletClaim, LIST_PARAMS as ORCH_LIST_PARAMS, LearnDone, NewAlgo, NewData,
+    NewPrediction, NewProblem, PredDone,
+};
+use fanout::orchestrator::storage::{BlobDownload, BlobUpload, NewBlob};
 
 use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
 
 use crate::handlers::{
     auth as auth_handlers, clearml as clearml_handlers, events as event_handlers,
-    faces as face_handlers, images as image_handlers, lists as list_handlers, system,
-    tasks as task_handlers, uploads as upload_handlers,
+    faces as face_handlers, images as image_handlers, lists as list_handlers,
+    orchestrator as orchestrator_handlers, system, tasks as task_handlers,
+    uploads as upload_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -438,6 +444,50 @@ pub static ROUTES: &[Route] = &[
         token(Tokens, Deletion, NOWHERE),
         "Revoke a token: refused from the next request the authorizer checks (API Gateway may keep a cached answer up to its cache time, 300 s at most)",
         query: NONE, body: None, 204 => None),
+    route!("create_orchestrator_storage", POST, "/orchestrator/storage", orchestrator_handlers::create_storage,
+        token(Orchestrator, Creation, QUERY),
+        "A presigned PUT URL for a blob of the orchestrator's storage (a workflow, algo or data archive), under a uuid given or new; 40023 when the uuid holds one already",
+        query: ACCOUNT, body: Some(schema_of::<NewBlob>), 201 => Some(schema_of::<BlobUpload>)),
+    route!("get_orchestrator_storage", GET, "/orchestrator/storage/{uuid}", orchestrator_handlers::get_storage,
+        token(Orchestrator, View, QUERY),
+        "A presigned GET URL of a stored blob (a model, predictions, or an upload)",
+        query: ACCOUNT, body: None, 200 => Some(schema_of::<BlobDownload>)),
+    route!("create_orchestrator_problem", POST, "/orchestrator/problem", orchestrator_handlers::create_problem,
+        token(Orchestrator, Creation, QUERY),
+        "Add a problem: its workflow (stored first), test data and training data per learnuplet; answers {\"new_problem\": ...}",
+        query: ACCOUNT, body: Some(schema_of::<NewProblem>), 201 => None),
+    route!("create_orchestrator_algo", POST, "/orchestrator/algo", orchestrator_handlers::create_algo,
+        token(Orchestrator, Creation, QUERY),
+        "Add an algorithm (its archive stored first under its uuid): a chain of learnuplets over the problem's training data; answers {\"new_algo\": ..., \"new_learnuplets\": n}",
+        query: ACCOUNT, body: Some(schema_of::<NewAlgo>), 201 => None),
+    route!("create_orchestrator_data", POST, "/orchestrator/data", orchestrator_handlers::create_data,
+        token(Orchestrator, Creation, QUERY),
+        "Add data (stored first under their uuids) to problems: each algorithm's chain grows by the new training data; answers {\"new_datas\": [...], \"new_learnuplets\": n}",
+        query: ACCOUNT, body: Some(schema_of::<NewData>), 201 => None),
+    route!("create_orchestrator_prediction", POST, "/orchestrator/prediction", orchestrator_handlers::create_prediction,
+        token(Orchestrator, Creation, QUERY),
+        "Request a prediction on data from the problem's best model so far: a preduplet; answers {\"new_preduplets\": 1, \"preduplet\": uuid}",
+        query: ACCOUNT, body: Some(schema_of::<NewPrediction>), 201 => None),
+    route!("claim_orchestrator_uplet", POST, "/orchestrator/worker/{uplet_type}/{uuid}", orchestrator_handlers::claim,
+        token(Orchestrator, Modification, QUERY),
+        "Compute side: claim a runnable learnuplet or preduplet for a worker (todo to pending, a lease of 25 minutes); 40024 when it is not runnable",
+        query: ACCOUNT, body: Some(schema_of::<UpletClaim>), 200 => None),
+    route!("orchestrator_learndone", POST, "/orchestrator/learndone/{uuid}", orchestrator_handlers::learndone,
+        token(Orchestrator, Modification, QUERY),
+        "Compute side: report a claimed learnuplet done (with its perfs) or failed; the next rank gets the best model so far",
+        query: ACCOUNT, body: Some(schema_of::<LearnDone>), 200 => None),
+    route!("orchestrator_preddone", POST, "/orchestrator/preddone/{uuid}", orchestrator_handlers::preddone,
+        token(Orchestrator, Modification, QUERY),
+        "Compute side: report a claimed preduplet done (with its stored predictions) or failed",
+        query: ACCOUNT, body: Some(schema_of::<PredDone>), 200 => None),
+    route!("list_orchestrator_documents", GET, "/orchestrator/{collection}", orchestrator_handlers::list,
+        token(Orchestrator, View, QUERY),
+        "Documents of a collection (problem, algo, data, learnuplet, preduplet) whose fields equal the filters given; answers {\"<collection>s\": [...]}",
+        query: ORCH_LIST_PARAMS, body: None, 200 => None),
+    route!("get_orchestrator_document", GET, "/orchestrator/{collection}/{uuid}", orchestrator_handlers::get,
+        token(Orchestrator, View, QUERY),
+        "One document of a collection (problem, algo, data, learnuplet, preduplet)",
+        query: ACCOUNT, body: None, 200 => None),
     // The whole ClearML surface is one route: API Gateway's route keys match whole path
     // segments only and no optional segment, so `/clearml/[v2.23/]tasks.enqueue` cannot
     // be split by service there (README, ClearML). `{proxy+}` takes the rest of the path.

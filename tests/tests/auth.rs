@@ -158,6 +158,11 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         ("{token_id}", target.token_id.clone()),
         // The ClearML route's endpoint: a change of the owner's task.
         ("{proxy+}", "v2.23/tasks.edit".to_string()),
+        // The orchestrator's routes: a problem of the owner's (none there: 40022 when
+        // allowed).
+        ("{collection}", "problem".to_string()),
+        ("{uplet_type}", "learnuplet".to_string()),
+        ("{uuid}", ORCH_SAMPLE.to_string()),
     ] {
         path = path.replace(param, &value);
     }
@@ -189,6 +194,22 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         "create_account" => json_body(json!({"description": "intruder"})),
         "patch_account" => json_body(json!({"account_type": "admin"})),
         "patch_token" => json_body(json!({"description": "changed"})),
+        "create_orchestrator_storage" => json_body(json!({})),
+        "create_orchestrator_problem" => json_body(
+            json!({"uuid": ORCH_SAMPLE, "workflow": ORCH_SAMPLE, "test_dataset": [], "size_train_dataset": 1}),
+        ),
+        "create_orchestrator_algo" => {
+            json_body(json!({"uuid": ORCH_SAMPLE, "name": "a", "problem": ORCH_SAMPLE}))
+        }
+        "create_orchestrator_data" => {
+            json_body(json!({"uuid": ORCH_SAMPLE, "problems": ORCH_SAMPLE}))
+        }
+        "create_orchestrator_prediction" => {
+            json_body(json!({"data": [ORCH_SAMPLE], "problem": ORCH_SAMPLE}))
+        }
+        "claim_orchestrator_uplet" => json_body(json!({"worker": ORCH_SAMPLE})),
+        "orchestrator_learndone" => json_body(json!({"status": "failed"})),
+        "orchestrator_preddone" => json_body(json!({"status": "failed"})),
         "clearml" => {
             json_body(json!({"task": target.clearml_task, "name": "changed", "force": true}))
         }
@@ -202,6 +223,9 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
     };
     Sample { path, body }
 }
+
+/// The uuid the orchestrator's samples name.
+const ORCH_SAMPLE: &str = "5b2a7c4e-0d3f-4b8e-9a61-2f7d8c9e0a1b";
 
 async fn send(stack: &Stack, route: &Route, sample: &Sample, token: Option<&str>) -> Answer {
     let (content_type, bytes) = sample.body.clone().unwrap_or((None, Vec::new()));
@@ -365,6 +389,8 @@ async fn every_route_refuses_what_the_token_does_not_allow_and_changes_nothing()
             ..
         } = route.access
             && route.path.contains('{')
+            // A collection named in the path is no record: the intruder's own is listed.
+            && route.name != "list_orchestrator_documents"
         {
             let own = sample(route, &target, &intruder.account_id);
             let own = send(stack, route, &own, Some(&intruder.token)).await;

@@ -11,9 +11,54 @@ use fanout::orchestrator::api::{
     self, Claim, LearnDone, NewAlgo, NewData, NewPrediction, NewProblem, OneOrMany, PredDone,
 };
 use fanout::orchestrator::store::blob_key;
-use fanout::orchestrator::{Collection, UpletStatus};
+use fanout::orchestrator::{Collection, UpletStatus, compute};
 use fanout::store::blobs;
 use fanout_e2e::stack;
+
+/// The stack's services with a work queue of the test's own: the uplets these tests make
+/// are announced there, not to the workers of other tests. [`Isolated::end`] deletes the
+/// queue and the account's mark for the reconciler's sweep.
+struct Isolated {
+    svc: Services,
+    account: Uuid,
+}
+
+impl Isolated {
+    async fn new() -> Isolated {
+        let mut svc = stack().services.as_ref().clone();
+        let queue = svc
+            .aws
+            .sqs
+            .create_queue()
+            .queue_name(format!("fanout-orch-test-{}", Uuid::new_v4()))
+            .send()
+            .await
+            .unwrap();
+        svc.config.work_queue_url = queue.queue_url().unwrap().to_string();
+        Isolated {
+            svc,
+            account: Uuid::new_v4(),
+        }
+    }
+
+    async fn end(self) {
+        let svc = &self.svc;
+        for (account, touched) in compute::accounts(svc).await.unwrap() {
+            if account == self.account {
+                compute::forget_account(svc, account, &touched)
+                    .await
+                    .unwrap();
+            }
+        }
+        svc.aws
+            .sqs
+            .delete_queue()
+            .queue_url(&svc.config.work_queue_url)
+            .send()
+            .await
+            .unwrap();
+    }
+}
 
 async fn upload(svc: &Services, account: Uuid) -> Uuid {
     let uuid = Uuid::new_v4();
@@ -49,8 +94,8 @@ fn id(v: &Value) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chains_advance_from_the_best_model_and_predictions_use_it() {
-    let svc = &stack().services;
-    let account = Uuid::new_v4();
+    let isolated = Isolated::new().await;
+    let (svc, account) = (&isolated.svc, isolated.account);
     let workflow = upload(svc, account).await;
     let mut data = Vec::new();
     for _ in 0..5 {
@@ -309,6 +354,7 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
         PredDone {
             status: UpletStatus::Done,
             prediction_storage_uuid: Some(Uuid::new_v4()),
+            error: None,
         },
     )
     .await
@@ -322,6 +368,7 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
         PredDone {
             status: UpletStatus::Done,
             prediction_storage_uuid: Some(stored),
+            error: None,
         },
     )
     .await
@@ -341,12 +388,13 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
         .unwrap_err();
     assert_eq!(none.code, ErrorCode::DocumentNotFound);
     assert!(learnuplets(svc, other, &[]).await.is_empty());
+    isolated.end().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
-    let svc = &stack().services;
-    let account = Uuid::new_v4();
+    let isolated = Isolated::new().await;
+    let (svc, account) = (&isolated.svc, isolated.account);
     let workflow = upload(svc, account).await;
     let problem = Uuid::new_v4();
     api::post_problem(
@@ -473,4 +521,5 @@ async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
         api::expire_leases(svc, account, later).await.unwrap(),
         api::Expired::default()
     );
+    isolated.end().await;
 }

@@ -299,6 +299,8 @@ enum Step {
     Control(ControlMessage),
     /// A task of a ClearML queue Fanout serves (on the work queue).
     Clearml(Run),
+    /// An orchestrator uplet (on the work queue).
+    Orchestrator(fanout::orchestrator::compute::Run),
 }
 
 impl Step {
@@ -308,6 +310,10 @@ impl Step {
                 Ok(work) => Ok(Step::Work(work)),
                 Err(err) => serde_json::from_str::<RunMessage>(body)
                     .map(|m| Step::Clearml(m.clearml_run))
+                    .or_else(|_| {
+                        serde_json::from_str::<fanout::orchestrator::compute::RunMessage>(body)
+                            .map(|m| Step::Orchestrator(m.orchestrator_run))
+                    })
                     .map_err(|_| err),
             },
             Role::Control => serde_json::from_str(body).map(Step::Control),
@@ -369,7 +375,7 @@ impl Queue {
         let cancel = CancelFlag::default();
         let task_id = match &step {
             Step::Work(m) => Some(m.task_id),
-            Step::Control(_) | Step::Clearml(_) => None,
+            Step::Control(_) | Step::Clearml(_) | Step::Orchestrator(_) => None,
         };
         let beat = heartbeat(
             svc,
@@ -397,6 +403,9 @@ impl Queue {
                     .await
                     .map(|()| Outcome::Done)
                     .map_err(|err| ApiError::internal("ClearML run", err.msg)),
+                Step::Orchestrator(run) => orchestrator_run::run(svc, run)
+                    .await
+                    .map(|()| Outcome::Done),
             })
         };
         let outcome = tokio::select! {

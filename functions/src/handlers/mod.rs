@@ -6,6 +6,7 @@ pub mod events;
 pub mod faces;
 pub mod images;
 pub mod lists;
+pub mod orchestrator;
 pub mod system;
 pub mod tasks;
 pub mod uploads;

@@ -29,11 +29,13 @@ pub enum Resource {
     Tokens,
     /// The ClearML surface (`/clearml/`): its tasks, projects, queues, workers, events.
     Clearml,
+    /// The ML orchestrator (`/orchestrator/`): problems, algos, data, uplets, storage.
+    Orchestrator,
 }
 
 impl Resource {
     /// Every resource, in the order the API documents them.
-    pub const ALL: [Resource; 8] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Faces,
         Resource::Lists,
         Resource::Events,
@@ -42,6 +44,7 @@ impl Resource {
         Resource::Errors,
         Resource::Tokens,
         Resource::Clearml,
+        Resource::Orchestrator,
     ];
 
     /// The name used in permissions.
@@ -55,6 +58,7 @@ impl Resource {
             Resource::Errors => "errors",
             Resource::Tokens => "tokens",
             Resource::Clearml => "clearml",
+            Resource::Orchestrator => "orchestrator",
         }
     }
 }

@@ -61,6 +61,12 @@ pub struct Report {
     pub clearml_stopped: usize,
     /// Run messages sent again for tasks waiting in queues Fanout serves.
     pub clearml_announced: usize,
+    /// Orchestrator uplets whose claim ran out, handed back and announced again.
+    pub orchestrator_requeued: usize,
+    /// Orchestrator uplets failed for good after their last claim ran out.
+    pub orchestrator_failed: usize,
+    /// Runnable orchestrator uplets announced again (the work queue empty).
+    pub orchestrator_announced: usize,
 }
 
 /// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
@@ -241,6 +247,19 @@ async fn pass(
             Ok(sent) => report.clearml_announced = sent,
             Err(err) => {
                 tracing::error!(err = err.msg, "the sweep of served ClearML queues failed");
+                report.failed += 1;
+            }
+        }
+    }
+    if !time_left().is_zero() {
+        match crate::orchestrator::compute::sweep(svc, timestamps::now()).await {
+            Ok(swept) => {
+                report.orchestrator_requeued = swept.requeued;
+                report.orchestrator_failed = swept.failed;
+                report.orchestrator_announced = swept.announced;
+            }
+            Err(err) => {
+                tracing::error!(%err, "the orchestrator sweep failed");
                 report.failed += 1;
             }
         }

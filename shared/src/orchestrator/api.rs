@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::store::{self, blob_key};
-use super::{Algo, Collection, Data, Learnuplet, Preduplet, Problem, UpletStatus, chains};
+use super::{Algo, Collection, Data, Learnuplet, Preduplet, Problem, UpletStatus, chains, compute};
 use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::blobs;
@@ -126,6 +126,9 @@ pub struct PredDone {
     pub status: UpletStatus,
     /// Storage uuid of the predictions (with `done`).
     pub prediction_storage_uuid: Option<Uuid>,
+    /// Why it failed (with `failed`).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 fn not_found(what: &str, uuid: Uuid) -> ApiError {
@@ -261,6 +264,7 @@ pub async fn post_algo(svc: &Services, account_id: Uuid, new: NewAlgo) -> Result
         &now(),
     );
     insert_chain(svc, account_id, &chain).await?;
+    compute::announce_runnable(svc, account_id, &chain).await?;
     Ok(json!({"new_algo": algo, "new_learnuplets": chain.len()}))
 }
 
@@ -318,6 +322,7 @@ pub async fn post_data(svc: &Services, account_id: Uuid, new: NewData) -> Result
                 &stamp,
             );
             insert_chain(svc, account_id, &chain).await?;
+            compute::announce_runnable(svc, account_id, &chain).await?;
             new_learnuplets += chain.len();
         }
     }
@@ -358,6 +363,7 @@ pub async fn post_prediction(
         timestamp_done: None,
         attempts: 0,
         lease_until: None,
+        error: None,
     };
     insert_new(
         svc,
@@ -365,6 +371,15 @@ pub async fn post_prediction(
         Collection::Preduplet,
         preduplet.uuid,
         &preduplet,
+    )
+    .await?;
+    compute::announce(
+        svc,
+        compute::Run {
+            account_id,
+            kind: compute::UpletKind::Preduplet,
+            uuid: preduplet.uuid,
+        },
     )
     .await?;
     Ok(json!({"new_preduplets": 1, "preduplet": preduplet.uuid}))
@@ -375,7 +390,8 @@ fn conflict(detail: String) -> ApiError {
 }
 
 /// A learnuplet or a preduplet, as the claim sees it.
-trait Uplet: Serialize + serde::de::DeserializeOwned {
+pub(crate) trait Uplet: Serialize + serde::de::DeserializeOwned {
+    /// Its collection.
     const COLLECTION: Collection;
     /// Its uuid.
     fn uuid(&self) -> Uuid;
@@ -385,8 +401,16 @@ trait Uplet: Serialize + serde::de::DeserializeOwned {
     fn claim(&mut self, worker: Uuid, lease_until: String);
     /// Its claim, when it has one whose lease ran out by `now`: the attempts so far.
     fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32>;
-    /// Releases an overdue claim: back to `todo`, or `failed` for good when `give_up`.
-    fn release(&mut self, give_up: bool, now: &str);
+    /// Releases a claim: back to `todo`, or `failed` for good when `give_up`, with `why`.
+    fn release(&mut self, give_up: bool, now: &str, why: &str);
+    /// Its status, worker and claims so far.
+    fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32);
+    /// Moves the end of its claim.
+    fn set_lease(&mut self, until: String);
+    /// Whether a worker may take it now.
+    fn claimable(&self) -> bool {
+        self.unclaimable().is_none()
+    }
 }
 
 /// Whether a pending uplet's lease ran out by `now`.
@@ -434,19 +458,24 @@ impl Uplet for Learnuplet {
         lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
     }
 
-    fn release(&mut self, give_up: bool, now: &str) {
+    fn release(&mut self, give_up: bool, now: &str, why: &str) {
         self.lease_until = None;
         self.worker = None;
         if give_up {
             self.status = UpletStatus::Failed;
-            self.error = Some(format!(
-                "no report after {} claims (lease ran out)",
-                self.attempts
-            ));
+            self.error = Some(format!("{why} (after {} claims)", self.attempts));
             self.timestamp_done = Some(now.to_string());
         } else {
             self.status = UpletStatus::Todo;
         }
+    }
+
+    fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32) {
+        (self.status, self.worker, self.attempts)
+    }
+
+    fn set_lease(&mut self, until: String) {
+        self.lease_until = Some(until);
     }
 }
 
@@ -472,36 +501,51 @@ impl Uplet for Preduplet {
         lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
     }
 
-    fn release(&mut self, give_up: bool, now: &str) {
+    fn release(&mut self, give_up: bool, now: &str, why: &str) {
         self.lease_until = None;
         self.worker = None;
         if give_up {
             self.status = UpletStatus::Failed;
+            self.error = Some(format!("{why} (after {} claims)", self.attempts));
             self.timestamp_done = Some(now.to_string());
         } else {
             self.status = UpletStatus::Todo;
         }
     }
+
+    fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32) {
+        (self.status, self.worker, self.attempts)
+    }
+
+    fn set_lease(&mut self, until: String) {
+        self.lease_until = Some(until);
+    }
 }
 
-/// The claim of an uplet: a compare-and-set from `todo` to `pending`.
-async fn claim<T: Uplet>(
+/// The claim of an uplet: a compare-and-set from `todo` to `pending`, holding for
+/// `lease`; the uplet as claimed.
+pub(crate) async fn claim<T: Uplet>(
     svc: &Services,
     account_id: Uuid,
     uuid: Uuid,
     worker: Uuid,
-) -> Result<Value, ApiError> {
+    lease: Duration,
+) -> Result<T, ApiError> {
     let name = T::COLLECTION.name();
     let mut uplet: T = require(svc, account_id, T::COLLECTION, uuid).await?;
     if let Some(why) = uplet.unclaimable() {
         return Err(conflict(format!("{name} '{uuid}' {why}")));
     }
-    uplet.claim(worker, lease_end());
+    uplet.claim(worker, lease_end(lease));
     if !store::replace_if_status(svc, account_id, T::COLLECTION, uuid, &uplet, Some("todo")).await?
     {
         return Err(conflict(format!("{name} '{uuid}' was claimed meanwhile")));
     }
-    Ok(json!({ format!("{name}_worker_set"): uuid }))
+    Ok(uplet)
+}
+
+fn claimed(collection: Collection, uuid: Uuid) -> Value {
+    json!({ format!("{}_worker_set", collection.name()): uuid })
 }
 
 /// `POST /worker/learnuplet/{uuid}`: the compute side claims a runnable learnuplet
@@ -512,7 +556,8 @@ pub async fn claim_learnuplet(
     uuid: Uuid,
     request: Claim,
 ) -> Result<Value, ApiError> {
-    claim::<Learnuplet>(svc, account_id, uuid, request.worker).await
+    claim::<Learnuplet>(svc, account_id, uuid, request.worker, LEASE).await?;
+    Ok(claimed(Collection::Learnuplet, uuid))
 }
 
 /// `POST /worker/preduplet/{uuid}`.
@@ -522,18 +567,31 @@ pub async fn claim_preduplet(
     uuid: Uuid,
     request: Claim,
 ) -> Result<Value, ApiError> {
-    claim::<Preduplet>(svc, account_id, uuid, request.worker).await
+    claim::<Preduplet>(svc, account_id, uuid, request.worker, LEASE).await?;
+    Ok(claimed(Collection::Preduplet, uuid))
 }
 
-/// Stores an ended uplet if it was still pending (40024 when another report came first).
+/// Stores an ended uplet if it was still pending — under claim number `attempts` when
+/// given (a worker's report after its claim ran out and another worker claimed it) —
+/// (40024 when another report or claim came first).
 async fn end<T: Serialize>(
     svc: &Services,
     account_id: Uuid,
     collection: Collection,
     uuid: Uuid,
     uplet: &T,
+    attempts: Option<u32>,
 ) -> Result<(), ApiError> {
-    if store::replace_if_status(svc, account_id, collection, uuid, uplet, Some("pending")).await? {
+    let stored = match attempts {
+        Some(n) => {
+            store::replace_if_claim(svc, account_id, collection, uuid, uplet, "pending", n).await?
+        }
+        None => {
+            store::replace_if_status(svc, account_id, collection, uuid, uplet, Some("pending"))
+                .await?
+        }
+    };
+    if stored {
         Ok(())
     } else {
         Err(conflict(format!(
@@ -553,8 +611,8 @@ fn check_ending(status: UpletStatus, current: UpletStatus, what: &str) -> Result
     Ok(())
 }
 
-fn lease_end() -> String {
-    timestamps::format(timestamps::now() + chrono::Duration::from_std(LEASE).unwrap_or_default())
+pub(crate) fn lease_end(lease: Duration) -> String {
+    timestamps::format(timestamps::now() + chrono::Duration::from_std(lease).unwrap_or_default())
 }
 
 /// `POST /learndone/{uuid}`: ends a claimed learnuplet; the next rank of its algorithm
@@ -564,6 +622,17 @@ pub async fn learndone(
     account_id: Uuid,
     uuid: Uuid,
     report: LearnDone,
+) -> Result<Value, ApiError> {
+    learndone_of(svc, account_id, uuid, report, None).await
+}
+
+/// `learndone`, for claim number `attempts` only when given (the compute worker's).
+pub async fn learndone_of(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    report: LearnDone,
+    attempts: Option<u32>,
 ) -> Result<Value, ApiError> {
     if report.status == UpletStatus::Done && !report.perf.is_some_and(f64::is_finite) {
         return Err(ApiError::bad_json(
@@ -579,7 +648,15 @@ pub async fn learndone(
     uplet.error = report.error;
     uplet.timestamp_done = Some(now());
     uplet.lease_until = None;
-    end(svc, account_id, Collection::Learnuplet, uuid, &uplet).await?;
+    end(
+        svc,
+        account_id,
+        Collection::Learnuplet,
+        uuid,
+        &uplet,
+        attempts,
+    )
+    .await?;
     advance(svc, account_id, &uplet).await?;
     Ok(json!({"updated_learnuplet": uuid}))
 }
@@ -595,7 +672,7 @@ pub async fn advance(svc: &Services, account_id: Uuid, ended: &Learnuplet) -> Re
     if let Some((next, model)) = chains::next_after(&mine, ended) {
         let mut next = next.clone();
         next.model_start = Some(model);
-        store::replace_if_status(
+        let given = store::replace_if_status(
             svc,
             account_id,
             Collection::Learnuplet,
@@ -604,6 +681,9 @@ pub async fn advance(svc: &Services, account_id: Uuid, ended: &Learnuplet) -> Re
             Some("todo"),
         )
         .await?;
+        if given {
+            compute::announce_runnable(svc, account_id, std::slice::from_ref(&next)).await?;
+        }
     }
     Ok(())
 }
@@ -663,7 +743,11 @@ async fn release_overdue<T: Uplet>(
         let Some(attempts) = uplet.overdue_claim(now) else {
             continue;
         };
-        uplet.release(attempts >= ATTEMPTS_MAX, &stamp);
+        uplet.release(
+            attempts >= ATTEMPTS_MAX,
+            &stamp,
+            "no report before the lease ran out",
+        );
         let uuid = uplet.uuid();
         if store::replace_if_claim(
             svc,
@@ -676,10 +760,33 @@ async fn release_overdue<T: Uplet>(
         )
         .await?
         {
+            if !uplet.claim_state().0.eq(&UpletStatus::Failed) {
+                announce_uplet::<T>(svc, account_id, uuid).await?;
+            }
             released.push(uplet);
         }
     }
     Ok(released)
+}
+
+async fn announce_uplet<T: Uplet>(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+) -> Result<(), ApiError> {
+    let kind = match T::COLLECTION {
+        Collection::Preduplet => compute::UpletKind::Preduplet,
+        _ => compute::UpletKind::Learnuplet,
+    };
+    compute::announce(
+        svc,
+        compute::Run {
+            account_id,
+            kind,
+            uuid,
+        },
+    )
+    .await
 }
 
 /// `POST /preddone/{uuid}`.
@@ -688,6 +795,17 @@ pub async fn preddone(
     account_id: Uuid,
     uuid: Uuid,
     report: PredDone,
+) -> Result<Value, ApiError> {
+    preddone_of(svc, account_id, uuid, report, None).await
+}
+
+/// `preddone`, for claim number `attempts` only when given (the compute worker's).
+pub async fn preddone_of(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    report: PredDone,
+    attempts: Option<u32>,
 ) -> Result<Value, ApiError> {
     let mut uplet: Preduplet = require(svc, account_id, Collection::Preduplet, uuid).await?;
     check_ending(report.status, uplet.status, &format!("preduplet '{uuid}'"))?;
@@ -701,11 +819,44 @@ pub async fn preddone(
     }
     uplet.status = report.status;
     uplet.prediction_storage_uuid = report.prediction_storage_uuid;
+    uplet.error = report.error;
     uplet.timestamp_done = Some(now());
     uplet.lease_until = None;
-    end(svc, account_id, Collection::Preduplet, uuid, &uplet).await?;
+    end(
+        svc,
+        account_id,
+        Collection::Preduplet,
+        uuid,
+        &uplet,
+        attempts,
+    )
+    .await?;
     Ok(json!({"updated_preduplet": uuid}))
 }
+
+/// The fields a listing filters on (`GET /orchestrator/<collection>?<field>=<value>`),
+/// and `account_id`.
+pub const LIST_PARAMS: &[&str] = &[
+    "account_id",
+    "uuid",
+    "name",
+    "problem",
+    "problems",
+    "workflow",
+    "algo",
+    "model",
+    "model_start",
+    "model_end",
+    "rank",
+    "worker",
+    "status",
+    "data",
+    "train_data",
+    "test_data",
+    "test_dataset",
+    "size_train_dataset",
+    "prediction_storage_uuid",
+];
 
 /// `GET /{collection}`: `{"<collection>s": [...]}`, filtered by field values.
 pub async fn list(

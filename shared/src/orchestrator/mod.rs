@@ -11,6 +11,8 @@
 
 pub mod api;
 pub mod chains;
+pub mod compute;
+pub mod storage;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -201,4 +203,7 @@ pub struct Preduplet {
     /// Until when the current claim holds.
     #[serde(default)]
     pub lease_until: Option<String>,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
 }
