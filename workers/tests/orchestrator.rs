@@ -1,0 +1,386 @@
+//! The ML orchestrator end to end on the local stack: a user's token, the `/orchestrator/`
+//! routes, uploads by presigned PUT, worker processes running uplets in their sandbox.
+//! Algorithms here are small bash programs (the digits example with scikit-learn is
+//! `digits.rs`'s): a chain advancing rank by rank from the best model, data appending a
+//! rank, predictions stored and fetched; a worker SIGKILLed mid-learn replaced through
+//! the lease; time, memory and network limits failing one uplet while the others go on.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use common::{Worker, exclusive, settle_work_queue};
+use fanout_e2e::{Stack, User, stack};
+
+/// A zip of `(name, text)` files, all executable.
+fn archive(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        out.start_file(*name, options).unwrap();
+        out.write_all(text.as_bytes()).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// The workflow: every prediction file holds a number; an item's perf is its number and
+/// the perf their mean (so a model's perf is what its `predict` writes).
+const SCORE: &str = r#"#!/bin/bash
+set -euo pipefail
+data=$1 pred=$2 out=$3
+sum=0 n=0 items=""
+for f in "$data"/*; do
+  name=$(basename "$f")
+  v=$(cat "$pred/$name")
+  sum=$((sum + v)); n=$((n + 1))
+  items="$items${items:+,}\"$name\": $v"
+done
+echo "{\"perf\": $((sum / n)), \"perfs\": {$items}}" > "$out"
+"#;
+
+/// An algorithm whose model counts the lines of training data it has seen (its perf),
+/// after running `before` in `train`.
+fn counting(before: &str) -> Vec<u8> {
+    let train = format!(
+        r#"#!/bin/bash
+set -euo pipefail
+{before}
+seen=$(cat "$2/seen" 2>/dev/null || echo 0)
+for f in "$1"/*; do seen=$((seen + $(wc -l < "$f"))); done
+echo "$seen" > "$2/seen"
+"#
+    );
+    let predict = r#"#!/bin/bash
+set -euo pipefail
+for f in "$2"/*; do cat "$1/seen" > "$3/$(basename "$f")"; done
+"#;
+    archive(&[("train", &train), ("predict", predict)])
+}
+
+struct Client<'a> {
+    stack: &'a Stack,
+    user: User,
+}
+
+impl Client<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> fanout_e2e::Answer {
+        self.stack
+            .call_as(Some(&self.user.token), method, path, body)
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let answer = self.call(Method::POST, path, Some(&body)).await;
+        assert_eq!(answer.status, 201, "{path}: {}", answer.text);
+        answer.json
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let answer = self.call(Method::GET, path, None).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+        answer.json
+    }
+
+    /// Uploads `bytes` through a presigned PUT; the blob's uuid.
+    async fn upload(&self, bytes: Vec<u8>) -> Uuid {
+        let made = self.post("/orchestrator/storage", json!({})).await;
+        let put = reqwest::Client::new()
+            .put(made["url"].as_str().unwrap())
+            .header("content-type", made["content_type"].as_str().unwrap())
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{}", put.status());
+        made["uuid"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Downloads a blob through its presigned GET.
+    async fn download(&self, uuid: &str) -> Vec<u8> {
+        let shown = self.get(&format!("/orchestrator/storage/{uuid}")).await;
+        let got = reqwest::get(shown["url"].as_str().unwrap()).await.unwrap();
+        assert!(got.status().is_success());
+        got.bytes().await.unwrap().to_vec()
+    }
+
+    /// A problem with `train` items of `lines` lines each, one test item, chains of
+    /// `size` items per rank; its uuid.
+    async fn problem(&self, train: &[usize], size: u32) -> (Uuid, Vec<Uuid>) {
+        let workflow = self.upload(archive(&[("score", SCORE)])).await;
+        let test = self.upload(b"t\n".to_vec()).await;
+        let problem = Uuid::new_v4();
+        self.post(
+            "/orchestrator/problem",
+            json!({"uuid": problem, "workflow": workflow, "test_dataset": [test],
+                   "size_train_dataset": size}),
+        )
+        .await;
+        let data = self.data(problem, train).await;
+        self.post(
+            "/orchestrator/data",
+            json!({"uuid": test, "problems": problem}),
+        )
+        .await;
+        (problem, data)
+    }
+
+    /// Uploads and registers training items of `lines` lines each.
+    async fn data(&self, problem: Uuid, lines: &[usize]) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        for n in lines {
+            ids.push(self.upload("x\n".repeat(*n).into_bytes()).await);
+        }
+        self.post(
+            "/orchestrator/data",
+            json!({"uuid": ids, "problems": [problem]}),
+        )
+        .await;
+        ids
+    }
+
+    async fn algo(&self, problem: Uuid, name: &str, bytes: Vec<u8>) -> Uuid {
+        let uuid = self.upload(bytes).await;
+        self.post(
+            "/orchestrator/algo",
+            json!({"uuid": uuid, "name": name, "problem": problem}),
+        )
+        .await;
+        uuid
+    }
+
+    /// The learnuplets of `algo` by rank.
+    async fn chain(&self, algo: Uuid) -> Vec<Value> {
+        let mut uplets = self
+            .get(&format!("/orchestrator/learnuplet?algo={algo}"))
+            .await["learnuplets"]
+            .as_array()
+            .unwrap()
+            .clone();
+        uplets.sort_by_key(|u| u["rank"].as_u64());
+        uplets
+    }
+
+    /// Waits until every learnuplet of `algo` has ended.
+    async fn ended(&self, algo: Uuid, limit: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let chain = self.chain(algo).await;
+            if chain
+                .iter()
+                .all(|u| u["status"] == "done" || u["status"] == "failed")
+            {
+                return chain;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "chain not ended in {limit:?}: {chain:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+async fn client(stack: &Stack) -> Client<'_> {
+    Client {
+        stack,
+        user: stack.user().await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chains_advance_from_the_best_model_and_predictions_are_stored() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    settle_work_queue(stack).await;
+    let c = client(stack).await;
+    // Items of 1, 2, 3 and 4 lines, two per rank.
+    let (problem, items) = c.problem(&[1, 2, 3, 4], 2).await;
+    let lines_of = |uplet: &Value| -> f64 {
+        uplet["train_data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| {
+                let at = items.iter().position(|i| i.to_string() == *id).unwrap();
+                (at + 1) as f64
+            })
+            .sum()
+    };
+    let counting_algo = c.algo(problem, "counting", counting("")).await;
+    let chain = c.chain(counting_algo).await;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain[0]["model_start"], counting_algo.to_string());
+    assert!(
+        chain[1]["model_start"].is_null(),
+        "only the head is runnable"
+    );
+
+    let _worker = Worker::start_with("work", &[], &[("FANOUT_ORCH_LEASE_SECONDS", "6")]);
+    let chain = c.ended(counting_algo, Duration::from_secs(60)).await;
+    // Rank 0 saw its items' lines, rank 1 started from rank 0's model and saw the rest:
+    // ten lines in all.
+    assert_eq!(chain[0]["status"], "done", "{chain:#?}");
+    assert_eq!(chain[0]["perf"].as_f64(), Some(lines_of(&chain[0])));
+    assert_eq!(chain[1]["model_start"], chain[0]["model_end"]);
+    assert_eq!(chain[1]["perf"].as_f64(), Some(10.0));
+    assert_eq!(floats(&chain[1]["test_perf"]), [10.0]);
+    assert_eq!(floats(&chain[1]["train_perf"]), [10.0, 10.0]);
+    assert_eq!(chain[1]["attempts"], 1);
+
+    // New data appends a rank starting from the best model so far.
+    c.data(problem, &[5]).await;
+    let chain = c.ended(counting_algo, Duration::from_secs(60)).await;
+    assert_eq!(chain.len(), 3);
+    assert_eq!(chain[2]["model_start"], chain[1]["model_end"]);
+    assert_eq!(chain[2]["perf"].as_f64(), Some(15.0));
+
+    // A prediction from the best model: stored, fetchable.
+    let item = c.upload(b"p\n".to_vec()).await;
+    let asked = c
+        .post(
+            "/orchestrator/prediction",
+            json!({"data": [item], "problem": problem}),
+        )
+        .await;
+    let pred = asked["preduplet"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    let done = loop {
+        let doc = c.get(&format!("/orchestrator/preduplet/{pred}")).await;
+        if doc["status"] == "done" {
+            break doc;
+        }
+        assert_ne!(doc["status"], "failed", "{doc}");
+        assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["model"], chain[2]["model_end"]);
+    let zipped = c
+        .download(done["prediction_storage_uuid"].as_str().unwrap())
+        .await;
+    let mut predictions = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut predictions.by_name(&item.to_string()).unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text.trim(), "15");
+
+    // The model itself is a zip of the algorithm's files and its state.
+    let model = c.download(chain[2]["model_end"].as_str().unwrap()).await;
+    let mut model = zip::ZipArchive::new(std::io::Cursor::new(model)).unwrap();
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut model.by_name("model/seen").unwrap(), &mut seen).unwrap();
+    assert_eq!(seen.trim(), "15");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_learn_is_replaced_and_the_chain_completes() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    settle_work_queue(stack).await;
+    let c = client(stack).await;
+    let (problem, _) = c.problem(&[1, 1], 1).await;
+    // Training takes 4 s: long enough to be killed in.
+    let algo = c.algo(problem, "slow", counting("sleep 4")).await;
+    let lease = [("FANOUT_ORCH_LEASE_SECONDS", "3")];
+    let first = Worker::start_with("work", &[], &lease);
+    let start = Instant::now();
+    loop {
+        let chain = c.chain(algo).await;
+        if chain[0]["status"] == "pending" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{chain:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first.kill();
+    // Another worker, with the reconciler: the dead claim runs out and is handed over.
+    let _second = Worker::start_with("work", &["--reconcile-every", "2"], &lease);
+    let chain = c.ended(algo, Duration::from_secs(90)).await;
+    assert_eq!(chain[0]["status"], "done", "{chain:#?}");
+    assert_eq!(chain[0]["attempts"], 2, "{chain:#?}");
+    assert_eq!(chain[1]["status"], "done", "{chain:#?}");
+    assert_eq!(chain[1]["perf"].as_f64(), Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_fail_one_uplet_while_the_others_go_on() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    settle_work_queue(stack).await;
+    let c = client(stack).await;
+    let (problem, _) = c.problem(&[1, 1], 1).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let good = c.algo(problem, "good", counting("")).await;
+    let sleeper = c.algo(problem, "sleeper", counting("sleep 30")).await;
+    let hog = c
+        .algo(
+            problem,
+            "hog",
+            counting("python3 -c 'b = bytearray(1 << 30); print(len(b))'"),
+        )
+        .await;
+    let network = c
+        .algo(
+            problem,
+            "network",
+            counting(&format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{port}; echo hello >&3"
+            )),
+        )
+        .await;
+    let _worker = Worker::start_with(
+        "work",
+        &[],
+        &[
+            ("FANOUT_ORCH_TIME_SECONDS", "3"),
+            ("FANOUT_ORCH_MEMORY_MIB", "256"),
+        ],
+    );
+    let good = c.ended(good, Duration::from_secs(60)).await;
+    assert!(good.iter().all(|u| u["status"] == "done"), "{good:#?}");
+    assert_eq!(good[1]["perf"].as_f64(), Some(2.0));
+    for (algo, says) in [
+        (sleeper, "over the time limit of 3 s"),
+        (hog, "MemoryError"),
+        (network, "/dev/tcp"),
+    ] {
+        let chain = c.ended(algo, Duration::from_secs(60)).await;
+        // Its first rank fails with the reason; the next starts from the algorithm
+        // itself (no better model) and fails the same way: the chain still ends.
+        assert_eq!(chain[0]["status"], "failed", "{chain:#?}");
+        let error = chain[0]["error"].as_str().unwrap();
+        assert!(error.starts_with("code/train: "), "{error}");
+        assert!(error.contains(says), "{says}: {error}");
+        assert_eq!(
+            chain[0]["attempts"], 1,
+            "a program's failure is not retried"
+        );
+        assert_eq!(chain[1]["model_start"], algo.to_string(), "{chain:#?}");
+        assert_eq!(chain[1]["status"], "failed", "{chain:#?}");
+    }
+    // Nothing reached the listener.
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the network"
+    );
+}
