@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The venv the orchestrator's example archives run in: .fanout/orch-venv on Python 3.11
-# (python3.11, else python3 if it is 3.11; PYTHON=... overrides) with
+# (/usr/bin/python3.11 when there, else python3.11 or python3 on PATH if it is 3.11;
+# PYTHON=... overrides) with
 # examples/orchestrator/requirements.txt, reinstalled only when that file (or the Python)
 # changes. Prints the venv's bin directory as its only stdout line; logs go to stderr.
 #
@@ -12,7 +13,11 @@ REQ="$ROOT/examples/orchestrator/requirements.txt"
 STAMP="$VENV/.fanout-requirements.sha256"
 
 if [ -z "${PYTHON:-}" ]; then
-    if command -v python3.11 >/dev/null 2>&1; then
+    # The system's interpreter first: the worker's sandbox runs the programs as user
+    # nobody, which cannot reach an interpreter under a home directory (pyenv's in /root).
+    if [ -x /usr/bin/python3.11 ]; then
+        PYTHON=/usr/bin/python3.11
+    elif command -v python3.11 >/dev/null 2>&1; then
         PYTHON=python3.11
     else
         PYTHON=python3
@@ -24,13 +29,15 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     exit 1
 fi
 
-want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version, sys.executable)'; } | sha256sum | cut -d' ' -f1)"
 # A venv whose interpreter no longer starts (its base Python moved or went) is rebuilt.
 if [ -d "$VENV" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     echo "orch-venv: $VENV is broken, recreating it" >&2
     rm -rf "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+    # Another interpreter or other requirements: start from a fresh venv.
+    rm -rf "$VENV"
     if [ ! -x "$VENV/bin/python" ]; then
         echo "orch-venv: creating $VENV" >&2
         mkdir -p "$(dirname "$VENV")"

@@ -86,6 +86,13 @@ pub struct Options {
 /// Runs the worker until SIGTERM or Ctrl-C.
 pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init();
+    // Not dumpable: a sandboxed program running as the worker's own user (a worker that
+    // is not root cannot switch users) can neither trace it nor read its /proc files,
+    // where its environment holds credentials.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!("could not make the worker non-dumpable");
+    }
     let svc = Arc::new(Services::from_env().await?);
     if options.reconcile_once {
         let report = reconcile::run(&svc, Duration::from_secs(options.stall_seconds)).await?;

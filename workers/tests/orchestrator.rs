@@ -1,9 +1,10 @@
 //! The ML orchestrator end to end on the local stack: a user's token, the `/orchestrator/`
 //! routes, uploads by presigned PUT, worker processes running uplets in their sandbox.
-//! Algorithms here are small bash programs (the digits example with scikit-learn is
-//! `digits.rs`'s): a chain advancing rank by rank from the best model, data appending a
-//! rank, predictions stored and fetched; a worker SIGKILLed mid-learn replaced through
-//! the lease; time, memory and network limits failing one uplet while the others go on.
+//! Algorithms are small bash programs — a chain advancing rank by rank from the best
+//! model, data appending a rank, predictions stored and fetched; a worker SIGKILLed
+//! mid-learn replaced through the lease; time, memory and network limits failing one
+//! uplet while the others go on — and the README's example: scikit-learn's digits with
+//! two Python algorithms (examples/orchestrator/digits).
 
 mod common;
 
@@ -383,4 +384,177 @@ async fn limits_fail_one_uplet_while_the_others_go_on() {
         listener.accept().is_err(),
         "the sandbox reached the network"
     );
+}
+
+/// The labels `y` of a digits data item (an npz: a zip holding `y.npy`, int64).
+fn labels_of(npz: &[u8]) -> Vec<i64> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(npz)).unwrap();
+    let mut npy = Vec::new();
+    std::io::Read::read_to_end(&mut zip.by_name("y.npy").unwrap(), &mut npy).unwrap();
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let (major, at) = (npy[6], 8);
+    let (header_len, at) = if major == 1 {
+        (u16::from_le_bytes([npy[at], npy[at + 1]]) as usize, at + 2)
+    } else {
+        (
+            u32::from_le_bytes(npy[at..at + 4].try_into().unwrap()) as usize,
+            at + 4,
+        )
+    };
+    let header = String::from_utf8_lossy(&npy[at..at + header_len]).to_string();
+    assert!(header.contains("'<i8'"), "{header}");
+    npy[at + header_len..]
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_digits_example_learns_rank_by_rank_and_predicts() {
+    let _engine = exclusive().await;
+    let stack = stack();
+    settle_work_queue(stack).await;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::temp_dir().join(format!("fanout-digits-{}", Uuid::new_v4()));
+    let packed = std::process::Command::new("bash")
+        .arg(root.join("examples/orchestrator/digits/pack.sh"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let venv = std::process::Command::new("bash")
+        .arg(root.join("examples/orchestrator/venv.sh"))
+        .output()
+        .unwrap();
+    assert!(venv.status.success());
+    let bin = String::from_utf8(venv.stdout).unwrap().trim().to_string();
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+
+    let c = client(stack).await;
+    let workflow = c.upload(read("workflow.zip")).await;
+    let mut tests = Vec::new();
+    for i in 0..2 {
+        tests.push(c.upload(read(&format!("data/test_{i}.npz"))).await);
+    }
+    let mut train = Vec::new();
+    for i in 0..6 {
+        train.push(c.upload(read(&format!("data/train_{i}.npz"))).await);
+    }
+    let problem = Uuid::new_v4();
+    c.post(
+        "/orchestrator/problem",
+        json!({"uuid": problem, "workflow": workflow, "test_dataset": tests,
+               "size_train_dataset": 2}),
+    )
+    .await;
+    c.post(
+        "/orchestrator/data",
+        json!({"uuid": [tests[0], tests[1], train[0], train[1], train[2], train[3]],
+               "problems": problem}),
+    )
+    .await;
+    let logreg = c
+        .algo(problem, "logistic regression", read("logreg.zip"))
+        .await;
+    let forest = c.algo(problem, "random forest", read("forest.zip")).await;
+    let path = [("FANOUT_ORCH_PATH", bin.as_str())];
+    let _workers = [
+        Worker::start_with("work", &[], &path),
+        Worker::start_with("work", &[], &path),
+    ];
+    for algo in [logreg, forest] {
+        assert_eq!(c.ended(algo, Duration::from_secs(180)).await.len(), 2);
+    }
+    // The last two training items append a rank to each chain.
+    c.post(
+        "/orchestrator/data",
+        json!({"uuid": [train[4], train[5]], "problems": [problem]}),
+    )
+    .await;
+    let mut best_overall: Option<Value> = None;
+    for algo in [logreg, forest] {
+        let chain = c.ended(algo, Duration::from_secs(180)).await;
+        assert_eq!(chain.len(), 3);
+        for (rank, uplet) in chain.iter().enumerate() {
+            assert_eq!(uplet["status"], "done", "{uplet:#}");
+            assert_eq!(floats(&uplet["test_perf"]).len(), 2);
+            assert_eq!(floats(&uplet["train_perf"]).len(), 2);
+            // Each rank starts from the best model of its chain so far.
+            let best_before = chain[..rank]
+                .iter()
+                .max_by(|a, b| a["perf"].as_f64().partial_cmp(&b["perf"].as_f64()).unwrap());
+            let expected = best_before
+                .map(|b| b["model_end"].clone())
+                .unwrap_or(json!(algo.to_string()));
+            assert_eq!(uplet["model_start"], expected, "rank {rank}");
+        }
+        let last = chain[2]["perf"].as_f64().unwrap();
+        let first = chain[0]["perf"].as_f64().unwrap();
+        assert!(last >= first, "more data, no worse: {first} then {last}");
+        println!(
+            "{algo}: perfs {:?}",
+            chain
+                .iter()
+                .map(|u| u["perf"].as_f64().unwrap())
+                .collect::<Vec<_>>()
+        );
+        for uplet in chain {
+            if best_overall
+                .as_ref()
+                .is_none_or(|b| uplet["perf"].as_f64() > b["perf"].as_f64())
+            {
+                best_overall = Some(uplet);
+            }
+        }
+    }
+    let best = best_overall.unwrap();
+    assert!(best["perf"].as_f64().unwrap() > 0.9, "{best:#}");
+
+    // A prediction on the first test item from the best model: its labels score exactly
+    // the best model's accuracy on that item.
+    let asked = c
+        .post(
+            "/orchestrator/prediction",
+            json!({"data": [tests[0]], "problem": problem}),
+        )
+        .await;
+    let pred = asked["preduplet"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    let done = loop {
+        let doc = c.get(&format!("/orchestrator/preduplet/{pred}")).await;
+        if doc["status"] == "done" {
+            break doc;
+        }
+        assert_ne!(doc["status"], "failed", "{doc}");
+        assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["model"], best["model_end"]);
+    let zipped = c
+        .download(done["prediction_storage_uuid"].as_str().unwrap())
+        .await;
+    let mut zipped = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut zipped.by_name(&tests[0].to_string()).unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    let predicted: Vec<i64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let truth = labels_of(&read("data/test_0.npz"));
+    assert_eq!(predicted.len(), truth.len());
+    let right = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+    let accuracy = right as f64 / truth.len() as f64;
+    let item = best["test_data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| *t == tests[0].to_string())
+        .unwrap();
+    let recorded = floats(&best["test_perf"])[item];
+    assert!(
+        (accuracy - recorded).abs() < 1e-9,
+        "{accuracy} vs {recorded}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
