@@ -63,7 +63,10 @@ run: emulator-up deploy-local models
 	@# An admin token and a demo account with a token, made once (kept while the
 	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
 	set -a; . $(LOCAL_ENV); set +a; target/debug/fanout-admin local-env --file $(LOCAL_ENV) --api http://$(ADDR)
+	@# The ML orchestrator's example programs run in this Python environment (numpy,
+	@# scikit-learn; made once, examples/orchestrator/venv.sh).
 	set -a; . $(LOCAL_ENV); set +a; \
+	export FANOUT_ORCH_PATH="$$(bash examples/orchestrator/venv.sh)"; \
 	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
 	for i in $$(seq 1 $(WORKERS)); do \
 	    if [ $$i = 1 ]; then extra="--reconcile-every $(RECONCILE_EVERY)"; else extra=""; fi; \
