@@ -9,7 +9,8 @@
 //!
 //! Points (see RELIABILITY.md): `before_part_put`, `after_output_put`, `after_subtask_end`, `after_count`,
 //! `before_advance_send`, `after_stage_claim`, `inside_stage_write`, `after_stage_written`,
-//! `inside_enqueue`, `after_result_put`, `after_done`, `inside_reconcile`; blocking:
+//! `inside_enqueue`, `after_result_put`, `after_done`, `inside_reconcile`; the
+//! orchestrator's `orch_after_claim`, `orch_after_learn_report`; blocking:
 //! `inside_tile_kernel`.
 
 /// Whether fault points are compiled in (the crash tests check it).

@@ -111,6 +111,7 @@ pub async fn run(svc: &Services, run: &Run) -> Result<(), ApiError> {
     };
     let attempts = claimed.attempts();
     tracing::info!(?run, attempts, "uplet claimed");
+    fanout::fault::point("orch_after_claim").await;
     let scratch = settings
         .work_dir
         .join(format!("fanout-uplet-{}-{attempts}", run.uuid));

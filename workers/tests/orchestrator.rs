@@ -558,3 +558,36 @@ async fn the_digits_example_learns_rank_by_rank_and_predicts() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A worker killed at each of the orchestrator's fault points — just after its claim,
+/// and between storing a rank's report and passing its model on — is replaced: the chain
+/// completes, each rank's data counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_at_each_orchestrator_fault_point_leaves_the_chain_whole() {
+    common::require_faults();
+    let _engine = exclusive().await;
+    let stack = stack();
+    let lease = ("FANOUT_ORCH_LEASE_SECONDS", "3");
+    for (point, first_attempts) in [("orch_after_claim", 2), ("orch_after_learn_report", 1)] {
+        settle_work_queue(stack).await;
+        let c = client(stack).await;
+        let (problem, _) = c.problem(&[1, 2], 1).await;
+        let fault = format!("{point}:kill");
+        let mut doomed = Worker::start_with("work", &[], &[lease, ("FANOUT_FAULT", &fault)]);
+        let algo = c.algo(problem, "counting", counting("")).await;
+        assert!(
+            doomed.ended_within(Duration::from_secs(30)).await,
+            "{point} not reached"
+        );
+        let _rescuer = Worker::start_with("work", &["--reconcile-every", "2"], &[lease]);
+        let chain = c.ended(algo, Duration::from_secs(90)).await;
+        assert!(
+            chain.iter().all(|u| u["status"] == "done"),
+            "{point}: {chain:#?}"
+        );
+        assert_eq!(chain[0]["attempts"], first_attempts, "{point}: {chain:#?}");
+        assert_eq!(chain[1]["attempts"], 1, "{point}");
+        assert_eq!(chain[1]["model_start"], chain[0]["model_end"], "{point}");
+        assert_eq!(chain[1]["perf"].as_f64(), Some(3.0), "{point}: {chain:#?}");
+    }
+}

@@ -67,6 +67,8 @@ pub struct Report {
     pub orchestrator_failed: usize,
     /// Runnable orchestrator uplets announced again (the work queue empty).
     pub orchestrator_announced: usize,
+    /// Orchestrator ranks given their model late (their predecessor's reporter died).
+    pub orchestrator_advanced: usize,
 }
 
 /// One reconciliation pass within [`PASS_BUDGET`]. A task counts as stuck when nothing
@@ -257,6 +259,7 @@ async fn pass(
                 report.orchestrator_requeued = swept.requeued;
                 report.orchestrator_failed = swept.failed;
                 report.orchestrator_announced = swept.announced;
+                report.orchestrator_advanced = swept.advanced;
             }
             Err(err) => {
                 tracing::error!(%err, "the orchestrator sweep failed");

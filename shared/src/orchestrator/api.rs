@@ -657,6 +657,9 @@ pub async fn learndone_of(
         attempts,
     )
     .await?;
+    // A crash here leaves the next rank without its model: the reconciler's sweep
+    // advances an ended rank whose successor still waits (compute::sweep).
+    crate::fault::point("orch_after_learn_report").await;
     advance(svc, account_id, &uplet).await?;
     Ok(json!({"updated_learnuplet": uuid}))
 }

@@ -311,6 +311,9 @@ pub struct Swept {
     pub announced: usize,
     /// Accounts left with nothing to run or watch, no longer visited.
     pub idle: usize,
+    /// Ranks given their model late: the report of the rank before them was stored but
+    /// its reporter died before passing the model on.
+    pub advanced: usize,
 }
 
 /// The reconciler's pass over every account using the orchestrator, at `now`.
@@ -321,6 +324,7 @@ pub async fn sweep(svc: &Services, now: chrono::DateTime<chrono::Utc>) -> Result
         let expired = api::expire_leases(svc, account_id, now).await?;
         swept.requeued += expired.requeued;
         swept.failed += expired.failed;
+        swept.advanced += advance_stranded(svc, account_id).await?;
         if expired == api::Expired::default() && !has_work(svc, account_id).await? {
             if forget_account(svc, account_id, &touched).await? {
                 swept.idle += 1;
@@ -352,10 +356,33 @@ pub async fn sweep(svc: &Services, now: chrono::DateTime<chrono::Utc>) -> Result
             swept.announced += 1;
         }
     }
-    if swept.requeued + swept.failed + swept.announced > 0 {
+    if swept.requeued + swept.failed + swept.announced + swept.advanced > 0 {
         tracing::warn!(?swept, "orchestrator sweep");
     }
     Ok(swept)
+}
+
+/// Advances every ended learnuplet whose next rank still has no model (its report was
+/// stored, the call died before `advance`); how many it advanced.
+async fn advance_stranded(svc: &Services, account_id: Uuid) -> Result<usize, ApiError> {
+    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    let mut advanced = 0;
+    for ended in uplets.iter().filter(|u| {
+        matches!(
+            u.status,
+            super::UpletStatus::Done | super::UpletStatus::Failed
+        )
+    }) {
+        let waiting = uplets
+            .iter()
+            .any(|u| u.algo == ended.algo && u.rank == ended.rank + 1 && u.model_start.is_none());
+        if waiting {
+            tracing::warn!(uplet = %ended.uuid, "next rank stranded without its model: advanced");
+            api::advance(svc, account_id, ended).await?;
+            advanced += 1;
+        }
+    }
+    Ok(advanced)
 }
 
 /// Whether the account has an uplet waiting or claimed.
