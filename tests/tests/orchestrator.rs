@@ -523,3 +523,103 @@ async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
     );
     isolated.end().await;
 }
+
+/// A registration repeated after a crash completes what the crash left undone and makes
+/// nothing twice: the chain's learnuplets have uuids derived from algorithm and rank,
+/// data and algorithms already registered the same way are taken as they are. Before,
+/// the repeat answered 40023 and the missing rank was never made.
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_repeated_after_a_crash_complete_the_chain_once() {
+    let isolated = Isolated::new().await;
+    let (svc, account) = (&isolated.svc, isolated.account);
+    let workflow = upload(svc, account).await;
+    let test = upload(svc, account).await;
+    let problem = Uuid::new_v4();
+    let new_problem = |uuid| NewProblem {
+        uuid,
+        workflow,
+        test_dataset: vec![test],
+        size_train_dataset: 1,
+    };
+    api::post_problem(svc, account, new_problem(problem))
+        .await
+        .unwrap();
+    let data = |uuids: Vec<Uuid>, problems: Vec<Uuid>| NewData {
+        uuid: OneOrMany::Many(uuids),
+        problems: OneOrMany::Many(problems),
+    };
+    let (d0, d1) = (upload(svc, account).await, upload(svc, account).await);
+    api::post_data(svc, account, data(vec![test, d0, d1], vec![problem]))
+        .await
+        .unwrap();
+    let algo = upload(svc, account).await;
+    let new_algo = |name: &str| NewAlgo {
+        uuid: algo,
+        name: name.into(),
+        problem,
+    };
+    let made = api::post_algo(svc, account, new_algo("a")).await.unwrap();
+    assert_eq!(made["new_learnuplets"], 2);
+    let chain = learnuplets(svc, account, &[]).await;
+    assert_eq!(
+        chain.iter().map(|u| id(&u["uuid"])).collect::<Vec<_>>(),
+        [
+            fanout::orchestrator::chains::uplet_uuid(algo, 0),
+            fanout::orchestrator::chains::uplet_uuid(algo, 1)
+        ]
+    );
+    // The same registration again: nothing new; another algorithm under its uuid: 40023.
+    let again = api::post_algo(svc, account, new_algo("a")).await.unwrap();
+    assert_eq!(again["new_learnuplets"], 0);
+    assert_eq!(learnuplets(svc, account, &[]).await, chain);
+    let other = api::post_algo(svc, account, new_algo("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code, ErrorCode::DocumentExists);
+
+    // New data while rank 1 waits: ranks 2 and 3, rank 2 waiting for rank 1's end.
+    let (d2, d3) = (upload(svc, account).await, upload(svc, account).await);
+    let appended = api::post_data(svc, account, data(vec![d2, d3], vec![problem]))
+        .await
+        .unwrap();
+    assert_eq!(appended["new_learnuplets"], 2);
+    let chain = learnuplets(svc, account, &[]).await;
+    assert_eq!(chain.len(), 4);
+    assert!(chain[2]["model_start"].is_null(), "{:#}", chain[2]);
+
+    // A crash before rank 3 was stored, then the call repeated: rank 3 made, once.
+    let rank3 = id(&chain[3]["uuid"]);
+    svc.table
+        .delete_when(
+            &fanout::orchestrator::store::partition(account, Collection::Learnuplet),
+            &rank3.to_string(),
+            "attribute_exists(pk)",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let repeated = api::post_data(svc, account, data(vec![d2, d3], vec![problem]))
+        .await
+        .unwrap();
+    assert_eq!(repeated["new_learnuplets"], 1);
+    let after = learnuplets(svc, account, &[]).await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(id(&after[3]["uuid"]), rank3);
+    assert_eq!(after[3]["train_data"], serde_json::json!([d3]));
+    assert_eq!(after[3]["rank"], 3);
+    let repeated = api::post_data(svc, account, data(vec![d2, d3], vec![problem]))
+        .await
+        .unwrap();
+    assert_eq!(repeated["new_learnuplets"], 0);
+
+    // The same data for other problems is another registration: 40023.
+    let second = Uuid::new_v4();
+    api::post_problem(svc, account, new_problem(second))
+        .await
+        .unwrap();
+    let clash = api::post_data(svc, account, data(vec![d2], vec![second]))
+        .await
+        .unwrap_err();
+    assert_eq!(clash.code, ErrorCode::DocumentExists);
+    isolated.end().await;
+}

@@ -171,6 +171,13 @@ async fn require<T: serde::de::DeserializeOwned>(
         .ok_or_else(|| not_found(collection.name(), uuid))
 }
 
+fn taken(collection: Collection, uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::DocumentExists,
+        format!("{} '{uuid}' exists already", collection.name()),
+    )
+}
+
 async fn insert_new<T: Serialize>(
     svc: &Services,
     account_id: Uuid,
@@ -181,10 +188,7 @@ async fn insert_new<T: Serialize>(
     if store::insert(svc, account_id, collection, uuid, doc).await? {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::DocumentExists,
-            format!("{} '{uuid}' exists already", collection.name()),
-        ))
+        Err(taken(collection, uuid))
     }
 }
 
@@ -238,46 +242,98 @@ async fn insert_chain(
     Ok(())
 }
 
+/// Appends to `algo`'s chain the items of `train` none of its learnuplets has yet, cut
+/// by the problem's `size_train_dataset`, after its last rank. The first new rank gets the
+/// best model of the chain so far (the algorithm at rank 0), unless the rank before it
+/// has not ended: that rank's end passes the model on. Uplet uuids derive from the
+/// algorithm and the rank, so a rank is never made twice, and a call repeated after a
+/// crash makes only what is missing (a chain is stored rank by rank, so what a crash
+/// leaves is a prefix). Answers the learnuplets made.
+async fn extend_chain(
+    svc: &Services,
+    account_id: Uuid,
+    problem: &Problem,
+    algo: Uuid,
+    train: &[Uuid],
+) -> Result<Vec<Learnuplet>, ApiError> {
+    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+    let mine: Vec<&Learnuplet> = uplets.iter().filter(|u| u.algo == algo).collect();
+    let chained: std::collections::HashSet<Uuid> = mine
+        .iter()
+        .flat_map(|u| u.train_data.iter().copied())
+        .collect();
+    let fresh: Vec<Uuid> = train
+        .iter()
+        .copied()
+        .filter(|u| !chained.contains(u))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let start = chains::next_rank(&uplets, algo);
+    let before_open = mine.iter().any(|u| {
+        u.rank + 1 == start && matches!(u.status, UpletStatus::Todo | UpletStatus::Pending)
+    });
+    let model_start = (!before_open).then(|| {
+        chains::best(mine.iter().copied())
+            .map(|b| b.model_end)
+            .unwrap_or(algo)
+    });
+    let chain = chains::new_chain(
+        problem.uuid,
+        problem.workflow,
+        algo,
+        &fresh,
+        &problem.test_dataset,
+        problem.size_train_dataset as usize,
+        start,
+        model_start,
+        &now(),
+    );
+    insert_chain(svc, account_id, &chain).await?;
+    compute::announce_runnable(svc, account_id, &chain).await?;
+    Ok(chain)
+}
+
 /// `POST /algo`: registers the algorithm and makes its chain over the problem's
-/// training data.
+/// training data. Repeating the same registration (after a crash, say) completes the
+/// chain; another algorithm under a taken uuid is 40023.
 pub async fn post_algo(svc: &Services, account_id: Uuid, new: NewAlgo) -> Result<Value, ApiError> {
     let problem: Problem = require(svc, account_id, Collection::Problem, new.problem).await?;
     require_blob(svc, account_id, "algo", new.uuid).await?;
     crate::objects::check_text("name", Some(&new.name), 128)?;
-    let algo = Algo {
+    let mut algo = Algo {
         uuid: new.uuid,
         name: new.name,
         problem: new.problem,
         timestamp_upload: now(),
     };
-    insert_new(svc, account_id, Collection::Algo, algo.uuid, &algo).await?;
+    if !store::insert(svc, account_id, Collection::Algo, algo.uuid, &algo).await? {
+        let stored: Algo = require(svc, account_id, Collection::Algo, algo.uuid).await?;
+        if (&stored.name, stored.problem) != (&algo.name, algo.problem) {
+            return Err(taken(Collection::Algo, algo.uuid));
+        }
+        algo = stored;
+    }
     let train = training_data(svc, account_id, &problem).await?;
-    let chain = chains::new_chain(
-        problem.uuid,
-        problem.workflow,
-        algo.uuid,
-        &train,
-        &problem.test_dataset,
-        problem.size_train_dataset as usize,
-        0,
-        algo.uuid,
-        &now(),
-    );
-    insert_chain(svc, account_id, &chain).await?;
-    compute::announce_runnable(svc, account_id, &chain).await?;
+    let chain = extend_chain(svc, account_id, &problem, algo.uuid, &train).await?;
     Ok(json!({"new_algo": algo, "new_learnuplets": chain.len()}))
 }
 
 /// `POST /data`: registers the data and appends, for every algorithm of each problem, a
-/// chain over the new training data after its last rank, from its best model so far.
+/// chain over the new training data after its last rank. Repeating the same
+/// registration completes what a crash left undone; data already registered for other
+/// problems is 40023.
 pub async fn post_data(svc: &Services, account_id: Uuid, new: NewData) -> Result<Value, ApiError> {
     let uuids = new.uuid.into_vec();
-    let problem_ids = new.problems.into_vec();
+    let mut problem_ids = new.problems.into_vec();
     if uuids.is_empty() || problem_ids.is_empty() {
         return Err(ApiError::bad_json(
             "uuid and problems must name at least one each",
         ));
     }
+    problem_ids.sort();
+    problem_ids.dedup();
     let mut problems = Vec::new();
     for id in &problem_ids {
         problems.push(require::<Problem>(svc, account_id, Collection::Problem, *id).await?);
@@ -288,16 +344,22 @@ pub async fn post_data(svc: &Services, account_id: Uuid, new: NewData) -> Result
     let stamp = now();
     let mut made = Vec::new();
     for uuid in &uuids {
-        let data = Data {
+        let mut data = Data {
             uuid: *uuid,
             problems: problem_ids.clone(),
             timestamp_upload: stamp.clone(),
         };
-        insert_new(svc, account_id, Collection::Data, data.uuid, &data).await?;
+        if !store::insert(svc, account_id, Collection::Data, data.uuid, &data).await? {
+            let mut stored: Data = require(svc, account_id, Collection::Data, data.uuid).await?;
+            stored.problems.sort();
+            if stored.problems != problem_ids {
+                return Err(taken(Collection::Data, data.uuid));
+            }
+            data = stored;
+        }
         made.push(data);
     }
     let algos: Vec<Algo> = store::all(svc, account_id, Collection::Algo).await?;
-    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
     let mut new_learnuplets = 0;
     for problem in &problems {
         let train: Vec<Uuid> = uuids
@@ -306,24 +368,9 @@ pub async fn post_data(svc: &Services, account_id: Uuid, new: NewData) -> Result
             .filter(|u| !problem.test_dataset.contains(u))
             .collect();
         for algo in algos.iter().filter(|a| a.problem == problem.uuid) {
-            let start = chains::next_rank(&uplets, algo.uuid);
-            let model_start = chains::best(uplets.iter().filter(|u| u.algo == algo.uuid))
-                .map(|b| b.model_end)
-                .unwrap_or(algo.uuid);
-            let chain = chains::new_chain(
-                problem.uuid,
-                problem.workflow,
-                algo.uuid,
-                &train,
-                &problem.test_dataset,
-                problem.size_train_dataset as usize,
-                start,
-                model_start,
-                &stamp,
-            );
-            insert_chain(svc, account_id, &chain).await?;
-            compute::announce_runnable(svc, account_id, &chain).await?;
-            new_learnuplets += chain.len();
+            new_learnuplets += extend_chain(svc, account_id, problem, algo.uuid, &train)
+                .await?
+                .len();
         }
     }
     Ok(json!({"new_datas": made, "new_learnuplets": new_learnuplets}))

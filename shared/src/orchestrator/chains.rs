@@ -28,18 +28,18 @@ pub fn new_chain(
     test: &[Uuid],
     size_train_dataset: usize,
     start_rank: u32,
-    model_start: Uuid,
+    model_start: Option<Uuid>,
     now: &str,
 ) -> Vec<Learnuplet> {
     train
         .chunks(size_train_dataset.max(1))
         .enumerate()
         .map(|(i, chunk)| Learnuplet {
-            uuid: Uuid::new_v4(),
+            uuid: uplet_uuid(algo, start_rank + i as u32),
             problem,
             workflow,
             algo,
-            model_start: (i == 0).then_some(model_start),
+            model_start: model_start.filter(|_| i == 0),
             model_end: Uuid::new_v4(),
             train_data: chunk.to_vec(),
             test_data: test.to_vec(),
@@ -56,6 +56,11 @@ pub fn new_chain(
             error: None,
         })
         .collect()
+}
+
+/// The uuid of `algo`'s learnuplet of rank `rank`: one per rank, whoever makes it.
+pub fn uplet_uuid(algo: Uuid, rank: u32) -> Uuid {
+    Uuid::new_v5(&algo, format!("learnuplet rank {rank}").as_bytes())
 }
 
 /// The done learnuplet with the highest `perf` among `uplets` (ties: the lower rank).
@@ -114,7 +119,17 @@ mod tests {
         let (problem, workflow, algo) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let train = ids(7);
         let test = ids(2);
-        let chain = new_chain(problem, workflow, algo, &train, &test, 3, 0, algo, "t");
+        let chain = new_chain(
+            problem,
+            workflow,
+            algo,
+            &train,
+            &test,
+            3,
+            0,
+            Some(algo),
+            "t",
+        );
         assert_eq!(chain.len(), 3);
         assert_eq!(
             chain.iter().map(|u| u.train_data.len()).collect::<Vec<_>>(),
@@ -129,13 +144,13 @@ mod tests {
             "only the head"
         );
         assert!(chain.iter().all(|u| u.test_data == test));
-        assert!(new_chain(problem, workflow, algo, &[], &test, 3, 0, algo, "t").is_empty());
+        assert!(new_chain(problem, workflow, algo, &[], &test, 3, 0, Some(algo), "t").is_empty());
     }
 
     #[test]
     fn the_next_rank_starts_from_the_best_model_so_far() {
         let (problem, workflow, algo) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let mut chain = new_chain(problem, workflow, algo, &ids(9), &[], 3, 0, algo, "t");
+        let mut chain = new_chain(problem, workflow, algo, &ids(9), &[], 3, 0, Some(algo), "t");
         chain[0].status = UpletStatus::Done;
         chain[0].perf = Some(0.8);
         let (next, model) = next_after(&chain, &chain[0].clone()).unwrap();
@@ -159,7 +174,7 @@ mod tests {
     #[test]
     fn a_failed_head_passes_on_its_own_starting_model() {
         let (problem, workflow, algo) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let mut chain = new_chain(problem, workflow, algo, &ids(4), &[], 2, 0, algo, "t");
+        let mut chain = new_chain(problem, workflow, algo, &ids(4), &[], 2, 0, Some(algo), "t");
         chain[0].status = UpletStatus::Failed;
         let (next, model) = next_after(&chain, &chain[0].clone()).unwrap();
         assert_eq!((next.rank, model), (1, algo));
@@ -168,7 +183,7 @@ mod tests {
     #[test]
     fn the_best_ignores_unfinished_and_missing_perfs() {
         let (problem, workflow, algo) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let mut chain = new_chain(problem, workflow, algo, &ids(3), &[], 1, 0, algo, "t");
+        let mut chain = new_chain(problem, workflow, algo, &ids(3), &[], 1, 0, Some(algo), "t");
         assert!(best(&chain).is_none());
         chain[0].status = UpletStatus::Done;
         chain[0].perf = Some(0.5);
