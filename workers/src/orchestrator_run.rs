@@ -57,7 +57,8 @@ pub struct Settings {
     pub path: Vec<PathBuf>,
     /// Limits of one uplet (`FANOUT_ORCH_TIME_SECONDS`, default 1200 — the seed's 20
     /// minutes to learn or predict, for all its programs together;
-    /// `FANOUT_ORCH_MEMORY_MIB`, default 2048).
+    /// `FANOUT_ORCH_MEMORY_MIB`, default 2048; `FANOUT_ORCH_PROCESSES`, default 64 for a
+    /// root worker, 512 otherwise).
     pub limits: Limits,
     /// Where scratch directories go (`FANOUT_ORCH_WORK_DIR`, default the system's
     /// temporary directory).
@@ -76,10 +77,15 @@ impl Settings {
     /// The settings of the environment.
     pub fn from_env() -> Settings {
         let seconds = env_number("FANOUT_ORCH_TIME_SECONDS", 1200);
+        // RLIMIT_NPROC counts every process and thread of the user: as root the programs
+        // run as nobody and share 64; a worker that is not root runs them as itself, and
+        // its own threads count too.
+        let processes = if crate::sandbox::is_root() { 64 } else { 512 };
         let limits = Limits {
             wall: Duration::from_secs(seconds),
             cpu_seconds: seconds,
             memory_bytes: env_number("FANOUT_ORCH_MEMORY_MIB", 2048) << 20,
+            processes: env_number("FANOUT_ORCH_PROCESSES", processes),
             ..Limits::default()
         };
         Settings {
