@@ -18,7 +18,7 @@ set -a; . .fanout/local.env; set +a
 pids=()
 for _ in $(seq 1 "$workers"); do
     # shellcheck disable=SC2086
-    RUST_LOG=warn "$dir"/worker --queues work ${WORKER_ARGS:-} >/dev/null &
+    RUST_LOG=${RUST_LOG:-warn} "$dir"/worker --queues work ${WORKER_ARGS:-} >/dev/null 2>>"${WORKER_LOG:-/dev/null}" &
     pids+=($!)
 done
 "$dir"/examples/orchestrator_bench "$algos" "$ranks"
