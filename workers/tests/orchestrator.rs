@@ -298,7 +298,8 @@ async fn a_worker_killed_mid_learn_is_replaced_and_the_chain_completes() {
     let (problem, _) = c.problem(&[1, 1], 1).await;
     // Training takes 4 s: long enough to be killed in.
     let algo = c.algo(problem, "slow", counting("sleep 4")).await;
-    let lease = [("FANOUT_ORCH_LEASE_SECONDS", "3")];
+    // Renewed every 2 s: a loaded machine does not let a live claim lapse.
+    let lease = [("FANOUT_ORCH_LEASE_SECONDS", "6")];
     let first = Worker::start_with("work", &[], &lease);
     let start = Instant::now();
     loop {
@@ -567,7 +568,7 @@ async fn a_worker_killed_at_each_orchestrator_fault_point_leaves_the_chain_whole
     common::require_faults();
     let _engine = exclusive().await;
     let stack = stack();
-    let lease = ("FANOUT_ORCH_LEASE_SECONDS", "3");
+    let lease = ("FANOUT_ORCH_LEASE_SECONDS", "6");
     for (point, first_attempts) in [("orch_after_claim", 2), ("orch_after_learn_report", 1)] {
         settle_work_queue(stack).await;
         let c = client(stack).await;
