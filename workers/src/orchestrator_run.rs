@@ -202,6 +202,16 @@ fn io(context: &str, err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(context, err.to_string())
 }
 
+/// Creates the directories (and their parents).
+async fn make_dirs(dirs: &[&Path]) -> Result<(), ApiError> {
+    for dir in dirs {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| io("scratch directory", e))?;
+    }
+    Ok(())
+}
+
 /// A program of the uplet that failed: why, for the uplet's error.
 struct Failure(String);
 
@@ -285,9 +295,7 @@ async fn fetch_items(
     uuids: &[Uuid],
     dir: &Path,
 ) -> Result<(), ApiError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| io("orchestrator data", e))?;
+    make_dirs(&[dir]).await?;
     for uuid in uuids {
         fetch(svc, account_id, *uuid, &dir.join(uuid.to_string())).await?;
     }
@@ -508,18 +516,12 @@ async fn learn(
         .await?,
         failed_learn
     );
-    tokio::fs::create_dir_all(&model)
-        .await
-        .map_err(|e| io("learn", e))?;
+    make_dirs(&[&model]).await?;
     let (train, test) = (scratch.join("train"), scratch.join("test"));
     fetch_items(svc, account_id, &uplet.train_data, &train).await?;
     fetch_items(svc, account_id, &uplet.test_data, &test).await?;
     let (pred_train, pred_test) = (scratch.join("pred_train"), scratch.join("pred_test"));
-    for dir in [&pred_train, &pred_test] {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| io("learn", e))?;
-    }
+    make_dirs(&[&pred_train, &pred_test]).await?;
     or_fail!(
         step(settings, scratch, started, "code/train", &[&train, &model]).await?,
         failed_learn
@@ -599,14 +601,10 @@ async fn predict(
         unpack_blob(svc, account_id, uplet.model, &code, "model").await?,
         failed_prediction
     );
-    tokio::fs::create_dir_all(&model)
-        .await
-        .map_err(|e| io("predict", e))?;
+    make_dirs(&[&model]).await?;
     let (data, out) = (scratch.join("data"), scratch.join("out"));
     fetch_items(svc, account_id, &uplet.data, &data).await?;
-    tokio::fs::create_dir_all(&out)
-        .await
-        .map_err(|e| io("predict", e))?;
+    make_dirs(&[&out]).await?;
     or_fail!(
         step(
             settings,

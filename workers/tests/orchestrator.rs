@@ -154,6 +154,39 @@ impl Client<'_> {
         uuid
     }
 
+    /// Asks a prediction on `item` and waits for it: the preduplet, and the
+    /// predictions stored for the item.
+    async fn predict(&self, problem: Uuid, item: Uuid) -> (Value, String) {
+        let asked = self
+            .post(
+                "/orchestrator/prediction",
+                json!({"data": [item], "problem": problem}),
+            )
+            .await;
+        let pred = asked["preduplet"].as_str().unwrap().to_string();
+        let start = Instant::now();
+        let done = loop {
+            let doc = self.get(&format!("/orchestrator/preduplet/{pred}")).await;
+            if doc["status"] == "done" {
+                break doc;
+            }
+            assert_ne!(doc["status"], "failed", "{doc}");
+            assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        let zipped = self
+            .download(done["prediction_storage_uuid"].as_str().unwrap())
+            .await;
+        let mut predictions = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut predictions.by_name(&item.to_string()).unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        (done, text)
+    }
+
     /// The learnuplets of `algo` by rank.
     async fn chain(&self, algo: Uuid) -> Vec<Value> {
         let mut uplets = self
@@ -251,34 +284,8 @@ async fn chains_advance_from_the_best_model_and_predictions_are_stored() {
 
     // A prediction from the best model: stored, fetchable.
     let item = c.upload(b"p\n".to_vec()).await;
-    let asked = c
-        .post(
-            "/orchestrator/prediction",
-            json!({"data": [item], "problem": problem}),
-        )
-        .await;
-    let pred = asked["preduplet"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    let done = loop {
-        let doc = c.get(&format!("/orchestrator/preduplet/{pred}")).await;
-        if doc["status"] == "done" {
-            break doc;
-        }
-        assert_ne!(doc["status"], "failed", "{doc}");
-        assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let (done, text) = c.predict(problem, item).await;
     assert_eq!(done["model"], chain[2]["model_end"]);
-    let zipped = c
-        .download(done["prediction_storage_uuid"].as_str().unwrap())
-        .await;
-    let mut predictions = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut predictions.by_name(&item.to_string()).unwrap(),
-        &mut text,
-    )
-    .unwrap();
     assert_eq!(text.trim(), "15");
 
     // The model itself is a zip of the algorithm's files and its state.
@@ -513,34 +520,8 @@ async fn the_digits_example_learns_rank_by_rank_and_predicts() {
 
     // A prediction on the first test item from the best model: its labels score exactly
     // the best model's accuracy on that item.
-    let asked = c
-        .post(
-            "/orchestrator/prediction",
-            json!({"data": [tests[0]], "problem": problem}),
-        )
-        .await;
-    let pred = asked["preduplet"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    let done = loop {
-        let doc = c.get(&format!("/orchestrator/preduplet/{pred}")).await;
-        if doc["status"] == "done" {
-            break doc;
-        }
-        assert_ne!(doc["status"], "failed", "{doc}");
-        assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let (done, text) = c.predict(problem, tests[0]).await;
     assert_eq!(done["model"], best["model_end"]);
-    let zipped = c
-        .download(done["prediction_storage_uuid"].as_str().unwrap())
-        .await;
-    let mut zipped = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut zipped.by_name(&tests[0].to_string()).unwrap(),
-        &mut text,
-    )
-    .unwrap();
     let predicted: Vec<i64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
     let truth = labels_of(&read("data/test_0.npz"));
     assert_eq!(predicted.len(), truth.len());
