@@ -17,5 +17,6 @@ pub mod faces;
 pub mod geometry;
 #[cfg(feature = "vision")]
 pub mod models;
+pub mod people;
 #[cfg(feature = "vision")]
 pub mod picture;

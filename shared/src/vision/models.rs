@@ -135,6 +135,8 @@ pub struct Models {
     pub emotion: Net,
     /// MobileNetV2: mask or not.
     pub mask: Net,
+    /// SSDLite MobileNetV2: people (see [`super::people`]).
+    pub person: Net,
     _env: ort::environment::Environment,
 }
 
@@ -158,6 +160,7 @@ impl Models {
             facenet: Net::load(&env, dir, "facenet", "facenet.onnx", threads)?,
             emotion: Net::load(&env, dir, "emotion", "emotion.onnx", threads)?,
             mask: Net::load(&env, dir, "mask", "mask.onnx", threads)?,
+            person: Net::load(&env, dir, "ssdlite-person", "ssdlite-person.onnx", threads)?,
             _env: env,
         })
     }
