@@ -63,6 +63,10 @@ pub struct Settings {
     /// Where scratch directories go (`FANOUT_ORCH_WORK_DIR`, default the system's
     /// temporary directory).
     pub work_dir: PathBuf,
+    /// Most bytes of stored inputs an uplet reads in all — archives and data items
+    /// (`FANOUT_ORCH_INPUT_MAX_MIB`, default 256): a presigned upload can be any size,
+    /// and the worker holds one input in memory at a time.
+    pub input_max_bytes: u64,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -97,6 +101,7 @@ impl Settings {
             work_dir: std::env::var_os("FANOUT_ORCH_WORK_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
+            input_max_bytes: env_number("FANOUT_ORCH_INPUT_MAX_MIB", 256) << 20,
         }
     }
 }
@@ -273,19 +278,33 @@ async fn step(
     ))))
 }
 
-/// Fetches a blob of the account into `path`.
-async fn fetch(svc: &Services, account_id: Uuid, uuid: Uuid, path: &Path) -> Result<(), ApiError> {
-    let bytes = blobs::get(svc, &blob_key(account_id, uuid))
-        .await?
-        .ok_or_else(|| {
-            io(
-                "orchestrator fetch",
-                format!("blob {uuid} is not in storage"),
-            )
-        })?;
-    tokio::fs::write(path, bytes)
-        .await
-        .map_err(|e| io("orchestrator fetch", e))
+/// What an uplet may still read of its inputs.
+struct Budget(u64);
+
+/// Reads the stored input `uuid` within `budget`; one that is not there, or over what
+/// is left, is the uplet's failure.
+async fn read_input(
+    svc: &Services,
+    account_id: Uuid,
+    uuid: Uuid,
+    what: &str,
+    budget: &mut Budget,
+) -> Result<Result<Vec<u8>, Failure>, ApiError> {
+    let key = blob_key(account_id, uuid);
+    let Some(head) = blobs::head(svc, &key).await? else {
+        return Ok(Err(Failure(format!("{what} {uuid} is not in storage"))));
+    };
+    if head.size > budget.0 {
+        return Ok(Err(Failure(format!(
+            "{what} {uuid} ({} bytes) is over what the uplet may still read of its inputs ({} bytes; FANOUT_ORCH_INPUT_MAX_MIB)",
+            head.size, budget.0
+        ))));
+    }
+    let Some(bytes) = blobs::get(svc, &key).await? else {
+        return Ok(Err(Failure(format!("{what} {uuid} is not in storage"))));
+    };
+    budget.0 = budget.0.saturating_sub(bytes.len() as u64);
+    Ok(Ok(bytes))
 }
 
 /// Fetches the data items `uuids` into `dir`, one file each named by its uuid.
@@ -294,31 +313,35 @@ async fn fetch_items(
     account_id: Uuid,
     uuids: &[Uuid],
     dir: &Path,
-) -> Result<(), ApiError> {
+    budget: &mut Budget,
+) -> Result<Result<(), Failure>, ApiError> {
     make_dirs(&[dir]).await?;
     for uuid in uuids {
-        fetch(svc, account_id, *uuid, &dir.join(uuid.to_string())).await?;
+        let bytes = match read_input(svc, account_id, *uuid, "data", budget).await? {
+            Ok(bytes) => bytes,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        tokio::fs::write(dir.join(uuid.to_string()), bytes)
+            .await
+            .map_err(|e| io("orchestrator data", e))?;
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
-/// Fetches the archive `uuid` and unpacks it into `dir`; a bad archive is the uplet's
-/// failure.
+/// Fetches the archive `uuid` and unpacks it into `dir`; an archive that is not there,
+/// too big or bad is the uplet's failure.
 async fn unpack_blob(
     svc: &Services,
     account_id: Uuid,
     uuid: Uuid,
     dir: &Path,
     what: &str,
+    budget: &mut Budget,
 ) -> Result<Result<(), Failure>, ApiError> {
-    let bytes = blobs::get(svc, &blob_key(account_id, uuid))
-        .await?
-        .ok_or_else(|| {
-            io(
-                "orchestrator fetch",
-                format!("{what} {uuid} is not in storage"),
-            )
-        })?;
+    let bytes = match read_input(svc, account_id, uuid, what, budget).await? {
+        Ok(bytes) => bytes,
+        Err(failure) => return Ok(Err(failure)),
+    };
     let dir = dir.to_path_buf();
     let unpacked = tokio::task::spawn_blocking(move || unpack(&bytes, &dir))
         .await
@@ -501,25 +524,34 @@ async fn learn(
         .ok_or_else(|| io("learn", "claimed without a model_start"))?;
     let code = scratch.join("code");
     let model = code.join("model");
+    let budget = &mut Budget(settings.input_max_bytes);
     or_fail!(
-        unpack_blob(svc, account_id, model_start, &code, "model_start").await?,
+        unpack_blob(svc, account_id, model_start, &code, "model_start", budget).await?,
         failed_learn
     );
+    let workflow = scratch.join("workflow");
     or_fail!(
         unpack_blob(
             svc,
             account_id,
             uplet.workflow,
-            &scratch.join("workflow"),
-            "workflow"
+            &workflow,
+            "workflow",
+            budget
         )
         .await?,
         failed_learn
     );
     make_dirs(&[&model]).await?;
     let (train, test) = (scratch.join("train"), scratch.join("test"));
-    fetch_items(svc, account_id, &uplet.train_data, &train).await?;
-    fetch_items(svc, account_id, &uplet.test_data, &test).await?;
+    or_fail!(
+        fetch_items(svc, account_id, &uplet.train_data, &train, budget).await?,
+        failed_learn
+    );
+    or_fail!(
+        fetch_items(svc, account_id, &uplet.test_data, &test, budget).await?,
+        failed_learn
+    );
     let (pred_train, pred_test) = (scratch.join("pred_train"), scratch.join("pred_test"));
     make_dirs(&[&pred_train, &pred_test]).await?;
     or_fail!(
@@ -597,13 +629,17 @@ async fn predict(
 ) -> Result<PredDone, ApiError> {
     let code = scratch.join("code");
     let model = code.join("model");
+    let budget = &mut Budget(settings.input_max_bytes);
     or_fail!(
-        unpack_blob(svc, account_id, uplet.model, &code, "model").await?,
+        unpack_blob(svc, account_id, uplet.model, &code, "model", budget).await?,
         failed_prediction
     );
     make_dirs(&[&model]).await?;
     let (data, out) = (scratch.join("data"), scratch.join("out"));
-    fetch_items(svc, account_id, &uplet.data, &data).await?;
+    or_fail!(
+        fetch_items(svc, account_id, &uplet.data, &data, budget).await?,
+        failed_prediction
+    );
     make_dirs(&[&out]).await?;
     or_fail!(
         step(

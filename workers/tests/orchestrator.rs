@@ -357,12 +357,29 @@ async fn limits_fail_one_uplet_while_the_others_go_on() {
             )),
         )
         .await;
+    // An archive over what an uplet may read (a presigned upload can be any size).
+    let mut noise = String::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while noise.len() < 4 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push_str(&format!("{x:016x}"));
+    }
+    let heavy = archive(&[
+        ("train", "#!/bin/bash\nexit 0\n"),
+        ("predict", "#!/bin/bash\nexit 0\n"),
+        ("noise", &noise),
+    ]);
+    assert!(heavy.len() > 1 << 20, "{}", heavy.len());
+    let heavy = c.algo(problem, "heavy", heavy).await;
     let _worker = Worker::start_with(
         "work",
         &[],
         &[
             ("FANOUT_ORCH_TIME_SECONDS", "3"),
             ("FANOUT_ORCH_MEMORY_MIB", "256"),
+            ("FANOUT_ORCH_INPUT_MAX_MIB", "1"),
         ],
     );
     let good = c.ended(good, Duration::from_secs(60)).await;
@@ -387,6 +404,14 @@ async fn limits_fail_one_uplet_while_the_others_go_on() {
         assert_eq!(chain[1]["model_start"], algo.to_string(), "{chain:#?}");
         assert_eq!(chain[1]["status"], "failed", "{chain:#?}");
     }
+    let chain = c.ended(heavy, Duration::from_secs(60)).await;
+    assert_eq!(chain[0]["status"], "failed", "{chain:#?}");
+    let error = chain[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("model_start {heavy} ("))
+            && error.contains("FANOUT_ORCH_INPUT_MAX_MIB"),
+        "{error}"
+    );
     // Nothing reached the listener.
     assert!(
         listener.accept().is_err(),
