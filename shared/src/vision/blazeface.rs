@@ -6,7 +6,8 @@
 //! logit. This module builds the anchors, letterboxes an image into the input square,
 //! decodes the outputs back into image pixels and merges overlapping detections.
 
-use super::geometry::{Detection, Point, Rect, Rgb, weighted_nms};
+pub use super::geometry::Letterbox;
+use super::geometry::{Detection, Point, Rect, Rgb, letterboxed, weighted_nms};
 
 /// Side of the network's input square.
 pub const INPUT: u32 = 192;
@@ -39,59 +40,16 @@ pub fn anchors() -> Vec<Point> {
     out
 }
 
-/// How an image sits in the input square: scaled by `scale` and shifted by `(dx, dy)`
-/// input pixels (the image is centred, its longer side filling the square).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Letterbox {
-    /// Input pixels per image pixel.
-    pub scale: f32,
-    /// Horizontal padding, input pixels.
-    pub dx: f32,
-    /// Vertical padding, input pixels.
-    pub dy: f32,
-}
-
-impl Letterbox {
-    /// The letterbox of a `width × height` image.
-    pub fn of(width: u32, height: u32) -> Letterbox {
-        let scale = INPUT as f32 / width.max(height).max(1) as f32;
-        Letterbox {
-            scale,
-            dx: (INPUT as f32 - width as f32 * scale) / 2.0,
-            dy: (INPUT as f32 - height as f32 * scale) / 2.0,
-        }
-    }
-
-    /// An input-square point (input pixels) back in image pixels.
-    pub fn to_image(&self, p: Point) -> Point {
-        Point::new((p.x - self.dx) / self.scale, (p.y - self.dy) / self.scale)
-    }
-}
-
 /// The network's input for `image`: NCHW `[1, 3, 192, 192]`, values in `[-1, 1]`, the
 /// image letterboxed (bilinear, black padding), and how it was placed.
 pub fn input(image: &Rgb) -> (Vec<f32>, Letterbox) {
-    let boxed = Letterbox::of(image.width, image.height);
     let side = INPUT as usize;
     let mut tensor = vec![-1.0f32; 3 * side * side];
-    for y in 0..side {
-        for x in 0..side {
-            // The centre of the input pixel, in image pixel coordinates.
-            let p = boxed.to_image(Point::new(x as f32 + 0.5, y as f32 + 0.5));
-            let (ix, iy) = (p.x - 0.5, p.y - 0.5);
-            if ix < -0.5
-                || iy < -0.5
-                || ix > image.width as f32 - 0.5
-                || iy > image.height as f32 - 0.5
-            {
-                continue;
-            }
-            let v = image.sample(Point::new(ix, iy));
-            for c in 0..3 {
-                tensor[c * side * side + y * side + x] = v[c] / 127.5 - 1.0;
-            }
+    let boxed = letterboxed(image, INPUT, |x, y, v| {
+        for c in 0..3 {
+            tensor[c * side * side + y * side + x] = v[c] / 127.5 - 1.0;
         }
-    }
+    });
     (tensor, boxed)
 }
 
@@ -193,7 +151,7 @@ mod tests {
 
     #[test]
     fn the_letterbox_centres_the_longer_side() {
-        let wide = Letterbox::of(400, 200);
+        let wide = Letterbox::of(400, 200, INPUT);
         assert_eq!(
             wide,
             Letterbox {
@@ -232,7 +190,7 @@ mod tests {
             r[3] = 40.0;
             r[8] = dx; // nose, keypoint 2
         }
-        let boxed = Letterbox::of(384, 384);
+        let boxed = Letterbox::of(384, 384, INPUT);
         let found = decode(
             &regressors,
             &logits,

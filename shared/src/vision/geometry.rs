@@ -285,6 +285,69 @@ impl Rgb {
     }
 }
 
+/// How an image sits in a network's square input: scaled by `scale` (keeping its
+/// aspect) and shifted by `(dx, dy)` input pixels, centred, its longer side filling the
+/// square.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Input pixels per image pixel.
+    pub scale: f32,
+    /// Horizontal padding, input pixels.
+    pub dx: f32,
+    /// Vertical padding, input pixels.
+    pub dy: f32,
+}
+
+impl Letterbox {
+    /// The letterbox of a `width × height` image in a square of `side` pixels.
+    pub fn of(width: u32, height: u32, side: u32) -> Letterbox {
+        let scale = side as f32 / width.max(height).max(1) as f32;
+        Letterbox {
+            scale,
+            dx: (side as f32 - width as f32 * scale) / 2.0,
+            dy: (side as f32 - height as f32 * scale) / 2.0,
+        }
+    }
+
+    /// An input-square point (input pixels) in image pixels.
+    pub fn to_image(&self, p: Point) -> Point {
+        Point::new((p.x - self.dx) / self.scale, (p.y - self.dy) / self.scale)
+    }
+
+    /// An image point (image pixels) in input pixels.
+    pub fn to_input(&self, p: Point) -> Point {
+        Point::new(p.x * self.scale + self.dx, p.y * self.scale + self.dy)
+    }
+}
+
+/// Letterboxes `image` into a `side × side` input: `put(x, y, rgb)` for every input
+/// pixel the image covers, with the image sampled bilinearly at that pixel's centre
+/// (pixels of the padding are not visited); how the image was placed.
+pub fn letterboxed(
+    image: &Rgb,
+    side: u32,
+    mut put: impl FnMut(usize, usize, [f32; 3]),
+) -> Letterbox {
+    let boxed = Letterbox::of(image.width, image.height, side);
+    let side = side as usize;
+    for y in 0..side {
+        for x in 0..side {
+            // The centre of the input pixel, in image pixel coordinates.
+            let p = boxed.to_image(Point::new(x as f32 + 0.5, y as f32 + 0.5));
+            let (ix, iy) = (p.x - 0.5, p.y - 0.5);
+            if ix < -0.5
+                || iy < -0.5
+                || ix > image.width as f32 - 0.5
+                || iy > image.height as f32 - 0.5
+            {
+                continue;
+            }
+            put(x, y, image.sample(Point::new(ix, iy)));
+        }
+    }
+    boxed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@
 //! The arithmetic is plain Rust and always built; [`PersonDetector`] runs the network
 //! (the `vision` feature).
 
-use super::geometry::{Point, Rect, Rgb};
+pub use super::geometry::Letterbox;
+use super::geometry::{Point, Rect, Rgb, letterboxed};
 
 /// Side of the network's input square.
 pub const INPUT: u32 = 300;
@@ -33,66 +34,18 @@ pub struct Detection {
     pub score: f32,
 }
 
-/// How an image sits in the input square: scaled by `scale` (keeping its aspect) and
-/// shifted by `(dx, dy)` input pixels, centred, its longer side filling the square.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Letterbox {
-    /// Input pixels per image pixel.
-    pub scale: f32,
-    /// Horizontal padding, input pixels.
-    pub dx: f32,
-    /// Vertical padding, input pixels.
-    pub dy: f32,
-}
-
-impl Letterbox {
-    /// The letterbox of a `width × height` image in a square of `side` pixels.
-    pub fn of(width: u32, height: u32, side: u32) -> Letterbox {
-        let scale = side as f32 / width.max(height).max(1) as f32;
-        Letterbox {
-            scale,
-            dx: (side as f32 - width as f32 * scale) / 2.0,
-            dy: (side as f32 - height as f32 * scale) / 2.0,
-        }
-    }
-
-    /// An input-square point (input pixels) in image pixels.
-    pub fn to_image(&self, p: Point) -> Point {
-        Point::new((p.x - self.dx) / self.scale, (p.y - self.dy) / self.scale)
-    }
-
-    /// An image point (image pixels) in input pixels.
-    pub fn to_input(&self, p: Point) -> Point {
-        Point::new(p.x * self.scale + self.dx, p.y * self.scale + self.dy)
-    }
-}
-
 /// The network's input for `image`: NHWC `[1, 300, 300, 3]`, RGB mapped by
 /// `x · 2 / 255 − 1`, the image letterboxed (bilinear, black padding), and how it was
 /// placed.
 pub fn input(image: &Rgb) -> (Vec<f32>, Letterbox) {
-    let boxed = Letterbox::of(image.width, image.height, INPUT);
     let side = INPUT as usize;
     let mut tensor = vec![-1.0f32; side * side * 3];
-    for y in 0..side {
-        for x in 0..side {
-            // The centre of the input pixel, in image pixel coordinates.
-            let p = boxed.to_image(Point::new(x as f32 + 0.5, y as f32 + 0.5));
-            let (ix, iy) = (p.x - 0.5, p.y - 0.5);
-            if ix < -0.5
-                || iy < -0.5
-                || ix > image.width as f32 - 0.5
-                || iy > image.height as f32 - 0.5
-            {
-                continue;
-            }
-            let v = image.sample(Point::new(ix, iy));
-            let at = (y * side + x) * 3;
-            for c in 0..3 {
-                tensor[at + c] = v[c] * (2.0 / 255.0) - 1.0;
-            }
+    let boxed = letterboxed(image, INPUT, |x, y, v| {
+        let at = (y * side + x) * 3;
+        for c in 0..3 {
+            tensor[at + c] = v[c] * (2.0 / 255.0) - 1.0;
         }
-    }
+    });
     (tensor, boxed)
 }
 
