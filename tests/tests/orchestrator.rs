@@ -88,6 +88,23 @@ async fn learnuplets(svc: &Services, account: Uuid, filters: &[(&str, String)]) 
     all
 }
 
+/// A claim of learnuplet `uuid` by a new worker.
+async fn claim(
+    svc: &Services,
+    account: Uuid,
+    uuid: Uuid,
+) -> Result<Value, fanout::error::ApiError> {
+    api::claim_learnuplet(
+        svc,
+        account,
+        uuid,
+        Claim {
+            worker: Uuid::new_v4(),
+        },
+    )
+    .await
+}
+
 fn id(v: &Value) -> Uuid {
     v.as_str().unwrap().parse().unwrap()
 }
@@ -193,35 +210,9 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
     // Only the head can be claimed, once.
     let head = id(&chain[0]["uuid"]);
     let second = id(&chain[1]["uuid"]);
-    let waiting = api::claim_learnuplet(
-        svc,
-        account,
-        second,
-        Claim {
-            worker: Uuid::new_v4(),
-        },
-    )
-    .await
-    .unwrap_err();
+    let waiting = claim(svc, account, second).await.unwrap_err();
     assert_eq!(waiting.code, ErrorCode::UpletConflict);
-    let (a, b) = tokio::join!(
-        api::claim_learnuplet(
-            svc,
-            account,
-            head,
-            Claim {
-                worker: Uuid::new_v4()
-            }
-        ),
-        api::claim_learnuplet(
-            svc,
-            account,
-            head,
-            Claim {
-                worker: Uuid::new_v4()
-            }
-        ),
-    );
+    let (a, b) = tokio::join!(claim(svc, account, head), claim(svc, account, head),);
     assert_eq!(
         [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
         1,
@@ -277,16 +268,7 @@ async fn chains_advance_from_the_best_model_and_predictions_use_it() {
     assert_eq!(twice.code, ErrorCode::UpletConflict);
 
     // Rank 1 does worse; new data appends rank 2 from rank 0's (the best) model.
-    api::claim_learnuplet(
-        svc,
-        account,
-        second,
-        Claim {
-            worker: Uuid::new_v4(),
-        },
-    )
-    .await
-    .unwrap();
+    claim(svc, account, second).await.unwrap();
     api::learndone(
         svc,
         account,
@@ -437,16 +419,7 @@ async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
 
     // Nothing is overdue before the lease ends.
-    api::claim_learnuplet(
-        svc,
-        account,
-        head,
-        Claim {
-            worker: Uuid::new_v4(),
-        },
-    )
-    .await
-    .unwrap();
+    claim(svc, account, head).await.unwrap();
     let none = api::expire_leases(svc, account, chrono::Utc::now())
         .await
         .unwrap();
@@ -467,16 +440,7 @@ async fn a_claim_whose_lease_runs_out_is_handed_out_again_then_failed() {
                 }
             );
             assert_eq!(doc["status"], "todo");
-            api::claim_learnuplet(
-                svc,
-                account,
-                head,
-                Claim {
-                    worker: Uuid::new_v4(),
-                },
-            )
-            .await
-            .unwrap();
+            claim(svc, account, head).await.unwrap();
         } else {
             assert_eq!(
                 expired,

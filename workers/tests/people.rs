@@ -3,32 +3,13 @@
 //! person on bus.jpg (its people are small once letterboxed into 300 × 300); four to six
 //! of t1.jpg's six; the same boxes on a second run.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
+use common::{image, models};
+
 use std::time::Instant;
 
 use fanout::vision::geometry::Rgb;
-use fanout::vision::models::Models;
 use fanout::vision::people::{Detection, PersonDetector};
-use fanout::vision::picture;
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("FANOUT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/models"))
-}
-
-fn models() -> &'static Models {
-    static MODELS: OnceLock<Models> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        Models::load(&models_dir(), 1).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
-    })
-}
-
-fn image(name: &str) -> Rgb {
-    let bytes = std::fs::read(models_dir().join("images").join(name)).unwrap();
-    picture::decode(&bytes).unwrap()
-}
 
 /// The people of an image, timed, printed (`--nocapture` shows them).
 fn people(name: &str) -> (Rgb, Vec<Detection>) {

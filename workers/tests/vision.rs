@@ -3,31 +3,12 @@
 //! counts, gender on t1, same-person descriptors closer than different-person ones over
 //! augmented copies, and unreadable images refused with a reason.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
+use common::{image, models, models_dir};
 
 use fanout::vision::faces::{self, Extractor, Face, Wanted};
 use fanout::vision::geometry::Rgb;
-use fanout::vision::models::Models;
 use fanout::vision::picture::{self, PictureError};
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("FANOUT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.fanout/models"))
-}
-
-fn models() -> &'static Models {
-    static MODELS: OnceLock<Models> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        Models::load(&models_dir(), 1).unwrap_or_else(|e| panic!("{e} (run `make models`)"))
-    })
-}
-
-fn image(name: &str) -> Rgb {
-    let bytes = std::fs::read(models_dir().join("images").join(name)).unwrap();
-    picture::decode(&bytes).unwrap()
-}
 
 const EVERYTHING: fn() -> Wanted = || Wanted {
     descriptors: vec![Extractor::FaceRes, Extractor::FaceNet],

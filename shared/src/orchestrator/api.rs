@@ -473,6 +473,44 @@ fn lease_over(
             .is_some_and(|until| until <= now)
 }
 
+/// The claim bookkeeping of [`Uplet`], the same for both kinds: each keeps it in fields
+/// of the same names (`status`, `worker`, `attempts`, `lease_until`, `error`,
+/// `timestamp_done`).
+macro_rules! claim_bookkeeping {
+    () => {
+        fn claim(&mut self, worker: Uuid, lease_until: String) {
+            self.status = UpletStatus::Pending;
+            self.worker = Some(worker);
+            self.attempts += 1;
+            self.lease_until = Some(lease_until);
+        }
+
+        fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32> {
+            lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
+        }
+
+        fn release(&mut self, give_up: bool, now: &str, why: &str) {
+            self.lease_until = None;
+            self.worker = None;
+            if give_up {
+                self.status = UpletStatus::Failed;
+                self.error = Some(format!("{why} (after {} claims)", self.attempts));
+                self.timestamp_done = Some(now.to_string());
+            } else {
+                self.status = UpletStatus::Todo;
+            }
+        }
+
+        fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32) {
+            (self.status, self.worker, self.attempts)
+        }
+
+        fn set_lease(&mut self, until: String) {
+            self.lease_until = Some(until);
+        }
+    };
+}
+
 impl Uplet for Learnuplet {
     const COLLECTION: Collection = Collection::Learnuplet;
 
@@ -494,36 +532,7 @@ impl Uplet for Learnuplet {
         })
     }
 
-    fn claim(&mut self, worker: Uuid, lease_until: String) {
-        self.status = UpletStatus::Pending;
-        self.worker = Some(worker);
-        self.attempts += 1;
-        self.lease_until = Some(lease_until);
-    }
-
-    fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32> {
-        lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
-    }
-
-    fn release(&mut self, give_up: bool, now: &str, why: &str) {
-        self.lease_until = None;
-        self.worker = None;
-        if give_up {
-            self.status = UpletStatus::Failed;
-            self.error = Some(format!("{why} (after {} claims)", self.attempts));
-            self.timestamp_done = Some(now.to_string());
-        } else {
-            self.status = UpletStatus::Todo;
-        }
-    }
-
-    fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32) {
-        (self.status, self.worker, self.attempts)
-    }
-
-    fn set_lease(&mut self, until: String) {
-        self.lease_until = Some(until);
-    }
+    claim_bookkeeping!();
 }
 
 impl Uplet for Preduplet {
@@ -537,36 +546,7 @@ impl Uplet for Preduplet {
         (self.status != UpletStatus::Todo).then(|| format!("is {:?}, not todo", self.status))
     }
 
-    fn claim(&mut self, worker: Uuid, lease_until: String) {
-        self.status = UpletStatus::Pending;
-        self.worker = Some(worker);
-        self.attempts += 1;
-        self.lease_until = Some(lease_until);
-    }
-
-    fn overdue_claim(&self, now: chrono::DateTime<chrono::Utc>) -> Option<u32> {
-        lease_over(self.status, &self.lease_until, now).then_some(self.attempts)
-    }
-
-    fn release(&mut self, give_up: bool, now: &str, why: &str) {
-        self.lease_until = None;
-        self.worker = None;
-        if give_up {
-            self.status = UpletStatus::Failed;
-            self.error = Some(format!("{why} (after {} claims)", self.attempts));
-            self.timestamp_done = Some(now.to_string());
-        } else {
-            self.status = UpletStatus::Todo;
-        }
-    }
-
-    fn claim_state(&self) -> (UpletStatus, Option<Uuid>, u32) {
-        (self.status, self.worker, self.attempts)
-    }
-
-    fn set_lease(&mut self, until: String) {
-        self.lease_until = Some(until);
-    }
+    claim_bookkeeping!();
 }
 
 /// The claim of an uplet: a compare-and-set from `todo` to `pending`, holding for
@@ -781,6 +761,26 @@ pub async fn expire_leases(
     })
 }
 
+/// Stores `uplet` if it still holds claim number `attempts` (pending, not claimed again
+/// since); whether it did.
+pub(crate) async fn store_if_claim<T: Uplet>(
+    svc: &Services,
+    account_id: Uuid,
+    uplet: &T,
+    attempts: u32,
+) -> Result<bool, ApiError> {
+    store::replace_if_claim(
+        svc,
+        account_id,
+        T::COLLECTION,
+        uplet.uuid(),
+        uplet,
+        "pending",
+        attempts,
+    )
+    .await
+}
+
 /// Releases the overdue claims of one collection; the uplets released, as written.
 async fn release_overdue<T: Uplet>(
     svc: &Services,
@@ -799,17 +799,7 @@ async fn release_overdue<T: Uplet>(
             "no report before the lease ran out",
         );
         let uuid = uplet.uuid();
-        if store::replace_if_claim(
-            svc,
-            account_id,
-            T::COLLECTION,
-            uuid,
-            &uplet,
-            "pending",
-            attempts,
-        )
-        .await?
-        {
+        if store_if_claim(svc, account_id, &uplet, attempts).await? {
             if !uplet.claim_state().0.eq(&UpletStatus::Failed) {
                 announce_uplet::<T>(svc, account_id, uuid).await?;
             }

@@ -233,16 +233,7 @@ async fn renew_one<T: Uplet>(
         return Ok(false);
     }
     uplet.set_lease(api::lease_end(lease));
-    store::replace_if_claim(
-        svc,
-        run.account_id,
-        T::COLLECTION,
-        run.uuid,
-        &uplet,
-        "pending",
-        attempts,
-    )
-    .await
+    api::store_if_claim(svc, run.account_id, &uplet, attempts).await
 }
 
 /// Hands claim number `attempts` back after a failure of the worker's own (storage,
@@ -281,16 +272,7 @@ async fn give_back_one<T: Uplet>(
     }
     let give_up = attempts >= ATTEMPTS_MAX;
     uplet.release(give_up, &timestamps::format(timestamps::now()), why);
-    let written = store::replace_if_claim(
-        svc,
-        run.account_id,
-        T::COLLECTION,
-        run.uuid,
-        &uplet,
-        "pending",
-        attempts,
-    )
-    .await?;
+    let written = api::store_if_claim(svc, run.account_id, &uplet, attempts).await?;
     if !written {
         return Ok(None);
     }

@@ -32,6 +32,20 @@ pub fn models_dir() -> std::path::PathBuf {
         })
 }
 
+/// The vision models of [`models_dir`], loaded once per test binary (one thread).
+pub fn models() -> &'static fanout::vision::models::Models {
+    static MODELS: std::sync::OnceLock<fanout::vision::models::Models> = std::sync::OnceLock::new();
+    MODELS.get_or_init(|| {
+        fanout::vision::models::Models::load(&models_dir(), 1)
+            .unwrap_or_else(|e| panic!("{e} (run `make models`)"))
+    })
+}
+
+/// A package-shipped image of the models directory, decoded.
+pub fn image(name: &str) -> fanout::vision::geometry::Rgb {
+    fanout::vision::picture::decode(&package_image(name)).expect("package image decodes")
+}
+
 /// A package-shipped image of the models directory (`t1.jpg`, `zidane.jpg`, `bus.jpg`).
 pub fn package_image(name: &str) -> Vec<u8> {
     std::fs::read(models_dir().join("images").join(name))
