@@ -72,6 +72,11 @@ pub struct RunMessage {
 /// Sends the work message of `run` (and marks its account active for the sweep).
 pub async fn announce(svc: &Services, run: Run) -> Result<(), ApiError> {
     remember_account(svc, run.account_id).await?;
+    send(svc, run).await
+}
+
+/// Sends the work message of `run` (its account already marked).
+async fn send(svc: &Services, run: Run) -> Result<(), ApiError> {
     let body = serde_json::to_string(&RunMessage {
         orchestrator_run: run,
     })
@@ -79,14 +84,19 @@ pub async fn announce(svc: &Services, run: Run) -> Result<(), ApiError> {
     queues::send(svc, &svc.config.work_queue_url, body).await
 }
 
-/// Announces the learnuplets of `uplets` that are runnable.
+/// Announces the learnuplets of `uplets` that are runnable (the account marked once);
+/// how many.
 pub async fn announce_runnable(
     svc: &Services,
     account_id: Uuid,
     uplets: &[Learnuplet],
-) -> Result<(), ApiError> {
-    for uplet in uplets.iter().filter(|u| chains::runnable(u)) {
-        announce(
+) -> Result<usize, ApiError> {
+    let runnable: Vec<&Learnuplet> = uplets.iter().filter(|u| chains::runnable(u)).collect();
+    if !runnable.is_empty() {
+        remember_account(svc, account_id).await?;
+    }
+    for uplet in &runnable {
+        send(
             svc,
             Run {
                 account_id,
@@ -96,7 +106,7 @@ pub async fn announce_runnable(
         )
         .await?;
     }
-    Ok(())
+    Ok(runnable.len())
 }
 
 /// Marks `account_id` active for the sweep, stamped with a fresh token.
@@ -306,25 +316,25 @@ pub async fn sweep(svc: &Services, now: chrono::DateTime<chrono::Utc>) -> Result
         let expired = api::expire_leases(svc, account_id, now).await?;
         swept.requeued += expired.requeued;
         swept.failed += expired.failed;
-        swept.advanced += advance_stranded(svc, account_id).await?;
-        if expired == api::Expired::default() && !has_work(svc, account_id).await? {
+        // Read once for the rest of the pass: a rank advanced below is announced by its
+        // advance, and still shows without a model here, so it is not announced twice.
+        let learnuplets: Vec<Learnuplet> =
+            store::all(svc, account_id, Collection::Learnuplet).await?;
+        let preduplets: Vec<Preduplet> = store::all(svc, account_id, Collection::Preduplet).await?;
+        swept.advanced += advance_stranded(svc, account_id, &learnuplets).await?;
+        if expired == api::Expired::default() && !has_work(&learnuplets, &preduplets) {
             if forget_account(svc, account_id, &touched).await? {
                 swept.idle += 1;
             }
             continue;
         }
-        active.push(account_id);
+        active.push((account_id, learnuplets, preduplets));
     }
     if active.is_empty() || queues::backlog(svc, &svc.config.work_queue_url).await? > 0 {
         return Ok(swept);
     }
-    for account_id in active {
-        let learnuplets: Vec<Learnuplet> =
-            store::all(svc, account_id, Collection::Learnuplet).await?;
-        let runnable: Vec<Learnuplet> = learnuplets.into_iter().filter(chains::runnable).collect();
-        announce_runnable(svc, account_id, &runnable).await?;
-        swept.announced += runnable.len();
-        let preduplets: Vec<Preduplet> = store::all(svc, account_id, Collection::Preduplet).await?;
+    for (account_id, learnuplets, preduplets) in active {
+        swept.announced += announce_runnable(svc, account_id, &learnuplets).await?;
         for uplet in preduplets.iter().filter(|u| u.claimable()) {
             announce(
                 svc,
@@ -346,8 +356,11 @@ pub async fn sweep(svc: &Services, now: chrono::DateTime<chrono::Utc>) -> Result
 
 /// Advances every ended learnuplet whose next rank still has no model (its report was
 /// stored, the call died before `advance`); how many it advanced.
-async fn advance_stranded(svc: &Services, account_id: Uuid) -> Result<usize, ApiError> {
-    let uplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
+async fn advance_stranded(
+    svc: &Services,
+    account_id: Uuid,
+    uplets: &[Learnuplet],
+) -> Result<usize, ApiError> {
     let mut advanced = 0;
     for ended in uplets.iter().filter(|u| {
         matches!(
@@ -367,20 +380,15 @@ async fn advance_stranded(svc: &Services, account_id: Uuid) -> Result<usize, Api
     Ok(advanced)
 }
 
-/// Whether the account has an uplet waiting or claimed.
-async fn has_work(svc: &Services, account_id: Uuid) -> Result<bool, ApiError> {
+/// Whether an uplet is waiting or claimed.
+fn has_work(learnuplets: &[Learnuplet], preduplets: &[Preduplet]) -> bool {
     let open = |status: super::UpletStatus| {
         matches!(
             status,
             super::UpletStatus::Todo | super::UpletStatus::Pending
         )
     };
-    let learnuplets: Vec<Learnuplet> = store::all(svc, account_id, Collection::Learnuplet).await?;
-    if learnuplets.iter().any(|u| open(u.status)) {
-        return Ok(true);
-    }
-    let preduplets: Vec<Preduplet> = store::all(svc, account_id, Collection::Preduplet).await?;
-    Ok(preduplets.iter().any(|u| open(u.status)))
+    learnuplets.iter().any(|u| open(u.status)) || preduplets.iter().any(|u| open(u.status))
 }
 
 #[cfg(test)]
