@@ -24,6 +24,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod timestamps;
 pub mod vectors;
+pub mod video;
 pub mod vision;
 
 use crate::aws::AwsClients;

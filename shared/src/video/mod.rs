@@ -1,0 +1,7 @@
+//! The LUNA Video Agent surface (seed 001): videos read through Debian's `ffmpeg` and
+//! `ffprobe` as child processes — what a video holds, its split into keyframe-aligned
+//! segments and the sampled frames of a segment ([`media`]), and the clips the tests
+//! encode ([`testclips`]).
+
+pub mod media;
+pub mod testclips;
