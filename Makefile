@@ -33,7 +33,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml docs-browser models
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml docs-browser models ffmpeg
 
 venv:
 	bash localstack/venv.sh
@@ -58,7 +58,7 @@ reset:
 lint-infra: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
-run: emulator-up deploy-local models
+run: emulator-up deploy-local models ffmpeg
 	cargo build -p fanout-functions --bin gateway --bin fanout-admin --bin fanout -p fanout-workers --bin worker
 	@# An admin token and a demo account with a token, made once (kept while the
 	@# emulator keeps its data), printed and written into $(LOCAL_ENV).
@@ -131,6 +131,11 @@ docs-browser:
 models:
 	bash workers/models/fetch.sh
 
+# ffmpeg and ffprobe (Debian's package, installed with apt-get when missing): the
+# workers decode the videos of video tasks and streams with them.
+ffmpeg:
+	bash workers/ffmpeg.sh
+
 # One reconciler pass against the local stack (stuck tasks, dead-lettered messages).
 reconcile:
 	cargo build -p fanout-workers --bin worker
@@ -144,6 +149,7 @@ test:
 	cargo clippy --workspace --all-targets --features fanout/faults -- -D warnings
 	$(MAKE) --no-print-directory lint-infra
 	$(MAKE) --no-print-directory models
+	$(MAKE) --no-print-directory ffmpeg
 	trap 'bash localstack/stop.sh' EXIT; \
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \

@@ -29,15 +29,23 @@ use fanout::orchestrator::api::{
     NewPrediction, NewProblem, PredDone,
 };
 use fanout::orchestrator::storage::{BlobDownload, BlobUpload, NewBlob};
+use fanout::video::api::{VideoTask, VideoTaskCreated};
+use fanout::video::streams::{
+    self, AgentPage, NewStream, StreamCreated, StreamLogPage, StreamPage,
+};
+use fanout::video::task::VideoRequest;
 
 use fanout::tasks::api::{self as tasks, NewTask};
 use fanout::tasks::model::{SubtaskPage, Task, TaskCreated, TaskError, TaskErrorPage, TaskPage};
 
+use crate::handlers::video::{
+    DELETE_LOGS_PARAMS, GET_STREAM_PARAMS, PATCH_STREAM_PARAMS, StreamLogsDeleted, StreamsPatched,
+};
 use crate::handlers::{
     auth as auth_handlers, clearml as clearml_handlers, events as event_handlers,
     faces as face_handlers, images as image_handlers, lists as list_handlers,
     orchestrator as orchestrator_handlers, system, tasks as task_handlers,
-    uploads as upload_handlers,
+    uploads as upload_handlers, video as video_handlers,
 };
 
 /// What a handler returns: a response, or an error rendered by the dispatcher.
@@ -488,6 +496,50 @@ pub static ROUTES: &[Route] = &[
         token(Orchestrator, View, QUERY),
         "One document of a collection (problem, algo, data, learnuplet, preduplet)",
         query: ACCOUNT, body: None, 200 => None),
+    route!("create_video_task", POST, "/1/videosdk", video_handlers::videosdk,
+        token(Video, Creation, QUERY),
+        "Analyse a video (people_count, human_tracking): with deferred_task.enable, 201 with a task id to poll at /1/video/tasks/{task_id}; without, 200 with the result once done (videos of at most 30 s; 40025 above)",
+        query: ACCOUNT, body: Some(schema_of::<VideoRequest>), 201 => Some(schema_of::<VideoTaskCreated>)),
+    route!("get_video_task", GET, "/1/video/tasks/{task_id}", video_handlers::get_task,
+        token(Video, View, QUERY),
+        "A video task: status (0 pending, 1 in progress, 2 done, 3 failed, 4 cancelled), progress (segments analysed over all) and, once done, result_url",
+        query: ACCOUNT, body: None, 200 => Some(schema_of::<VideoTask>)),
+    route!("cancel_video_task", DELETE, "/1/video/tasks/{task_id}", video_handlers::cancel_task,
+        token(Video, Modification, QUERY),
+        "Cancel a video task: its workers stop at their next frame; a done or failed task cannot be cancelled (40002)",
+        query: ACCOUNT, body: None, 200 => Some(empty_object_schema)),
+    route!("create_stream", POST, "/1/streams", video_handlers::create_stream,
+        token(Video, Creation, QUERY),
+        "Create a stream: a live URL (http, https, rtsp, rtmp) or a video of the account's upload area, analysed (people_count) by the next agent with room; 201 with its id and path",
+        query: ACCOUNT, body: Some(schema_of::<NewStream>), 201 => Some(schema_of::<StreamCreated>)),
+    route!("list_streams", GET, "/1/streams", video_handlers::list_streams,
+        token(Video, View, QUERY),
+        "The account's streams matching filters (status 0 pending, 1 in progress, 3 done, 5 failure, 6 stop), newest first by default, each with the targets asked for",
+        query: streams::LIST_PARAMS, body: None, 200 => Some(schema_of::<StreamPage>)),
+    route!("list_stream_logs", GET, "/1/streams/logs", video_handlers::list_stream_logs,
+        token(Video, View, QUERY),
+        "The account's stream log records (each status a stream moved to, with failures' reasons), newest first",
+        query: streams::LOG_PARAMS, body: None, 200 => Some(schema_of::<StreamLogPage>)),
+    route!("delete_stream_logs", DELETE, "/1/streams/logs", video_handlers::delete_stream_logs,
+        token(Video, Deletion, QUERY),
+        "Delete the account's stream log records older than log_time__lt (required), keeping each stream's last record; answers {\"deleted_count\": n}",
+        query: DELETE_LOGS_PARAMS, body: None, 200 => Some(schema_of::<StreamLogsDeleted>)),
+    route!("get_stream", GET, "/1/streams/{stream_id}", video_handlers::get_stream,
+        token(Video, View, QUERY),
+        "One stream with the targets asked for: status 0 pending, 1 in progress, 3 done, 5 failure, 6 stop",
+        query: GET_STREAM_PARAMS, body: None, 200 => None),
+    route!("patch_stream", PATCH, "/1/streams/{stream_id}", video_handlers::patch_stream,
+        token(Video, Modification, QUERY),
+        "Stop a stream (action=stop: status 6, its agent stops at its next feedback) or resume a stopped, failed or done one (action=resume: pending again); answers {\"patched_count\": n}, 0 when it was in that state already",
+        query: PATCH_STREAM_PARAMS, body: None, 200 => Some(schema_of::<StreamsPatched>)),
+    route!("delete_stream", DELETE, "/1/streams/{stream_id}", video_handlers::delete_stream,
+        token(Video, Deletion, QUERY),
+        "Delete a stream: its agent stops at its next feedback; its logs stay",
+        query: ACCOUNT, body: None, 200 => Some(empty_object_schema)),
+    route!("get_agents", GET, "/1/agents", video_handlers::get_agents,
+        token(Video, View, QUERY),
+        "The agents (every stream worker is one) seen within the last minute: ready, or not_ready when silent for three refresh periods, with the account's streams each processes",
+        query: ACCOUNT, body: None, 200 => Some(schema_of::<AgentPage>)),
     // The whole ClearML surface is one route: API Gateway's route keys match whole path
     // segments only and no optional segment, so `/clearml/[v2.23/]tasks.enqueue` cannot
     // be split by service there (README, ClearML). `{proxy+}` takes the rest of the path.
@@ -671,6 +723,38 @@ mod tests {
         };
         assert_eq!(route.name, "get_face");
         assert_eq!(params, vec![("face_id".to_string(), "abc".to_string())]);
+    }
+
+    #[test]
+    fn stream_logs_win_over_a_stream_id() {
+        for (method, name) in [
+            (Method::GET, "list_stream_logs"),
+            (Method::DELETE, "delete_stream_logs"),
+        ] {
+            let Match::Found(route, params) = find(&method, "/1/streams/logs") else {
+                panic!("{method} /1/streams/logs: no match");
+            };
+            assert_eq!(route.name, name, "{method}");
+            assert!(params.is_empty(), "{method}");
+        }
+        let id = "5b2a7c4e-0d3f-4b8e-9a61-2f7d8c9e0a1b";
+        for (method, name) in [
+            (Method::GET, "get_stream"),
+            (Method::PATCH, "patch_stream"),
+            (Method::DELETE, "delete_stream"),
+        ] {
+            let Match::Found(route, params) = find(&method, &format!("/1/streams/{id}")) else {
+                panic!("{method} /1/streams/<uuid>: no match");
+            };
+            assert_eq!(route.name, name, "{method}");
+            assert_eq!(params, vec![("stream_id".to_string(), id.to_string())]);
+        }
+        // No literal route takes PATCH: the path is then a stream id's (refused by its
+        // UUID check), as `PATCH /1/faces/count` is a face's.
+        assert!(matches!(
+            find(&Method::PATCH, "/1/streams/logs"),
+            Match::Found(route, _) if route.name == "patch_stream"
+        ));
     }
 
     #[test]

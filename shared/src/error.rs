@@ -115,6 +115,16 @@ pub enum ErrorCode {
     /// A learnuplet or preduplet is not in the state the call needs: claimed already,
     /// not runnable, or not claimed (a Fanout code).
     UpletConflict,
+    /// A video cannot be read or analysed: not a video, corrupt, unreachable, over the
+    /// size limit (LUNA's "Stream processing error").
+    VideoProcessing,
+    /// A video task was cancelled while it ran, so it has no result.
+    VideoTaskCancelled,
+    /// A synchronous `videosdk` request whose video is longer than a synchronous answer
+    /// allows (a Fanout code: send it with `deferred_task.enable`).
+    VideoTooLongForSync,
+    /// No stream with this id in the account (a Fanout code).
+    StreamNotFound,
 }
 
 impl ErrorCode {
@@ -167,6 +177,10 @@ impl ErrorCode {
             ErrorCode::DocumentNotFound => 40022,
             ErrorCode::DocumentExists => 40023,
             ErrorCode::UpletConflict => 40024,
+            ErrorCode::VideoProcessing => 45001,
+            ErrorCode::VideoTaskCancelled => 45003,
+            ErrorCode::VideoTooLongForSync => 40025,
+            ErrorCode::StreamNotFound => 40026,
         }
     }
 
@@ -195,7 +209,8 @@ impl ErrorCode {
             | ErrorCode::ImageNotFound
             | ErrorCode::AccountNotFound
             | ErrorCode::TokenNotFound
-            | ErrorCode::DocumentNotFound => 404,
+            | ErrorCode::DocumentNotFound
+            | ErrorCode::StreamNotFound => 404,
             ErrorCode::Unauthenticated | ErrorCode::BadToken | ErrorCode::TokenExpired => 401,
             ErrorCode::PermissionDenied | ErrorCode::ForeignAccount | ErrorCode::AdminOnly => 403,
             ErrorCode::ImageTooLarge | ErrorCode::BodyTooLarge => 413,
@@ -215,7 +230,10 @@ impl ErrorCode {
             | ErrorCode::ReportWithoutResult
             | ErrorCode::TaskLimitExceeded
             | ErrorCode::PageTooDeep
-            | ErrorCode::BadIdempotencyKey => 400,
+            | ErrorCode::BadIdempotencyKey
+            | ErrorCode::VideoProcessing
+            | ErrorCode::VideoTaskCancelled
+            | ErrorCode::VideoTooLongForSync => 400,
         }
     }
 
@@ -268,11 +286,15 @@ impl ErrorCode {
             ErrorCode::DocumentNotFound => "Object not found",
             ErrorCode::DocumentExists => "Object already exists",
             ErrorCode::UpletConflict => "Uplet not in the required state",
+            ErrorCode::VideoProcessing => "Stream processing error",
+            ErrorCode::VideoTaskCancelled => "Task cancelled during execution",
+            ErrorCode::VideoTooLongForSync => "Video too long for a synchronous request",
+            ErrorCode::StreamNotFound => "Object not found",
         }
     }
 
     /// Every declared code, for documentation and the registry's own tests.
-    pub const ALL: [ErrorCode; 46] = [
+    pub const ALL: [ErrorCode; 50] = [
         ErrorCode::Internal,
         ErrorCode::BadQuery,
         ErrorCode::BadRoute,
@@ -319,6 +341,10 @@ impl ErrorCode {
         ErrorCode::DocumentNotFound,
         ErrorCode::DocumentExists,
         ErrorCode::UpletConflict,
+        ErrorCode::VideoProcessing,
+        ErrorCode::VideoTaskCancelled,
+        ErrorCode::VideoTooLongForSync,
+        ErrorCode::StreamNotFound,
     ];
 }
 

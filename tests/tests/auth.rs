@@ -152,7 +152,16 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         ("{face_id}", target.face.clone()),
         ("{list_id}", target.list.clone()),
         ("{event_id}", target.event.clone()),
-        ("{task_id}", target.task.to_string()),
+        // A video task's id is a uuid: the owner's LUNA task's, which is no video task
+        // (28001 when allowed).
+        (
+            "{task_id}",
+            if route.path.starts_with("/1/video/") {
+                fanout::video::task::video_task_uuid(target.task).to_string()
+            } else {
+                target.task.to_string()
+            },
+        ),
         ("{error_id}", "1".to_string()),
         ("{account_id}", target.owner.account_id.clone()),
         ("{token_id}", target.token_id.clone()),
@@ -163,6 +172,8 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
         ("{collection}", "problem".to_string()),
         ("{uplet_type}", "learnuplet".to_string()),
         ("{uuid}", ORCH_SAMPLE.to_string()),
+        // A stream of the owner's (none there: 40026 when allowed).
+        ("{stream_id}", STREAM_SAMPLE.to_string()),
     ] {
         path = path.replace(param, &value);
     }
@@ -178,12 +189,27 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
     {
         path = format!("{path}?account_id={account}");
     }
+    // Required query parameters, so the sample passes the route's own checks.
+    match route.name {
+        "patch_stream" => path.push_str("&action=stop"),
+        "delete_stream_logs" => path.push_str("&log_time__lt=2020-01-01T00:00:00Z"),
+        _ => {}
+    }
     let json_body = |value: Value| Some((Some("application/json"), value.to_string().into_bytes()));
     let body = match route.name {
         "create_face" | "create_list" | "create_token" | "create_upload" => {
             json_body(json!({"account_id": account}))
         }
         "create_events" => json_body(json!({"account_id": account, "events": [{}]})),
+        "create_video_task" => json_body(json!({
+            "deferred_task": {"enable": true},
+            "video": {"key": format!("uploads/{account}/none.mp4")},
+            "analytics": [{"name": "people_count"}]
+        })),
+        "create_stream" => json_body(json!({
+            "data": {"reference": "rtsp://camera.invalid/1", "type": "stream"},
+            "analytics": [{"analytic_name": "people_count", "parameters": {"parameters": {}}}]
+        })),
         name if name.starts_with("create_") && name.ends_with("_task") => json_body(
             json!({"account_id": account, "content": {"target": "events", "filters": {}}}),
         ),
@@ -226,6 +252,9 @@ fn sample(route: &Route, target: &Target, account: &str) -> Sample {
 
 /// The uuid the orchestrator's samples name.
 const ORCH_SAMPLE: &str = "5b2a7c4e-0d3f-4b8e-9a61-2f7d8c9e0a1b";
+
+/// The stream id the stream routes' samples name.
+const STREAM_SAMPLE: &str = "0c6f3d2a-7b1e-4f5a-8d9c-3e2b1a0f4c6d";
 
 async fn send(stack: &Stack, route: &Route, sample: &Sample, token: Option<&str>) -> Answer {
     let (content_type, bytes) = sample.body.clone().unwrap_or((None, Vec::new()));
@@ -722,6 +751,7 @@ async fn bodies_over_a_routes_limit_are_refused_before_anything_happens() {
             .replace("{task_id}", "1")
             .replace("{account_id}", &acc)
             .replace("{token_id}", &Uuid::new_v4().to_string())
+            .replace("{stream_id}", &Uuid::new_v4().to_string())
             .replace("{proxy+}", "events.add_batch");
         let body = vec![b' '; limit + 1];
         let answer = stack

@@ -16,7 +16,9 @@ use fanout::vision::geometry::Rgb;
 use fanout::vision::picture;
 use fanout_e2e::{Stack, account, stack};
 
-use common::{Worker, create_task, exclusive, models_dir, package_image, result, wait_task};
+use common::{
+    Worker, create_task, exclusive, models_dir, package_image, result, upload, wait_task,
+};
 
 /// A worker on both queues (the models directory is set for every test worker).
 fn vision_worker() -> Worker {
@@ -36,27 +38,6 @@ fn mirrored(image: &Rgb) -> Rgb {
         height: image.height,
         pixels,
     }
-}
-
-/// Uploads `bytes` through `POST /1/uploads` and the presigned PUT; returns the key.
-async fn upload(stack: &Stack, account: &str, bytes: Vec<u8>, content_type: &str) -> String {
-    let answer = stack
-        .post(
-            "/1/uploads",
-            &json!({"account_id": account, "content_type": content_type}),
-        )
-        .await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    let url = answer.json["url"].as_str().unwrap();
-    let put = reqwest::Client::new()
-        .put(url)
-        .header("content-type", content_type)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
-    answer.json["key"].as_str().unwrap().to_string()
 }
 
 fn zip_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {

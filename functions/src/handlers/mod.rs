@@ -10,3 +10,4 @@ pub mod orchestrator;
 pub mod system;
 pub mod tasks;
 pub mod uploads;
+pub mod video;

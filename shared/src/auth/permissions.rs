@@ -31,11 +31,14 @@ pub enum Resource {
     Clearml,
     /// The ML orchestrator (`/orchestrator/`): problems, algos, data, uplets, storage.
     Orchestrator,
+    /// The LUNA Video Agent surface: video tasks (`/1/videosdk`, `/1/video/tasks`),
+    /// streams and their logs.
+    Video,
 }
 
 impl Resource {
     /// Every resource, in the order the API documents them.
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Faces,
         Resource::Lists,
         Resource::Events,
@@ -45,6 +48,7 @@ impl Resource {
         Resource::Tokens,
         Resource::Clearml,
         Resource::Orchestrator,
+        Resource::Video,
     ];
 
     /// The name used in permissions.
@@ -59,6 +63,7 @@ impl Resource {
             Resource::Tokens => "tokens",
             Resource::Clearml => "clearml",
             Resource::Orchestrator => "orchestrator",
+            Resource::Video => "video",
         }
     }
 }

@@ -195,6 +195,10 @@ pub static REGISTRY: &[&dyn TaskKind] = &[
     &additional_extract::AdditionalExtract,
 ];
 
+/// Kinds the engine runs whose tasks another surface's routes create (not
+/// `POST /1/tasks/<name>`): the video analysis of `/1/videosdk`.
+pub static OTHER_SURFACES: &[&dyn TaskKind] = &[&crate::video::task::VideoAnalysis];
+
 /// The kind created through `POST /1/tasks/<name>`.
 pub fn by_name(name: &str) -> Option<&'static dyn TaskKind> {
     REGISTRY.iter().copied().find(|k| k.name() == name)
@@ -204,6 +208,7 @@ pub fn by_name(name: &str) -> Option<&'static dyn TaskKind> {
 pub fn by_type(task_type: TaskType) -> Option<&'static dyn TaskKind> {
     REGISTRY
         .iter()
+        .chain(OTHER_SURFACES)
         .copied()
         .find(|k| k.task_type() == task_type)
 }

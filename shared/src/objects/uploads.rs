@@ -1,5 +1,5 @@
 //! The upload area of an account: where a client puts what a task reads — the
-//! estimator's zip archives and images — with a presigned `PUT` (API Gateway and Lambda
+//! estimator's zip archives and images, videos for `/1/videosdk` — with a presigned `PUT` (API Gateway and Lambda
 //! take at most 6 MB per request; S3 takes the file directly, up to 5 GB).
 //!
 //! Every upload lives under `uploads/<account_id>/`; a task names its inputs by key and
@@ -21,7 +21,16 @@ pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(3600);
 /// Days an upload is kept (the bucket's lifecycle rule in infra/template.yaml).
 pub const UPLOAD_DAYS: u32 = 7;
 /// The content types an upload may have.
-pub const CONTENT_TYPES: &[&str] = &["application/zip", "image/jpeg", "image/png"];
+pub const CONTENT_TYPES: &[&str] = &[
+    "application/zip",
+    "image/jpeg",
+    "image/png",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+];
 
 /// Body of `POST /1/uploads`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]

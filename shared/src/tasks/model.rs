@@ -126,11 +126,14 @@ pub enum TaskType {
     Exporter = 8,
     /// Estimate images of an archive.
     Estimator = 9,
+    /// Analyse a video file by segments (`/1/videosdk`; a Fanout type, LUNA Tasks has
+    /// none: the Video Agent runs its own tasks).
+    VideoAnalysis = 20,
 }
 
 impl TaskType {
     /// Every type, in numeric order.
-    pub const ALL: [TaskType; 10] = [
+    pub const ALL: [TaskType; 11] = [
         TaskType::Unknown,
         TaskType::Linker,
         TaskType::Clustering,
@@ -141,13 +144,14 @@ impl TaskType {
         TaskType::Roc,
         TaskType::Exporter,
         TaskType::Estimator,
+        TaskType::VideoAnalysis,
     ];
 }
 
 numbered!(
     TaskType,
     "task type",
-    "Kind of a task (LUNA numbering): 0 unknown, 1 linker, 2 clustering, 3 reporter, 4 gc, 5 additional extract, 6 cross match, 7 roc, 8 exporter, 9 estimator. Always an integer, in tasks, error records and the task_type filters alike: LUNA Tasks 3.8.11's get-task sample shows \"task_type\": \"1\" (a string), but its filters and its task_type schema are integers, and Fanout keeps the one type."
+    "Kind of a task (LUNA numbering): 0 unknown, 1 linker, 2 clustering, 3 reporter, 4 gc, 5 additional extract, 6 cross match, 7 roc, 8 exporter, 9 estimator, 20 video analysis (Fanout's: `/1/videosdk`). Always an integer, in tasks, error records and the task_type filters alike: LUNA Tasks 3.8.11's get-task sample shows \"task_type\": \"1\" (a string), but its filters and its task_type schema are integers, and Fanout keeps the one type."
 );
 
 /// Status of one subtask.

@@ -13,7 +13,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use fanout::objects::faces::{self, NewFace};
 use fanout::store::blobs;
+use fanout::video::testclips::{Scene, make_clip};
 use fanout_e2e::{Stack, stack};
+use std::path::PathBuf;
 
 static ENGINE: Mutex<()> = Mutex::const_new(());
 
@@ -132,6 +134,11 @@ impl Worker {
             .expect("VmHWM")
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// SIGKILL: no chance to finish or release anything.
     pub fn kill(mut self) {
         self.0.kill().expect("kill worker");
@@ -217,6 +224,76 @@ pub async fn result(stack: &Stack, task_id: u64) -> Value {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert!(answer.json["errors"].is_array(), "{}", answer.text);
     answer.json["result"].clone()
+}
+
+/// Uploads `bytes` through `POST /1/uploads` and the presigned PUT; returns the key.
+pub async fn upload(stack: &Stack, account: &str, bytes: Vec<u8>, content_type: &str) -> String {
+    let answer = stack
+        .post(
+            "/1/uploads",
+            &json!({"account_id": account, "content_type": content_type}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let url = answer.json["url"].as_str().unwrap();
+    let put = reqwest::Client::new()
+        .put(url)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    answer.json["key"].as_str().unwrap().to_string()
+}
+
+/// The ffmpeg processes `pid` runs.
+pub fn ffmpeg_children(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+            comm.ends_with("(ffmpeg") && ppid == Some(pid)
+        })
+        .count()
+}
+
+/// Frames a second of the test clips, and frames between keyframes.
+pub const FPS: u32 = 25;
+pub const GOP: u32 = 25;
+
+fn workdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fanout-video-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn package_path(name: &str) -> PathBuf {
+    models_dir().join("images").join(name)
+}
+
+/// Encodes `scenes` (image name or none for grey, seconds) as a 640 × 360 clip.
+pub fn clip(name: &str, scenes: &[(Option<&str>, u32)]) -> Vec<u8> {
+    let paths: Vec<Option<PathBuf>> = scenes.iter().map(|(i, _)| i.map(package_path)).collect();
+    let scenes: Vec<Scene> = scenes
+        .iter()
+        .zip(&paths)
+        .map(|((_, seconds), path)| Scene {
+            image: path.as_deref(),
+            seconds: *seconds,
+        })
+        .collect();
+    let out = workdir().join(name);
+    let path = make_clip(&out, &scenes, 640, 360, FPS, GOP).expect("ffmpeg encodes the clip");
+    std::fs::read(path).unwrap()
 }
 
 /// Objects stored under the task's S3 prefix.
