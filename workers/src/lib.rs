@@ -30,6 +30,7 @@ use fanout::{Services, telemetry};
 pub mod clearml_run;
 pub mod orchestrator_run;
 pub mod sandbox;
+pub mod video_agent;
 
 /// A queue the worker consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +79,13 @@ pub struct Options {
     /// Run the reconciler once, print its report and exit.
     #[arg(long)]
     pub reconcile_once: bool,
+    /// Streams this worker processes at once as a Video Agent agent (0: none).
+    #[arg(long, default_value_t = 2, env = "FANOUT_WORKER_STREAMS")]
+    pub streams: u32,
+    /// Seconds a stream stays this worker's without its feedback (sent every 2 s);
+    /// another worker takes a silent one over after it.
+    #[arg(long, default_value_t = 10, env = "FANOUT_WORKER_STREAM_LEASE_SECONDS")]
+    pub stream_lease_seconds: u64,
     /// Seconds to let running messages finish after SIGTERM.
     #[arg(long, default_value_t = 100, env = "FANOUT_WORKER_DRAIN_SECONDS")]
     pub drain_seconds: u64,
@@ -109,6 +117,14 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     for role in options.queues.iter().copied() {
         let (svc, options, stop) = (svc.clone(), options.clone(), stop.clone());
         loops.spawn(async move { consume(svc, role, options, stop).await });
+    }
+    {
+        let agent = video_agent::AgentOptions {
+            max_streams: options.streams,
+            lease: Duration::from_secs(options.stream_lease_seconds.max(3)),
+        };
+        let (svc, stop) = (svc.clone(), stop.clone());
+        loops.spawn(async move { video_agent::run(svc, agent, stop).await });
     }
     if let Some(every) = options.reconcile_every {
         let (svc, mut stop) = (svc.clone(), stop.clone());

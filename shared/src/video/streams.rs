@@ -238,6 +238,10 @@ pub struct Processing {
     pub lease_until: i64,
     /// Seconds of the source processed (where a new holder of a file resumes).
     pub position: f64,
+    /// Frame where the last event sent ended: a new holder sends no event that starts
+    /// before it (a file resumed a little before its predecessor's last event).
+    #[serde(default)]
+    pub sent_until: u64,
     /// Not to be claimed before this (ms since the epoch): an autorestart's delay.
     pub not_before: i64,
     /// The analytics, checked.
@@ -1199,11 +1203,13 @@ fn holds(stream: &Stream, held: &Held) -> bool {
         && stream.processing.agent_id == held.stream.processing.agent_id
 }
 
-/// The holder's periodic feedback: renews its lease and records its position.
+/// The holder's periodic feedback: renews its lease and records its position and the
+/// end of the last event it sent.
 pub async fn feedback(
     svc: &Services,
     held: &Held,
     position: f64,
+    sent_until: u64,
     lease_ms: i64,
 ) -> Result<Feedback, ApiError> {
     let s = &held.stream;
@@ -1212,6 +1218,7 @@ pub async fn feedback(
             return false;
         }
         stream.processing.position = position;
+        stream.processing.sent_until = stream.processing.sent_until.max(sent_until);
         stream.processing.lease_until = millis(timestamps::now()) + lease_ms;
         true
     })
