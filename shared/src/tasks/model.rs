@@ -630,7 +630,10 @@ mod tests {
         use utoipa::PartialSchema;
         for (schema, numbers) in [
             (TaskStatus::schema(), json!([0, 1, 2, 3, 4, 5])),
-            (TaskType::schema(), json!([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])),
+            (
+                TaskType::schema(),
+                json!([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20]),
+            ),
             (SubtaskStatus::schema(), json!([0, 2, 3, 5])),
         ] {
             let schema = serde_json::to_value(schema).unwrap();

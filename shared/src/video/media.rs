@@ -812,7 +812,6 @@ fn demuxer_error(stderr: &[u8], input: &str, codec: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::time::Instant;
 
     use super::*;
     use crate::video::testclips::{Scene, make_clip};
@@ -1306,44 +1305,6 @@ mod tests {
         for error in errors {
             assert!(matches!(error, MediaError::Decode(_)), "{error:?}");
             assert!(error.to_string().contains("partial file"), "{error}");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Decoding speed of a 1280 × 720, 25 fps clip at one thread, frames sampled to 640:
-    /// printed, not asserted (`cargo test --release … -- --ignored --nocapture`).
-    #[tokio::test]
-    #[ignore]
-    async fn decode_speed() {
-        let dir = scratch("speed");
-        let clip = dir.join("hd.mp4");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-            .arg("testsrc2=s=1280x720:r=25:d=20")
-            .args([
-                "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p",
-            ])
-            .arg(&clip)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let input = clip.to_str().unwrap();
-        let probe = probe(input, PROBE_TIME).await.unwrap();
-        for period in [1u64, 10] {
-            let sampling = Sampling {
-                period,
-                max_side: 640,
-            };
-            let started = Instant::now();
-            let frames = read_split(input, &probe, 1, sampling).await;
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "period {period}: {} frames out of {} in {seconds:.2} s: {:.0} video frames/s, {:.0} output frames/s",
-                frames.len(),
-                probe.frame_count,
-                probe.frame_count as f64 / seconds,
-                frames.len() as f64 / seconds
-            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
