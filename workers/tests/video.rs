@@ -125,6 +125,13 @@ async fn people_count_finds_the_crowds_whatever_the_segments() {
         );
         assert_eq!(*progress.last().unwrap(), 1.0);
         let result = fetch(task["result_url"].as_str().unwrap()).await;
+        // The tasks route answers the same result in the envelope of every task kind.
+        let task_id = uuid::Uuid::parse_str(&id).unwrap().as_u64_pair().1;
+        let answer = stack
+            .get(&format!("/1/tasks/{task_id}/result?account_id={account}"))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.json, json!({"result": result, "errors": []}));
         let data = &result["video_data"];
         assert_eq!(data["frame_count"], 500, "{data}");
         assert_eq!(data["frame_rate"], 25.0);

@@ -313,7 +313,16 @@ pub async fn result(
         let url = blobs::presigned_get(svc, &key, RESULT_URL_LIFETIME, disposition).await?;
         return Ok(TaskResult::Redirect(url));
     }
-    let bytes = blobs::get(svc, &key).await?.ok_or_else(not_found)?;
+    let mut bytes = blobs::get(svc, &key).await?.ok_or_else(not_found)?;
+    if task.task_type == TaskType::VideoAnalysis {
+        // A video analysis stores the plain result its own route's `result_url` gives;
+        // here it comes in the envelope every task result has.
+        let result: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::internal("video result", e))?;
+        let errors = task_errors(svc, task_id).await?;
+        bytes = serde_json::to_vec(&ResultEnvelope { result, errors })
+            .map_err(|e| ApiError::internal("video result", e))?;
+    }
     Ok(TaskResult::Body {
         bytes,
         content_type: head.content_type,
