@@ -237,6 +237,19 @@ impl TaskContext<'_> {
         Ok(all)
     }
 
+    /// The outputs of `records` (done subtasks), in their order, read a few at a time.
+    pub async fn outputs<O: DeserializeOwned>(
+        &self,
+        records: Vec<SubtaskRecord>,
+    ) -> Result<Vec<O>, ApiError> {
+        let svc = self.svc;
+        stream::iter(records)
+            .map(move |record| async move { task_store::subtask_output(svc, &record).await })
+            .buffered(OUTPUT_READS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
     /// The outputs of the done subtasks of `stage` and the contents of the failed ones.
     pub async fn outcomes<O: DeserializeOwned, C: DeserializeOwned>(
         &self,
@@ -249,11 +262,7 @@ impl TaskContext<'_> {
             .filter(|s| s.subtask.status == SubtaskStatus::Done)
             .cloned()
             .collect();
-        let outputs: Vec<O> = stream::iter(done)
-            .map(move |record| async move { task_store::subtask_output(svc, &record).await })
-            .buffered(OUTPUT_READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let outputs = self.outputs(done).await?;
         let mut failed = Vec::new();
         for s in subtasks
             .iter()

@@ -151,7 +151,7 @@ pub async fn cancel(svc: &Services, account_id: Uuid, uuid: Uuid) -> Result<(), 
 }
 
 /// Waits for a synchronous task's result. A task still running at the deadline is
-/// cancelled and answered with 45001 pointing at deferred mode; a failed one with its
+/// cancelled and answered with 40025 pointing at deferred mode; a failed one with its
 /// error.
 pub async fn wait(
     svc: &Services,

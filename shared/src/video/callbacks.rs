@@ -4,6 +4,7 @@
 //! once: a retried merge or a stream picked up again may send an event twice, with the
 //! same `event_id`.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -25,11 +26,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// POSTs `body` to `callback`'s URL; the last failure's reason when every attempt
 /// failed.
 pub async fn post(callback: &Callback, body: &Value) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = client()?;
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -45,6 +42,22 @@ pub async fn post(callback: &Callback, body: &Value) -> Result<(), String> {
         "callback to {} failed {ATTEMPTS} times: {last}",
         callback.url
     ))
+}
+
+/// The one HTTP client of every callback (its connection pool and TLS setup are
+/// built once per process, not per event).
+fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// Sends a finished task's events to its analytics' callbacks; failures become task

@@ -21,7 +21,6 @@ use crate::kinds::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content,
 use crate::objects::uploads;
 use crate::store::blobs;
 use crate::tasks::model::{SubtaskStatus, TaskType};
-use crate::tasks::store as task_store;
 
 /// Largest video taken (the `videosdk` limit of the reference notes: 1 GB).
 pub const VIDEO_BYTES_MAX: u64 = 1 << 30;
@@ -392,10 +391,7 @@ impl TaskKind for VideoAnalysis {
                 .unwrap_or_else(|| format!("segment {id} did not finish"));
             return Err(ApiError::new(ErrorCode::VideoProcessing, detail));
         }
-        let mut outputs: Vec<SegmentOutput> = Vec::with_capacity(subtasks.len());
-        for record in &subtasks {
-            outputs.push(task_store::subtask_output(task.svc, record).await?);
-        }
+        let mut outputs: Vec<SegmentOutput> = task.outputs(subtasks).await?;
         outputs.sort_by_key(|o| o.segment);
         let result =
             super::merge::result(task.svc, task.task.task_id, &content, &probe, &outputs).await?;
