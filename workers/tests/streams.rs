@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use fanout::video::streams;
 use fanout_e2e::{Stack, account, stack};
 
 use common::{Worker, clip, exclusive, ffmpeg_children, upload};
@@ -292,4 +293,75 @@ async fn stop_resume_and_delete_end_the_work() {
         .map(|l| l["status"].as_u64().unwrap())
         .collect();
     assert_eq!(statuses, vec![0, 1, 6, 0, 1], "{statuses:?}");
+}
+
+/// A create is two writes, the agents' marker and then the stream: an agent that reads
+/// in between finds a marker without its stream. It must keep the marker (it used to
+/// drop it, and the stream then waited for an agent forever: CI saw a stream stay
+/// pending for 30 s beside an idle agent). Same for a resume's marker written before
+/// the stream reopens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_read_before_its_stream_is_written_is_kept() {
+    let _guard = exclusive().await;
+    let stack = stack();
+    let svc = &stack.services;
+    let account: uuid::Uuid = account().parse().unwrap();
+    let stream_id = uuid::Uuid::new_v4();
+    let agent_id = uuid::Uuid::new_v4();
+    streams::mark_open(svc, account, stream_id).await.unwrap();
+    let taken = streams::claim(svc, account, stream_id, agent_id, 6_000)
+        .await
+        .unwrap();
+    assert!(taken.is_none());
+    let open = streams::open_streams(svc).await.unwrap();
+    assert!(open.contains(&(account, stream_id)), "marker dropped");
+
+    // The stream's own write follows: the marker still lists it, so an agent takes it.
+    let (callback, _) = callback_server().await;
+    let key = upload(
+        stack,
+        &account.to_string(),
+        clip("marker.mp4", &[(None, 1)]),
+        "video/mp4",
+    )
+    .await;
+    let id: uuid::Uuid = create_stream(stack, &account.to_string(), &key, &callback)
+        .await
+        .parse()
+        .unwrap();
+    // A stopped stream being resumed: the resume's marker comes before its write.
+    let stop = format!("/1/streams/{id}?account_id={account}&action=stop");
+    let stopped = stack.call(reqwest::Method::PATCH, &stop, None).await;
+    assert_eq!(stopped.json["patched_count"], 1, "{}", stopped.text);
+    streams::mark_open(svc, account, id).await.unwrap();
+    assert!(
+        streams::claim(svc, account, id, agent_id, 6_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        streams::open_streams(svc)
+            .await
+            .unwrap()
+            .contains(&(account, id))
+    );
+    let resume = format!("/1/streams/{id}?account_id={account}&action=resume");
+    let resumed = stack.call(reqwest::Method::PATCH, &resume, None).await;
+    assert_eq!(resumed.json["patched_count"], 1, "{}", resumed.text);
+    let held = streams::claim(svc, account, id, agent_id, 6_000)
+        .await
+        .unwrap();
+    assert!(held.is_some_and(|h| h.stream.processing.agent_id == Some(agent_id)));
+    // Deleted: its marker goes at once.
+    let answer = stack
+        .delete(&format!("/1/streams/{id}?account_id={account}"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(
+        !streams::open_streams(svc)
+            .await
+            .unwrap()
+            .contains(&(account, id))
+    );
 }

@@ -502,7 +502,8 @@ pub async fn create(
         },
     };
     // The open marker first: a stream without one would wait for no agent; a marker
-    // without its stream is dropped by the agent that reads it.
+    // without its stream (a create that failed between the two) is dropped by the first
+    // agent to read it once it is older than the grace (MARKER_GRACE_MS).
     mark_open(svc, account_id, stream_id).await?;
     svc.table.put_if_absent(stored(&stream)?).await?;
     write_log(svc, &stream, status::PENDING, None, None).await?;
@@ -520,15 +521,43 @@ fn stored(stream: &Stream) -> Result<crate::store::dynamo::Item, ApiError> {
     })
 }
 
-async fn mark_open(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Result<(), ApiError> {
+/// Lists the stream for agents (again): a marker stamped with when it was written.
+pub async fn mark_open(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Result<(), ApiError> {
     let item = HashMap::from([
         ("pk".to_string(), s(OPEN)),
         ("sk".to_string(), s(&format!("{account_id}#{stream_id}"))),
+        ("marked_at".to_string(), n(millis(timestamps::now()))),
     ]);
     svc.table.put_when(item, None, HashMap::new()).await?;
     Ok(())
 }
 
+/// How much older than the read of a stream its marker must be for that read to drop
+/// it: a marker is written before the stream it lists (create) or before the write that
+/// reopens it (resume), so a reader that finds the stream missing or closed may have
+/// read between the two; the grace covers that gap and the clocks' skew.
+const MARKER_GRACE_MS: i64 = 30_000;
+
+/// Drops the marker of a stream found missing or closed by a read that started at
+/// `read_at` (ms), unless the marker was written since, or just before, that read.
+async fn unmark_stale(
+    svc: &Services,
+    account_id: Uuid,
+    stream_id: Uuid,
+    read_at: i64,
+) -> Result<(), ApiError> {
+    svc.table
+        .delete_when(
+            OPEN,
+            &format!("{account_id}#{stream_id}"),
+            "attribute_exists(pk) AND (attribute_not_exists(marked_at) OR marked_at < :stale)",
+            HashMap::from([(":stale".to_string(), n(read_at - MARKER_GRACE_MS))]),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Drops the marker of a deleted stream.
 async fn unmark_open(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Result<(), ApiError> {
     svc.table
         .delete_when(
@@ -584,6 +613,7 @@ async fn modify(
     mut change: impl FnMut(&mut Stream) -> bool,
 ) -> Result<Option<Stream>, ApiError> {
     for _ in 0..20 {
+        let read_at = millis(timestamps::now());
         let Some(mut stream) = load(svc, account_id, stream_id).await? else {
             return Ok(None);
         };
@@ -593,7 +623,7 @@ async fn modify(
         }
         if store_if(svc, &mut stream, read).await? {
             if !status::is_open(stream.status) {
-                unmark_open(svc, account_id, stream_id).await?;
+                unmark_stale(svc, account_id, stream_id, read_at).await?;
             }
             return Ok(Some(stream));
         }
@@ -960,12 +990,13 @@ pub async fn patch(
             Ok(1)
         }
         None => {
+            let read_at = millis(timestamps::now());
             if to == status::PENDING
                 && load(svc, account_id, stream_id)
                     .await?
                     .is_some_and(|s| !status::is_open(s.status))
             {
-                unmark_open(svc, account_id, stream_id).await?;
+                unmark_stale(svc, account_id, stream_id, read_at).await?;
             }
             Ok(0)
         }
@@ -1156,11 +1187,11 @@ pub async fn claim(
 ) -> Result<Option<Held>, ApiError> {
     let now = millis(timestamps::now());
     let Some(mut stream) = load(svc, account_id, stream_id).await? else {
-        unmark_open(svc, account_id, stream_id).await?;
+        unmark_stale(svc, account_id, stream_id, now).await?;
         return Ok(None);
     };
     if !status::is_open(stream.status) {
-        unmark_open(svc, account_id, stream_id).await?;
+        unmark_stale(svc, account_id, stream_id, now).await?;
         return Ok(None);
     }
     let p = &stream.processing;
