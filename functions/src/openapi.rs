@@ -20,6 +20,7 @@ use fanout::error::{ApiError, ErrorBody};
 use fanout::health::Health;
 use fanout::query::{MAX_IDS_IN_FILTER, PAGE_DEPTH_MAX, PAGE_SIZE_MAX};
 use fanout::tasks::api::ResultEnvelope;
+use fanout::tasks::model::TaskType;
 
 use crate::routes::{Access, AccountIn, NamedSchema, Route, documented, schema_of};
 
@@ -366,7 +367,12 @@ fn scalar_query_schema(name: &str) -> Schema {
         "gender" | "include_luna_services" => int_schema(0, 1),
         "age__gte" => int_schema(0, 200),
         "age__lt" => int_schema(0, 201),
-        "task_type" => int_schema(0, 9),
+        "task_type" => Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .enum_values(Some(TaskType::ALL.map(|t| t as u8)))
+                .build(),
+        ),
         "task_status" => int_schema(0, 5),
         "error_code" => int_schema(0, u64::from(u32::MAX)),
         "status_code" => int_schema(400, 599),
