@@ -1023,6 +1023,9 @@ def env_lines(template: dict[str, Any], rv: Resolver, endpoint: str, region: str
         ("AWS_DEFAULT_REGION", region),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
+        # Video and callback URLs may name this machine here (shared/src/outbound.rs);
+        # on AWS the variable is not set and private addresses are refused.
+        ("FANOUT_PRIVATE_URLS", "allow"),
     ]
     variables = ((template.get("Globals") or {}).get("Function") or {}).get("Environment", {}).get("Variables") or {}
     for key, value in variables.items():

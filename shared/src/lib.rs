@@ -16,6 +16,7 @@ pub mod health;
 pub mod kinds;
 pub mod objects;
 pub mod orchestrator;
+pub mod outbound;
 pub mod query;
 pub mod request_count;
 pub mod request_id;

@@ -270,7 +270,7 @@ async fn a_corrupt_file_is_a_clear_error_and_short_videos_answer_at_once() {
     assert!(answer.text.contains("deferred_task"), "{}", answer.text);
 
     // Bad requests change nothing: another account's key, an unknown analytic, nothing
-    // uploaded, a link-local URL.
+    // uploaded, link-local URLs (the instance's metadata).
     let before = stack
         .get(&format!("/1/tasks/count?account_id={account}"))
         .await
@@ -288,6 +288,16 @@ async fn a_corrupt_file_is_a_clear_error_and_short_videos_answer_at_once() {
         (
             json!({"url": "http://169.254.169.254/latest/meta-data"}),
             json!([{"name": "people_count"}]),
+        ),
+        // The same address spelt as one number, and a callback to it as mapped IPv6
+        // (the first one used to be accepted and read by the worker).
+        (
+            json!({"url": "http://2852039166/latest/meta-data"}),
+            json!([{"name": "people_count"}]),
+        ),
+        (
+            json!({"key": short}),
+            json!([{"name": "people_count", "callbacks": [{"type": "http", "url": "http://[::ffff:a9fe:a9fe]/events"}]}]),
         ),
         (
             json!({"key": short, "segments": 0}),
@@ -446,4 +456,116 @@ async fn human_tracking_follows_each_face_and_describes_it() {
         );
         assert!(*cos > 0.85, "{cosines:?}");
     }
+}
+
+/// A file server for the worker: `GET`/`HEAD /clip.mp4` (with byte ranges, as ffmpeg
+/// seeks in an MP4) and `/moved`, a redirect to it; its address.
+async fn file_server(bytes: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let bytes = std::sync::Arc::new(bytes);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 2048];
+                // One request per connection, headers only (ffmpeg sends no body).
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let mut lines = text.lines();
+                let request: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
+                let (method, path) = (request[0], request.get(1).copied().unwrap_or("/"));
+                let range_start = lines.find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("range").then(|| {
+                        v.trim()
+                            .strip_prefix("bytes=")?
+                            .split('-')
+                            .next()?
+                            .parse::<usize>()
+                            .ok()
+                    })?
+                });
+                let (status, extra, body): (&str, String, &[u8]) = match (path, range_start) {
+                    ("/moved", _) => ("302 Found", "location: /clip.mp4\r\n".into(), &[]),
+                    ("/clip.mp4", Some(start)) if start < bytes.len() => (
+                        "206 Partial Content",
+                        format!(
+                            "content-range: bytes {start}-{}/{}\r\n",
+                            bytes.len() - 1,
+                            bytes.len()
+                        ),
+                        &bytes[start..],
+                    ),
+                    ("/clip.mp4", _) => ("200 OK", String::new(), &bytes[..]),
+                    _ => ("404 Not Found", String::new(), &[]),
+                };
+                let header = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: video/mp4\r\naccept-ranges: bytes\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(header.as_bytes()).await;
+                if method != "HEAD" {
+                    let _ = socket.write_all(body).await;
+                }
+            });
+        }
+    });
+    base
+}
+
+/// A video given by URL is read over HTTP by the worker; a URL that redirects is
+/// refused (its target was never checked: shared/src/outbound.rs), and the task says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_url_is_read_over_http_and_a_redirect_is_not_followed() {
+    let _guard = exclusive().await;
+    let stack = stack();
+    let account = account();
+    let _workers = video_workers();
+    let base = file_server(clip("served.mp4", &[(None, 1), (Some("zidane.jpg"), 3)])).await;
+    let analytics = json!([{"name": "people_count", "parameters": {"people_count__gte": 2, "rate": {"period": 5}}}]);
+    let answer = stack
+        .post(
+            &format!("/1/videosdk?account_id={account}"),
+            &json!({"deferred_task": {"enable": false}, "video": {"url": format!("{base}/clip.mp4")},
+                    "analytics": analytics}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["video_data"]["frame_count"], 100);
+    assert_eq!(crowds(&answer.json).len(), 1, "{}", answer.text);
+
+    let id = deferred(
+        stack,
+        &account,
+        json!({"url": format!("{base}/moved")}),
+        analytics,
+    )
+    .await;
+    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], 3, "{task}");
+    assert_eq!(task["error"]["error_code"], 45001, "{task}");
+    let detail = task["error"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("302") && detail.contains("redirects are not followed"),
+        "{detail}"
+    );
+    // A file the server does not have: its answer, not ffmpeg's "Input/output error".
+    let id = deferred(
+        stack,
+        &account,
+        json!({"url": format!("{base}/gone.mp4")}),
+        json!([{"name": "people_count"}]),
+    )
+    .await;
+    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
+    let detail = task["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("answered 404"), "{detail}");
 }

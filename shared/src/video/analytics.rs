@@ -313,6 +313,9 @@ pub fn check_callbacks(at: &str, callbacks: &[Callback]) -> Result<(), ApiError>
                 format!("callback url '{url}' is not an http(s) URL"),
             ));
         }
+        if let Err(why) = crate::outbound::check_literal(url) {
+            return Err(bad(at, format!("callback url '{url}': {why}")));
+        }
     }
     Ok(())
 }

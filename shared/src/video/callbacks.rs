@@ -4,7 +4,6 @@
 //! once: a retried merge or a stream picked up again may send an event twice, with the
 //! same `event_id`.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,6 +14,7 @@ use super::merge::VideoResult;
 use super::task::{VideoContent, processing_error, video_task_uuid};
 use crate::Services;
 use crate::error::ApiError;
+use crate::outbound;
 use crate::tasks::model::TaskRecord;
 use crate::tasks::store::{self as task_store, ObjectError};
 
@@ -26,13 +26,22 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// POSTs `body` to `callback`'s URL; the last failure's reason when every attempt
 /// failed.
 pub async fn post(callback: &Callback, body: &Value) -> Result<(), String> {
-    let client = client()?;
+    let client = outbound::client()?;
+    // A host given as an address skips the client's resolver: checked here.
+    outbound::check_literal(&callback.url)
+        .map_err(|why| format!("callback to {} not sent: {why}", callback.url))?;
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
         }
-        match client.post(&callback.url).json(body).send().await {
+        match client
+            .post(&callback.url)
+            .timeout(TIMEOUT)
+            .json(body)
+            .send()
+            .await
+        {
             Ok(resp) if resp.status().is_success() => return Ok(()),
             Ok(resp) => last = format!("answered {}", resp.status()),
             Err(err) => last = err.to_string(),
@@ -42,22 +51,6 @@ pub async fn post(callback: &Callback, body: &Value) -> Result<(), String> {
         "callback to {} failed {ATTEMPTS} times: {last}",
         callback.url
     ))
-}
-
-/// The one HTTP client of every callback (its connection pool and TLS setup are
-/// built once per process, not per event).
-fn client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(Clone::clone)
 }
 
 /// Sends a finished task's events to its analytics' callbacks; failures become task

@@ -126,7 +126,9 @@ fn probe_command(input: &str) -> Command {
     command
 }
 
-/// Input options for a network `input`: a read timeout and reconnection.
+/// Input options for a network `input`: a read timeout and reconnection; no redirect
+/// (its target would not have been checked: `outbound`) and no protocol but http(s)
+/// under it.
 fn network_options(input: &str) -> Vec<&'static str> {
     let lower = input.get(..8).unwrap_or(input).to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -137,6 +139,10 @@ fn network_options(input: &str) -> Vec<&'static str> {
             "1",
             "-reconnect_on_network_error",
             "1",
+            "-max_redirects",
+            "0",
+            "-protocol_whitelist",
+            "http,https,tcp,tls",
         ]
     } else {
         Vec::new()

@@ -390,11 +390,7 @@ fn check_reference(account_id: Uuid, reference: &str) -> Result<(), ApiError> {
             "data.reference '{reference}' is neither an http(s), rtsp or rtmp URL nor a key of the account's upload area"
         )));
     }
-    if reference.starts_with("http") {
-        super::task::check_url(reference)
-            .map_err(|e| bad(e.detail.replace("video.url", "data.reference")))?;
-    }
-    Ok(())
+    crate::outbound::check_literal(reference).map_err(|why| bad(format!("data.reference: {why}")))
 }
 
 /// Creates a stream (pending: the next agent with room takes it).

@@ -19,6 +19,7 @@ use crate::Services;
 use crate::error::{ApiError, ErrorCode};
 use crate::kinds::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content, to_json};
 use crate::objects::uploads;
+use crate::outbound;
 use crate::store::blobs;
 use crate::tasks::model::{SubtaskStatus, TaskType};
 
@@ -167,11 +168,18 @@ pub fn engine_task_id(uuid: Uuid) -> Option<u64> {
 /// First half of every video task uuid: "f0a7" "0001", version 8, then zeros.
 const VIDEO_TASK_TAG: u64 = 0xf0a7_0001_0000_8000;
 
-/// A video's read URL for ffmpeg: a presigned GET of a stored upload, or the client's.
+/// A video's read URL for ffmpeg: a presigned GET of a stored upload, or the client's
+/// once its host resolves only to addresses the service connects to and it answers
+/// with content (not a redirect, not an error).
 pub async fn read_url(svc: &Services, source: &Source) -> Result<String, ApiError> {
     match source {
         Source::Key(key) => blobs::presigned_get(svc, key, READ_URL_LIFETIME, None).await,
-        Source::Url(url) => Ok(url.clone()),
+        Source::Url(url) => {
+            outbound::check_answer(url)
+                .await
+                .map_err(|why| processing_error(format!("{url} is not read: {why}")))?;
+            Ok(url.clone())
+        }
     }
 }
 
@@ -184,38 +192,17 @@ pub fn processing_error(detail: impl std::fmt::Display) -> ApiError {
 }
 
 /// Checks a client's http(s) URL: a scheme ffmpeg reads over the network only, and no
-/// literal link-local address (cloud metadata endpoints).
+/// host given as an address the service will not connect to (`outbound`).
 pub fn check_url(url: &str) -> Result<(), ApiError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| ApiError::bad_json("video.url must be an http or https URL"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ApiError::bad_json("video.url must be an http or https URL"));
+    }
     if url.len() > 2083 {
         return Err(ApiError::bad_json(
             "video.url is longer than 2083 characters",
         ));
     }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host.rsplit('@').next().unwrap_or_default();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.split(']').next())
-        .unwrap_or_else(|| host.split(':').next().unwrap_or_default());
-    if host.is_empty() {
-        return Err(ApiError::bad_json("video.url has no host"));
-    }
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        let link_local = match ip {
-            std::net::IpAddr::V4(v4) => v4.is_link_local(),
-            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-        };
-        if link_local {
-            return Err(ApiError::bad_json(format!(
-                "video.url: {host} is a link-local address, not a video server"
-            )));
-        }
-    }
-    Ok(())
+    outbound::check_literal(url).map_err(|why| ApiError::bad_json(format!("video.url: {why}")))
 }
 
 /// Checks a request and returns the content to store.
