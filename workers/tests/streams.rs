@@ -159,6 +159,28 @@ async fn a_silent_agent_s_stream_is_taken_over_and_finished() {
     loop {
         let agents = stack.get(&format!("/1/agents?account_id={account}")).await;
         if agents.text.contains(&id) {
+            // Its record ends with the table's TTL an hour after its last poll (dead
+            // agents' records used to stay for ever).
+            let agent_id = agents.json["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a.to_string().contains(&id))
+                .map(|a| a["agent_id"].as_str().unwrap().to_string())
+                .unwrap();
+            let item = stack
+                .services
+                .table
+                .get("VAGENTS", &agent_id)
+                .await
+                .unwrap()
+                .unwrap();
+            let expires_at: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+            let now = chrono::Utc::now().timestamp();
+            assert!(
+                (now + 3500..=now + 3610).contains(&expires_at),
+                "{expires_at} vs {now}"
+            );
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "{}", agents.text);

@@ -1329,13 +1329,20 @@ pub struct AgentRecord {
 /// How long an agent's poll period is (the `refresh_period` the Video Manager gives).
 pub const REFRESH_MS: i64 = 2_000;
 
+/// How long an agent's record outlives its last poll.
+pub const AGENT_RECORD_TTL_SECONDS: i64 = 3600;
+
 /// Records an agent's poll.
 pub async fn announce(svc: &Services, record: &AgentRecord) -> Result<(), ApiError> {
-    let item = to_item(&Stored {
+    let mut item = to_item(&Stored {
         pk: AGENTS.to_string(),
         sk: record.agent_id.to_string(),
         doc: record,
     })?;
+    // Every worker process is a new agent: the records of ended ones go with the
+    // table's TTL (readers show only agents seen in the last minute anyway).
+    let expires_at = record.last_seen / 1000 + AGENT_RECORD_TTL_SECONDS;
+    item.insert("expires_at".to_string(), n(expires_at));
     svc.table.put_when(item, None, HashMap::new()).await?;
     Ok(())
 }
