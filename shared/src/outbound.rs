@@ -163,11 +163,20 @@ pub fn client() -> Result<&'static reqwest::Client, String> {
         .map_err(Clone::clone)
 }
 
-/// Asks `url` for its first byte, as a worker does before it hands the URL to a reader
+/// Checks `url` ([`check`]) and, for http(s), asks it for its first byte, as a worker does before it hands the URL to a reader
 /// that follows redirects or hides the server's answer: the reason when the server
 /// does not answer with the content (a redirect, a missing file, an error).
 pub async fn check_answer(url: &str) -> Result<(), String> {
-    check(url).await?;
+    check_answer_with(url, private_allowed()).await
+}
+
+/// [`check_answer`] with the private-address rule given.
+pub async fn check_answer_with(url: &str, private_ok: bool) -> Result<(), String> {
+    check_with(url, private_ok).await?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // rtsp and rtmp: their servers are asked by ffmpeg alone.
+        return Ok(());
+    }
     let answer = client()?
         .get(url)
         .header(reqwest::header::RANGE, "bytes=0-0")
@@ -310,6 +319,11 @@ mod tests {
             .await
             .unwrap();
         let err = check_with("http://2852039166/", true).await.unwrap_err();
+        assert!(err.contains("link-local"), "{err}");
+        // A live camera's rtsp URL is checked on its address, not asked over http.
+        let err = check_answer("rtsp://169.254.169.254/live")
+            .await
+            .unwrap_err();
         assert!(err.contains("link-local"), "{err}");
     }
 }
