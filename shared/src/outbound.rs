@@ -14,7 +14,9 @@
 //! connects; callbacks connect only to the addresses checked (their client resolves
 //! through [`Guarded`]). ffmpeg resolves a video's host again itself, so a name that
 //! changes its answer between the two lookups (DNS rebinding) is not caught there;
-//! ffmpeg follows no redirect (`-max_redirects 0`).
+//! ffmpeg follows no redirect (`-max_redirects 0`) and reads a video file with the file
+//! demuxers only, never a playlist whose entries point elsewhere (`video::media`; a
+//! stream's live URL may be a playlist).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;

@@ -187,10 +187,13 @@ async fn analyse(
         Source::Url(reference.clone())
     };
     let url = read_url(svc, &source).await.map_err(|e| e.detail)?;
-    let probe: Probe = media::probe(&url, PROBE_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
     let is_file = stream.data.kind == "file";
+    let probe: Probe = if is_file {
+        media::probe(&url, PROBE_TIMEOUT).await
+    } else {
+        media::probe_live(&url, PROBE_TIMEOUT).await
+    }
+    .map_err(|e| e.to_string())?;
     let start = if is_file { *position } else { probe.start_time };
     let segment = Segment {
         index: 0,
@@ -203,8 +206,12 @@ async fn analyse(
         period: decode_period(analytics, probe.frame_rate),
         max_side: ANALYSIS_SIDE,
     };
-    let mut reader =
-        FrameReader::start(&url, &probe, &segment, sampling).map_err(|e| e.to_string())?;
+    let mut reader = if is_file {
+        FrameReader::start(&url, &probe, &segment, sampling)
+    } else {
+        FrameReader::start_live(&url, &probe, &segment, sampling)
+    }
+    .map_err(|e| e.to_string())?;
     let mut crowds: Vec<Crowds> = analytics
         .iter()
         .enumerate()

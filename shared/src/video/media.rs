@@ -73,11 +73,38 @@ pub struct Probe {
 /// its keyframes, both within `timeout`. The keyframes come from demuxing every packet
 /// (nothing is decoded): fast, but a URL's whole file crosses the network once.
 pub async fn probe(input: &str, timeout: Duration) -> Result<Probe, MediaError> {
-    let mut metadata = probe_command(input);
+    probe_as(input, Container::File, timeout).await
+}
+
+/// [`probe`] of a live source (a stream's live URL): any demuxer, playlists included.
+pub async fn probe_live(input: &str, timeout: Duration) -> Result<Probe, MediaError> {
+    probe_as(input, Container::Live, timeout).await
+}
+
+/// What an input may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    /// A file in one of [`FILE_FORMATS`]: a playlist (HLS, DASH, concat) would have
+    /// ffmpeg read its entries from wherever they point, unchecked (`outbound`).
+    File,
+    /// A live source given by a stream's URL: whatever ffmpeg reads.
+    Live,
+}
+
+/// The demuxers a video file may need: MP4/MOV, Matroska/WebM, MPEG-TS and -PS, AVI,
+/// FLV, ASF/WMV, MXF, NUT, Ogg, IVF and raw H.264/HEVC/MPEG-4/MJPEG streams.
+const FILE_FORMATS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,mpeg,avi,flv,asf,mxf,nut,ogg,ivf,h264,hevc,m4v,mjpeg";
+
+async fn probe_as(
+    input: &str,
+    container: Container,
+    timeout: Duration,
+) -> Result<Probe, MediaError> {
+    let mut metadata = probe_command(input, container);
     metadata.args(["-v", "error", "-of", "json"]);
     metadata.args(["-show_format", "-show_streams"]);
     metadata.args(["-select_streams", "v:0", "-i", input]);
-    let mut packets = probe_command(input);
+    let mut packets = probe_command(input, container);
     packets.args(["-v", "level+error", "-select_streams", "v:0"]);
     packets.args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"]);
     packets.args(["-i", input]);
@@ -114,16 +141,26 @@ pub async fn probe(input: &str, timeout: Duration) -> Result<Probe, MediaError> 
 }
 
 /// An `ffprobe` command for `input`, its child killed when dropped.
-fn probe_command(input: &str) -> Command {
+fn probe_command(input: &str, container: Container) -> Command {
     let mut command = Command::new("ffprobe");
     command
         .arg("-hide_banner")
-        .args(network_options(input))
+        .args(input_options(input, container))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     command
+}
+
+/// Input options: the demuxers a file may use ([`Container`]), then [`network_options`].
+fn input_options(input: &str, container: Container) -> Vec<&'static str> {
+    let mut options = match container {
+        Container::File => vec!["-format_whitelist", FILE_FORMATS],
+        Container::Live => Vec::new(),
+    };
+    options.extend(network_options(input));
+    options
 }
 
 /// Input options for a network `input`: a read timeout and reconnection; no redirect
@@ -440,12 +477,33 @@ impl FrameReader {
         segment: &Segment,
         sampling: Sampling,
     ) -> Result<FrameReader, MediaError> {
-        FrameReader::start_with_threads(input, probe, segment, sampling, 1)
+        FrameReader::start_as(input, Container::File, probe, segment, sampling, 1)
+    }
+
+    /// [`FrameReader::start`] on a live source (a stream's live URL: any demuxer).
+    pub fn start_live(
+        input: &str,
+        probe: &Probe,
+        segment: &Segment,
+        sampling: Sampling,
+    ) -> Result<FrameReader, MediaError> {
+        FrameReader::start_as(input, Container::Live, probe, segment, sampling, 1)
     }
 
     /// [`FrameReader::start`] with `threads` decoding threads (0: ffmpeg's choice).
     pub fn start_with_threads(
         input: &str,
+        probe: &Probe,
+        segment: &Segment,
+        sampling: Sampling,
+        threads: u32,
+    ) -> Result<FrameReader, MediaError> {
+        FrameReader::start_as(input, Container::File, probe, segment, sampling, threads)
+    }
+
+    fn start_as(
+        input: &str,
+        container: Container,
         probe: &Probe,
         segment: &Segment,
         sampling: Sampling,
@@ -457,7 +515,7 @@ impl FrameReader {
         command.args(["-loglevel", "level+info"]);
         command.args(["-threads", &threads.to_string()]);
         command.args(["-filter_threads", "1"]);
-        command.args(network_options(input));
+        command.args(input_options(input, container));
         // Timestamps stay the stream's own; -ss is taken as one of them (not as an offset
         // from the file's start) and seeks to the last keyframe at or before it, with no
         // trim of ffmpeg's own: the filter below decides every frame. A segment starts on
@@ -1313,5 +1371,35 @@ mod tests {
             assert!(error.to_string().contains("partial file"), "{error}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A playlist would have ffmpeg read its entries from wherever they point: a video
+    /// file is read with the file demuxers only; a live source may be one.
+    #[tokio::test]
+    async fn a_playlist_is_no_video_file_but_may_be_a_live_source() {
+        let dir = scratch("playlist");
+        let clip = three_scenes(&dir, "clip.mp4", 25, 25);
+        let ts = dir.join("part.ts");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(&ts)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let playlist = dir.join("list.m3u8");
+        std::fs::write(
+            &playlist,
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6,\npart.ts\n#EXT-X-ENDLIST\n",
+        )
+        .unwrap();
+        let input = playlist.to_str().unwrap();
+        let error = probe(input, PROBE_TIME).await.unwrap_err();
+        assert!(matches!(error, MediaError::NoVideo(_)), "{error:?}");
+        let live = probe_live(input, PROBE_TIME).await.unwrap();
+        assert_eq!(live.frame_count, 150, "{live:?}");
+        // The containers of the other tests stay readable as files.
+        assert!(probe(ts.to_str().unwrap(), PROBE_TIME).await.is_ok());
     }
 }
