@@ -11,8 +11,9 @@
 //! (100.64/10) and unique-local (fc00::/7) addresses.
 //!
 //! Hosts are checked on every address they resolve to, by the worker, right before it
-//! connects; callbacks connect only to the addresses checked (their client resolves
-//! through [`Guarded`]). ffmpeg resolves a video's host again itself, so a name that
+//! connects. Callbacks and the copy of a video task's URL go through [`client`], which
+//! connects only to the addresses checked ([`Guarded`]) and follows no redirect. A
+//! stream's URL is read by ffmpeg, which resolves the host again itself, so a name that
 //! changes its answer between the two lookups (DNS rebinding) is not caught there;
 //! ffmpeg follows no redirect (`-max_redirects 0`) and reads a video file with the file
 //! demuxers only, never a playlist whose entries point elsewhere (`video::media`; a
@@ -185,9 +186,18 @@ pub async fn check_answer_with(url: &str, private_ok: bool) -> Result<(), String
         .send()
         .await
         .map_err(|e| format!("no answer: {e}"))?;
+    match answer_refusal(&answer) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// Why a server's answer to a GET is not the content, if it is not: a redirect (not
+/// followed: its target was never checked) or an error.
+pub fn answer_refusal(answer: &reqwest::Response) -> Option<String> {
     let status = answer.status();
     if status.is_success() {
-        return Ok(());
+        return None;
     }
     if status.is_redirection() {
         let to = answer
@@ -195,11 +205,11 @@ pub async fn check_answer_with(url: &str, private_ok: bool) -> Result<(), String
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .unwrap_or("elsewhere");
-        return Err(format!(
+        return Some(format!(
             "answered {status}, a redirect to {to}: redirects are not followed, give the final URL"
         ));
     }
-    Err(format!("answered {status}"))
+    Some(format!("answered {status}"))
 }
 
 /// A resolver for HTTP clients that answers only the addresses the service connects

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -459,15 +460,19 @@ async fn human_tracking_follows_each_face_and_describes_it() {
 }
 
 /// A file server for the worker: `GET`/`HEAD /clip.mp4` (with byte ranges, as ffmpeg
-/// seeks in an MP4) and `/moved`, a redirect to it; its address.
-async fn file_server(bytes: Vec<u8>) -> String {
+/// seeks in an MP4), `/moved`, a redirect to it, and `/huge`, which announces a body over
+/// 1 GiB; its address and the paths asked for.
+async fn file_server(bytes: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let bytes = std::sync::Arc::new(bytes);
+    let bytes = Arc::new(bytes);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let bytes = bytes.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut chunk = [0u8; 2048];
@@ -482,6 +487,7 @@ async fn file_server(bytes: Vec<u8>) -> String {
                 let mut lines = text.lines();
                 let request: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
                 let (method, path) = (request[0], request.get(1).copied().unwrap_or("/"));
+                seen.lock().unwrap().push(path.to_string());
                 let range_start = lines.find_map(|l| {
                     let (k, v) = l.split_once(':')?;
                     k.eq_ignore_ascii_case("range").then(|| {
@@ -495,6 +501,12 @@ async fn file_server(bytes: Vec<u8>) -> String {
                 });
                 let (status, extra, body): (&str, String, &[u8]) = match (path, range_start) {
                     ("/moved", _) => ("302 Found", "location: /clip.mp4\r\n".into(), &[]),
+                    ("/huge", _) => {
+                        let header = "HTTP/1.1 200 OK\r\ncontent-length: 1073741825\r\nconnection: close\r\n\r\n";
+                        let _ = socket.write_all(header.as_bytes()).await;
+                        let _ = socket.write_all(&bytes[..]).await;
+                        return;
+                    }
                     ("/clip.mp4", Some(start)) if start < bytes.len() => (
                         "206 Partial Content",
                         format!(
@@ -518,18 +530,21 @@ async fn file_server(bytes: Vec<u8>) -> String {
             });
         }
     });
-    base
+    (base, asked)
 }
 
-/// A video given by URL is read over HTTP by the worker; a URL that redirects is
-/// refused (its target was never checked: shared/src/outbound.rs), and the task says so.
+/// A video given by URL is read from its server once, by the probe subtask, into the
+/// task's scratch, where the segments read it; a URL that redirects is refused (its
+/// target was never checked: shared/src/outbound.rs), as is one announcing over 1 GiB,
+/// and the task says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_video_url_is_read_over_http_and_a_redirect_is_not_followed() {
+async fn a_video_url_is_copied_once_and_a_redirect_or_a_huge_file_is_refused() {
     let _guard = exclusive().await;
     let stack = stack();
     let account = account();
     let _workers = video_workers();
-    let base = file_server(clip("served.mp4", &[(None, 1), (Some("zidane.jpg"), 3)])).await;
+    let (base, asked) =
+        file_server(clip("served.mp4", &[(None, 1), (Some("zidane.jpg"), 3)])).await;
     let analytics = json!([{"name": "people_count", "parameters": {"people_count__gte": 2, "rate": {"period": 5}}}]);
     let answer = stack
         .post(
@@ -541,6 +556,7 @@ async fn a_video_url_is_read_over_http_and_a_redirect_is_not_followed() {
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.json["video_data"]["frame_count"], 100);
     assert_eq!(crowds(&answer.json).len(), 1, "{}", answer.text);
+    assert_eq!(*asked.lock().unwrap(), vec!["/clip.mp4".to_string()]);
 
     let id = deferred(
         stack,
@@ -568,4 +584,14 @@ async fn a_video_url_is_read_over_http_and_a_redirect_is_not_followed() {
     let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
     let detail = task["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("answered 404"), "{detail}");
+    let id = deferred(
+        stack,
+        &account,
+        json!({"url": format!("{base}/huge")}),
+        json!([{"name": "people_count"}]),
+    )
+    .await;
+    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
+    let detail = task["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("over the limit"), "{detail}");
 }

@@ -92,6 +92,108 @@ pub async fn put(
     Ok(())
 }
 
+/// Smallest part of a multipart upload but the last (S3's limit).
+pub const PART_BYTES_MIN: usize = 5 * 1024 * 1024;
+
+/// An object written part by part (S3's multipart upload), for bodies read as they
+/// arrive: parts of at least [`PART_BYTES_MIN`] but the last; [`Self::complete`] makes
+/// the object, [`Self::abort`] drops the parts (the bucket's lifecycle drops those of an
+/// upload whose writer died, after a day).
+#[derive(Debug)]
+pub struct MultipartUpload {
+    key: String,
+    upload_id: String,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+}
+
+impl MultipartUpload {
+    /// Starts the upload of `key`.
+    pub async fn start(
+        svc: &Services,
+        key: &str,
+        content_type: &str,
+    ) -> Result<MultipartUpload, ApiError> {
+        let started = svc
+            .aws
+            .s3
+            .create_multipart_upload()
+            .bucket(&svc.config.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("s3 create_multipart_upload", aws_error(&e)))?;
+        let upload_id = started
+            .upload_id()
+            .ok_or_else(|| ApiError::internal("s3 create_multipart_upload", "no upload id"))?;
+        Ok(MultipartUpload {
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            parts: Vec::new(),
+        })
+    }
+
+    /// Writes the next part.
+    pub async fn put_part(&mut self, svc: &Services, body: Vec<u8>) -> Result<(), ApiError> {
+        let number = self.parts.len() as i32 + 1;
+        let written = svc
+            .aws
+            .s3
+            .upload_part()
+            .bucket(&svc.config.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("s3 upload_part", aws_error(&e)))?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(written.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Makes the object of the parts written.
+    pub async fn complete(self, svc: &Services) -> Result<(), ApiError> {
+        svc.aws
+            .s3
+            .complete_multipart_upload()
+            .bucket(&svc.config.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ApiError::internal("s3 complete_multipart_upload", aws_error(&e)))?;
+        Ok(())
+    }
+
+    /// Drops the parts written; a failure is only logged (the lifecycle rule drops
+    /// them later).
+    pub async fn abort(self, svc: &Services) {
+        let aborted = svc
+            .aws
+            .s3
+            .abort_multipart_upload()
+            .bucket(&svc.config.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
+        if let Err(err) = aborted {
+            tracing::warn!(key = self.key, err = %aws_error(&err), "multipart upload not aborted");
+        }
+    }
+}
+
 /// Reads an object whole; `None` when it does not exist.
 pub async fn get(svc: &Services, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let out = svc

@@ -314,7 +314,11 @@ pub async fn segment(
     content: &VideoContent,
     part: &SegmentPart,
 ) -> Result<SegmentOutput, ApiError> {
-    let url = read_url(subtask.svc, &content.source).await?;
+    let source = match &part.copy {
+        Some(key) => super::task::Source::Key(key.clone()),
+        None => content.source.clone(),
+    };
+    let url = read_url(subtask.svc, &source).await?;
     let probe = &part.probe;
     let sampling = Sampling {
         period: decode_period(&content.analytics, probe.frame_rate),

@@ -108,6 +108,9 @@ pub enum Source {
 pub struct Probed {
     /// What ffprobe found.
     pub probe: Probe,
+    /// Where a video given by URL was copied (the task's scratch): what the segments read.
+    #[serde(default)]
+    pub copy: Option<String>,
 }
 
 /// A stage-1 subtask: one segment.
@@ -117,6 +120,9 @@ pub struct SegmentPart {
     pub probe: Probe,
     /// The range.
     pub segment: Segment,
+    /// The copy of a video given by URL ([`Probed::copy`]).
+    #[serde(default)]
+    pub copy: Option<String>,
 }
 
 /// What a segment's worker found, per analytic (in request order).
@@ -179,6 +185,75 @@ pub async fn read_url(svc: &Services, source: &Source) -> Result<String, ApiErro
                 .await
                 .map_err(|why| processing_error(format!("{url} is not read: {why}")))?;
             Ok(url.clone())
+        }
+    }
+}
+
+/// How long the copy of a video given by URL may take.
+const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The parts the copy is written in.
+const COPY_PART_BYTES: usize = 8 * 1024 * 1024;
+
+fn too_big(bytes: u64) -> ApiError {
+    processing_error(format!(
+        "the video has {bytes} bytes, over the limit of {VIDEO_BYTES_MAX} (1 GiB)"
+    ))
+}
+
+/// Copies the video at `url` to `key`: read once, through the client that connects only
+/// to checked addresses and follows no redirect (`outbound`), and refused past
+/// [`VIDEO_BYTES_MAX`] (announced or read); the bytes copied.
+pub async fn copy_url(svc: &Services, url: &str, key: &str) -> Result<u64, ApiError> {
+    let refused = |why: String| processing_error(format!("{url} is not read: {why}"));
+    outbound::check(url).await.map_err(refused)?;
+    let client = outbound::client().map_err(|e| ApiError::internal("http client", e))?;
+    let mut answer = client
+        .get(url)
+        .timeout(COPY_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| refused(format!("no answer: {e}")))?;
+    if let Some(why) = outbound::answer_refusal(&answer) {
+        return Err(refused(why));
+    }
+    if let Some(announced) = answer.content_length()
+        && announced > VIDEO_BYTES_MAX
+    {
+        return Err(too_big(announced));
+    }
+    let mut upload = blobs::MultipartUpload::start(svc, key, "application/octet-stream").await?;
+    let copied = async {
+        let mut part = Vec::with_capacity(COPY_PART_BYTES);
+        let mut total = 0u64;
+        while let Some(chunk) = answer
+            .chunk()
+            .await
+            .map_err(|e| refused(format!("reading it failed: {e}")))?
+        {
+            total += chunk.len() as u64;
+            if total > VIDEO_BYTES_MAX {
+                return Err(too_big(total));
+            }
+            part.extend_from_slice(&chunk);
+            if part.len() >= COPY_PART_BYTES {
+                upload.put_part(svc, std::mem::take(&mut part)).await?;
+            }
+        }
+        if !part.is_empty() || total == 0 {
+            upload.put_part(svc, part).await?;
+        }
+        Ok(total)
+    }
+    .await;
+    match copied {
+        Ok(total) => {
+            upload.complete(svc).await?;
+            Ok(total)
+        }
+        Err(err) => {
+            upload.abort(svc).await;
+            Err(err)
         }
     }
 }
@@ -305,7 +380,7 @@ impl TaskKind for VideoAnalysis {
             1 => {
                 let content: VideoContent = task.content()?;
                 let probed = probed(task).await?;
-                let probe = probed.probe;
+                let probe = probed.probe.clone();
                 if content.sync && probe.duration > SYNC_SECONDS_MAX {
                     return Err(ApiError::new(
                         ErrorCode::VideoTooLongForSync,
@@ -329,6 +404,7 @@ impl TaskKind for VideoAnalysis {
                         to_json(&SegmentPart {
                             probe: light.clone(),
                             segment,
+                            copy: probed.copy.clone(),
                         })
                     })
                     .collect()
@@ -340,14 +416,24 @@ impl TaskKind for VideoAnalysis {
     async fn execute(&self, subtask: &SubtaskContext<'_>) -> Result<Value, ApiError> {
         let content: VideoContent = subtask.task_content()?;
         if subtask.subtask.subtask.stage == 0 {
-            let url = read_url(subtask.svc, &content.source).await?;
+            // A video given by URL is read from its server once, here, into the task's
+            // scratch: the probe and every segment read the copy.
+            let (source, copy) = match &content.source {
+                Source::Url(url) => {
+                    let key = blobs::task_scratch_key(subtask.task.task_id, "video");
+                    copy_url(subtask.svc, url, &key).await?;
+                    (Source::Key(key.clone()), Some(key))
+                }
+                key => (key.clone(), None),
+            };
+            let url = read_url(subtask.svc, &source).await?;
             let probe = media::probe(&url, PROBE_TIMEOUT)
                 .await
                 .map_err(processing_error)?;
             if probe.duration <= 0.0 || probe.frame_count == 0 {
                 return Err(processing_error("the video has no frames"));
             }
-            return to_json(&Probed { probe });
+            return to_json(&Probed { probe, copy });
         }
         #[cfg(feature = "vision")]
         {
