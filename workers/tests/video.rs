@@ -549,7 +549,7 @@ async fn a_video_url_is_copied_once_and_a_redirect_or_a_huge_file_is_refused() {
     let answer = stack
         .post(
             &format!("/1/videosdk?account_id={account}"),
-            &json!({"deferred_task": {"enable": false}, "video": {"url": format!("{base}/clip.mp4")},
+            &json!({"deferred_task": {"enable": false}, "video": {"url": format!("{base}/clip.mp4"), "segments": 3},
                     "analytics": analytics}),
         )
         .await;
