@@ -4,6 +4,7 @@
 #   make test   everything CI runs: fmt, clippy, cfn-lint, models, emulator, deploy, cargo test, fuzz,
 #               the ClearML clients, the docs page in headless Chromium
 #   make chaos  the full crash matrix (RELIABILITY.md)
+#   make big    the estimator over 1,000 images, worker memory bounded (make test runs 300)
 #   make fuzz   schemathesis against the local gateway's OpenAPI document (RELIABILITY.md)
 #   make clearml  the real clearml SDK and clearml-agent against /clearml/ (README, ClearML)
 #   make docs-browser  the /docs/dev page in headless Chromium (tests/browser/run.sh)
@@ -33,7 +34,7 @@ RECONCILE_EVERY ?= 30
 ADDR ?= 127.0.0.1:3000
 ARCH ?= $(shell uname -m)
 
-.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos fuzz clearml docs-browser models ffmpeg
+.PHONY: venv emulator-up deploy-local emulator-down reset lint-infra run reconcile test package chaos big fuzz clearml docs-browser models ffmpeg
 
 venv:
 	bash localstack/venv.sh
@@ -91,6 +92,15 @@ chaos:
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
 	FANOUT_CHAOS=full cargo test -p fanout-workers --features fanout/faults --test crash -- --nocapture
+
+# The big inputs (make test runs them smaller): the estimator over a zip of
+# FANOUT_ESTIMATOR_IMAGES images (default 1,000; make test: 300), worker memory bounded.
+big:
+	trap 'bash localstack/stop.sh' EXIT; \
+	$(MAKE) --no-print-directory emulator-up; \
+	$(MAKE) --no-print-directory deploy-local; \
+	set -a; . $(LOCAL_ENV); set +a; \
+	FANOUT_ESTIMATOR_IMAGES=$${FANOUT_ESTIMATOR_IMAGES:-1000} cargo test -p fanout-workers --features fanout/faults --test estimator memory_bounded -- --nocapture
 
 # Property-based fuzzing of the HTTP API with schemathesis (tests/fuzz/run.sh): the
 # gateway over the local stack, every documented operation sent generated requests;
@@ -154,7 +164,7 @@ test:
 	$(MAKE) --no-print-directory emulator-up; \
 	$(MAKE) --no-print-directory deploy-local; \
 	set -a; . $(LOCAL_ENV); set +a; \
-	cargo test --workspace --features fanout/faults; \
+	FANOUT_ESTIMATOR_IMAGES=$${FANOUT_ESTIMATOR_IMAGES:-300} cargo test --workspace --features fanout/faults; \
 	FUZZ_CARGO_ARGS="--features fanout/faults" bash tests/fuzz/run.sh; \
 	CLEARML_CARGO_ARGS="--features fanout/faults" bash tests/clearml/run.sh; \
 	BROWSER_CARGO_ARGS="--features fanout/faults" bash tests/browser/run.sh
