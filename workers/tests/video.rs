@@ -546,16 +546,24 @@ async fn a_video_url_is_copied_once_and_a_redirect_or_a_huge_file_is_refused() {
     let (base, asked) =
         file_server(clip("served.mp4", &[(None, 1), (Some("zidane.jpg"), 3)])).await;
     let analytics = json!([{"name": "people_count", "parameters": {"people_count__gte": 2, "rate": {"period": 5}}}]);
-    let answer = stack
-        .post(
-            &format!("/1/videosdk?account_id={account}"),
-            &json!({"deferred_task": {"enable": false}, "video": {"url": format!("{base}/clip.mp4"), "segments": 3},
-                    "analytics": analytics}),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    assert_eq!(answer.json["video_data"]["frame_count"], 100);
-    assert_eq!(crowds(&answer.json).len(), 1, "{}", answer.text);
+    let started = Instant::now();
+    let id = deferred(
+        stack,
+        &account,
+        json!({"url": format!("{base}/clip.mp4"), "segments": 3}),
+        analytics.clone(),
+    )
+    .await;
+    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(120)).await;
+    println!(
+        "url task ended in {:?}; the server was asked {:?}",
+        started.elapsed(),
+        asked.lock().unwrap()
+    );
+    assert_eq!(task["status"], 2, "{task}");
+    let result = fetch(task["result_url"].as_str().unwrap()).await;
+    assert_eq!(result["video_data"]["frame_count"], 100, "{result}");
+    assert_eq!(crowds(&result).len(), 1, "{result}");
     assert_eq!(*asked.lock().unwrap(), vec!["/clip.mp4".to_string()]);
 
     let id = deferred(
