@@ -566,40 +566,27 @@ async fn a_video_url_is_copied_once_and_a_redirect_or_a_huge_file_is_refused() {
     assert_eq!(crowds(&result).len(), 1, "{result}");
     assert_eq!(*asked.lock().unwrap(), vec!["/clip.mp4".to_string()]);
 
-    let id = deferred(
-        stack,
-        &account,
-        json!({"url": format!("{base}/moved")}),
-        analytics,
-    )
-    .await;
-    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
-    assert_eq!(task["status"], 3, "{task}");
-    assert_eq!(task["error"]["error_code"], 45001, "{task}");
-    let detail = task["error"]["detail"].as_str().unwrap();
+    // Each refused with the reason in the task's error (45001).
+    let failure = |path: &'static str| {
+        let url = format!("{base}{path}");
+        let account = account.clone();
+        async move {
+            let analytics = json!([{"name": "people_count"}]);
+            let id = deferred(stack, &account, json!({"url": url}), analytics).await;
+            let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
+            assert_eq!(task["status"], 3, "{task}");
+            assert_eq!(task["error"]["error_code"], 45001, "{task}");
+            task["error"]["detail"].as_str().unwrap().to_string()
+        }
+    };
+    let detail = failure("/moved").await;
     assert!(
         detail.contains("302") && detail.contains("redirects are not followed"),
         "{detail}"
     );
     // A file the server does not have: its answer, not ffmpeg's "Input/output error".
-    let id = deferred(
-        stack,
-        &account,
-        json!({"url": format!("{base}/gone.mp4")}),
-        json!([{"name": "people_count"}]),
-    )
-    .await;
-    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
-    let detail = task["error"]["detail"].as_str().unwrap();
+    let detail = failure("/gone.mp4").await;
     assert!(detail.contains("answered 404"), "{detail}");
-    let id = deferred(
-        stack,
-        &account,
-        json!({"url": format!("{base}/huge")}),
-        json!([{"name": "people_count"}]),
-    )
-    .await;
-    let (task, _) = until_ended(stack, &account, &id, Duration::from_secs(60)).await;
-    let detail = task["error"]["detail"].as_str().unwrap();
+    let detail = failure("/huge").await;
     assert!(detail.contains("over the limit"), "{detail}");
 }

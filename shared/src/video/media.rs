@@ -904,6 +904,20 @@ mod tests {
         path
     }
 
+    /// `input`'s streams copied into `output` with the options given (another container,
+    /// other metadata).
+    fn remux(input: &Path, output: &Path, options: &[&str]) {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+            .arg(input)
+            .args(["-c", "copy"])
+            .args(options)
+            .arg(output)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Grey, the pattern, grey: two seconds each.
     fn three_scenes(dir: &Path, name: &str, fps: u32, gop: u32) -> PathBuf {
         let image = pattern(dir, 320, 240);
@@ -1002,14 +1016,7 @@ mod tests {
         let dir = scratch("rotated");
         let clip = three_scenes(&dir, "clip.mp4", 25, 25);
         let rotated = dir.join("rotated.mp4");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&clip)
-            .args(["-c", "copy", "-metadata:s:v:0", "rotate=90"])
-            .arg(&rotated)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        remux(&clip, &rotated, &["-metadata:s:v:0", "rotate=90"]);
         let input = rotated.to_str().unwrap();
         let probe = probe(input, PROBE_TIME).await.unwrap();
         assert_eq!((probe.width, probe.height), (240, 320));
@@ -1201,14 +1208,7 @@ mod tests {
         // A keyframe every 12 frames: boundaries that are not multiples of the period.
         let clip = three_scenes(&dir, "clip.mp4", 25, 12);
         let ts = dir.join("clip.ts");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&clip)
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(&ts)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        remux(&clip, &ts, &["-f", "mpegts"]);
         for input in [clip.to_str().unwrap(), ts.to_str().unwrap()] {
             let probe = probe(input, PROBE_TIME).await.unwrap();
             assert_eq!(probe.keyframes.len(), 13, "{input}: {probe:?}");
@@ -1380,14 +1380,7 @@ mod tests {
         let dir = scratch("playlist");
         let clip = three_scenes(&dir, "clip.mp4", 25, 25);
         let ts = dir.join("part.ts");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-            .arg(&clip)
-            .args(["-c", "copy", "-f", "mpegts"])
-            .arg(&ts)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        remux(&clip, &ts, &["-f", "mpegts"]);
         let playlist = dir.join("list.m3u8");
         std::fs::write(
             &playlist,

@@ -21,6 +21,7 @@ use crate::kinds::{Merged, SubtaskContext, TaskContext, TaskKind, parse_content,
 use crate::objects::uploads;
 use crate::outbound;
 use crate::store::blobs;
+use crate::store::multipart::MultipartUpload;
 use crate::tasks::model::{SubtaskStatus, TaskType};
 
 /// Largest video taken (the `videosdk` limit of the reference notes: 1 GB).
@@ -192,9 +193,6 @@ pub async fn read_url(svc: &Services, source: &Source) -> Result<String, ApiErro
 /// How long the copy of a video given by URL may take.
 const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// The parts the copy is written in.
-const COPY_PART_BYTES: usize = 8 * 1024 * 1024;
-
 fn too_big(bytes: u64) -> ApiError {
     processing_error(format!(
         "the video has {bytes} bytes, over the limit of {VIDEO_BYTES_MAX} (1 GiB)"
@@ -222,37 +220,25 @@ pub async fn copy_url(svc: &Services, url: &str, key: &str) -> Result<u64, ApiEr
     {
         return Err(too_big(announced));
     }
-    let mut upload = blobs::MultipartUpload::start(svc, key, "application/octet-stream").await?;
+    let mut upload = MultipartUpload::begin(svc, key, "application/octet-stream").await?;
     let copied = async {
-        let mut part = Vec::with_capacity(COPY_PART_BYTES);
-        let mut total = 0u64;
         while let Some(chunk) = answer
             .chunk()
             .await
             .map_err(|e| refused(format!("reading it failed: {e}")))?
         {
-            total += chunk.len() as u64;
-            if total > VIDEO_BYTES_MAX {
-                return Err(too_big(total));
+            if upload.written() + chunk.len() as u64 > VIDEO_BYTES_MAX {
+                return Err(too_big(upload.written() + chunk.len() as u64));
             }
-            part.extend_from_slice(&chunk);
-            if part.len() >= COPY_PART_BYTES {
-                upload.put_part(svc, std::mem::take(&mut part)).await?;
-            }
+            upload.write(&chunk).await?;
         }
-        if !part.is_empty() || total == 0 {
-            upload.put_part(svc, part).await?;
-        }
-        Ok(total)
+        Ok(())
     }
     .await;
     match copied {
-        Ok(total) => {
-            upload.complete(svc).await?;
-            Ok(total)
-        }
+        Ok(()) => upload.finish().await,
         Err(err) => {
-            upload.abort(svc).await;
+            upload.abort().await;
             Err(err)
         }
     }
