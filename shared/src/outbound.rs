@@ -107,15 +107,26 @@ fn host_port(url: &str) -> Result<(url::Host<String>, u16), String> {
 /// Checks what can be checked without the network: the URL parses, and a host given
 /// as an address is one the service connects to. For the API, before it accepts a URL.
 pub fn check_literal(url: &str) -> Result<(), String> {
+    check_literal_with(url, private_allowed())
+}
+
+fn check_literal_with(url: &str, private_ok: bool) -> Result<(), String> {
     let (host, _) = host_port(url)?;
-    let ip = match host {
-        url::Host::Ipv4(v4) => IpAddr::V4(v4),
-        url::Host::Ipv6(v6) => IpAddr::V6(v6),
-        url::Host::Domain(_) => return Ok(()),
+    let Some(ip) = literal(&host) else {
+        return Ok(());
     };
-    match refusal(ip, private_allowed()) {
+    match refusal(ip, private_ok) {
         Some(why) => Err(format!("{ip} is {why}")),
         None => Ok(()),
+    }
+}
+
+/// The address a host is written as, if it is one.
+fn literal(host: &url::Host<String>) -> Option<IpAddr> {
+    match host {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(*v6)),
+        url::Host::Domain(_) => None,
     }
 }
 
@@ -128,10 +139,9 @@ pub async fn check(url: &str) -> Result<(), String> {
 /// [`check`] with the private-address rule given.
 pub async fn check_with(url: &str, private_ok: bool) -> Result<(), String> {
     let (host, port) = host_port(url)?;
-    let addrs: Vec<SocketAddr> = match &host {
-        url::Host::Ipv4(v4) => vec![SocketAddr::new(IpAddr::V4(*v4), port)],
-        url::Host::Ipv6(v6) => vec![SocketAddr::new(IpAddr::V6(*v6), port)],
-        url::Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
+    let addrs: Vec<SocketAddr> = match (&host, literal(&host)) {
+        (_, Some(ip)) => vec![SocketAddr::new(ip, port)],
+        (name, None) => tokio::net::lookup_host((name.to_string(), port))
             .await
             .map_err(|e| format!("{name} does not resolve: {e}"))?
             .collect(),
@@ -175,26 +185,35 @@ pub async fn check_answer(url: &str) -> Result<(), String> {
 
 /// [`check_answer`] with the private-address rule given.
 pub async fn check_answer_with(url: &str, private_ok: bool) -> Result<(), String> {
-    check_with(url, private_ok).await?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        // rtsp and rtmp: their servers are asked by ffmpeg alone.
-        return Ok(());
+        // rtsp and rtmp: checked on their addresses; their servers are asked by ffmpeg.
+        return check_with(url, private_ok).await;
     }
-    let answer = client()?
+    check_literal_with(url, private_ok)?;
+    get(client()?
         .get(url)
-        .header(reqwest::header::RANGE, "bytes=0-0")
+        .header(reqwest::header::RANGE, "bytes=0-0"))
+    .await?;
+    Ok(())
+}
+
+/// Sends a GET of [`client`] and keeps the answer only if it is the content. A host
+/// given as a name is checked by the client's resolver; one given as an address must
+/// have passed [`check_literal`].
+pub async fn get(request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+    let answer = request
         .send()
         .await
         .map_err(|e| format!("no answer: {e}"))?;
     match answer_refusal(&answer) {
         Some(why) => Err(why),
-        None => Ok(()),
+        None => Ok(answer),
     }
 }
 
 /// Why a server's answer to a GET is not the content, if it is not: a redirect (not
 /// followed: its target was never checked) or an error.
-pub fn answer_refusal(answer: &reqwest::Response) -> Option<String> {
+fn answer_refusal(answer: &reqwest::Response) -> Option<String> {
     let status = answer.status();
     if status.is_success() {
         return None;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use fanout::Services;
 use fanout::error::ApiError;
 use fanout::video::analytics::{self, Analytic, FrameCount, PeopleCount};
-use fanout::video::media::{self, FrameReader, Probe, Sampling, Segment};
+use fanout::video::media::{self, Container, FrameReader, Probe, Sampling, Segment};
 use fanout::video::run::{count_people, decode_period};
 use fanout::video::streams::{self, AgentRecord, Feedback, Held, REFRESH_MS, status};
 use fanout::video::task::{ANALYSIS_SIDE, PROBE_TIMEOUT, Source, read_url};
@@ -188,12 +188,15 @@ async fn analyse(
     };
     let url = read_url(svc, &source).await.map_err(|e| e.detail)?;
     let is_file = stream.data.kind == "file";
-    let probe: Probe = if is_file {
-        media::probe(&url, PROBE_TIMEOUT).await
+    // A live URL may be a playlist; a file is read with the file demuxers only.
+    let container = if is_file {
+        Container::File
     } else {
-        media::probe_live(&url, PROBE_TIMEOUT).await
-    }
-    .map_err(|e| e.to_string())?;
+        Container::Live
+    };
+    let probe: Probe = media::probe_as(&url, container, PROBE_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let start = if is_file { *position } else { probe.start_time };
     let segment = Segment {
         index: 0,
@@ -206,12 +209,8 @@ async fn analyse(
         period: decode_period(analytics, probe.frame_rate),
         max_side: ANALYSIS_SIDE,
     };
-    let mut reader = if is_file {
-        FrameReader::start(&url, &probe, &segment, sampling)
-    } else {
-        FrameReader::start_live(&url, &probe, &segment, sampling)
-    }
-    .map_err(|e| e.to_string())?;
+    let mut reader = FrameReader::start_as(&url, container, &probe, &segment, sampling, 1)
+        .map_err(|e| e.to_string())?;
     let mut crowds: Vec<Crowds> = analytics
         .iter()
         .enumerate()

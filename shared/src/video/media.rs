@@ -76,14 +76,9 @@ pub async fn probe(input: &str, timeout: Duration) -> Result<Probe, MediaError> 
     probe_as(input, Container::File, timeout).await
 }
 
-/// [`probe`] of a live source (a stream's live URL): any demuxer, playlists included.
-pub async fn probe_live(input: &str, timeout: Duration) -> Result<Probe, MediaError> {
-    probe_as(input, Container::Live, timeout).await
-}
-
 /// What an input may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Container {
+pub enum Container {
     /// A file in one of [`FILE_FORMATS`]: a playlist (HLS, DASH, concat) would have
     /// ffmpeg read its entries from wherever they point, unchecked (`outbound`).
     File,
@@ -95,7 +90,8 @@ enum Container {
 /// FLV, ASF/WMV, MXF, NUT, Ogg, IVF and raw H.264/HEVC/MPEG-4/MJPEG streams.
 const FILE_FORMATS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,mpeg,avi,flv,asf,mxf,nut,ogg,ivf,h264,hevc,m4v,mjpeg";
 
-async fn probe_as(
+/// [`probe`] of an input that may be `container`.
+pub async fn probe_as(
     input: &str,
     container: Container,
     timeout: Duration,
@@ -480,16 +476,6 @@ impl FrameReader {
         FrameReader::start_as(input, Container::File, probe, segment, sampling, 1)
     }
 
-    /// [`FrameReader::start`] on a live source (a stream's live URL: any demuxer).
-    pub fn start_live(
-        input: &str,
-        probe: &Probe,
-        segment: &Segment,
-        sampling: Sampling,
-    ) -> Result<FrameReader, MediaError> {
-        FrameReader::start_as(input, Container::Live, probe, segment, sampling, 1)
-    }
-
     /// [`FrameReader::start`] with `threads` decoding threads (0: ffmpeg's choice).
     pub fn start_with_threads(
         input: &str,
@@ -501,7 +487,8 @@ impl FrameReader {
         FrameReader::start_as(input, Container::File, probe, segment, sampling, threads)
     }
 
-    fn start_as(
+    /// [`FrameReader::start_with_threads`] on an input that may be `container`.
+    pub fn start_as(
         input: &str,
         container: Container,
         probe: &Probe,
@@ -1390,7 +1377,7 @@ mod tests {
         let input = playlist.to_str().unwrap();
         let error = probe(input, PROBE_TIME).await.unwrap_err();
         assert!(matches!(error, MediaError::NoVideo(_)), "{error:?}");
-        let live = probe_live(input, PROBE_TIME).await.unwrap();
+        let live = probe_as(input, Container::Live, PROBE_TIME).await.unwrap();
         assert_eq!(live.frame_count, 150, "{live:?}");
         // The containers of the other tests stay readable as files.
         assert!(probe(ts.to_str().unwrap(), PROBE_TIME).await.is_ok());

@@ -534,33 +534,28 @@ pub async fn mark_open(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Res
 /// read between the two; the grace covers that gap and the clocks' skew.
 const MARKER_GRACE_MS: i64 = 30_000;
 
-/// Drops the marker of a stream found missing or closed by a read that started at
-/// `read_at` (ms), unless the marker was written since, or just before, that read.
-async fn unmark_stale(
+/// Drops the stream's marker: at once for a deleted stream (`read_at` `None`), else for
+/// a stream found missing or closed by a read that started at `read_at` (ms), unless
+/// the marker was written since, or just before, that read.
+async fn unmark_open(
     svc: &Services,
     account_id: Uuid,
     stream_id: Uuid,
-    read_at: i64,
+    read_at: Option<i64>,
 ) -> Result<(), ApiError> {
-    svc.table
-        .delete_when(
-            OPEN,
-            &format!("{account_id}#{stream_id}"),
+    let (condition, values) = match read_at {
+        None => ("attribute_exists(pk)", HashMap::new()),
+        Some(read_at) => (
             "attribute_exists(pk) AND (attribute_not_exists(marked_at) OR marked_at < :stale)",
             HashMap::from([(":stale".to_string(), n(read_at - MARKER_GRACE_MS))]),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Drops the marker of a deleted stream.
-async fn unmark_open(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Result<(), ApiError> {
+        ),
+    };
     svc.table
         .delete_when(
             OPEN,
             &format!("{account_id}#{stream_id}"),
-            "attribute_exists(pk)",
-            HashMap::new(),
+            condition,
+            values,
         )
         .await?;
     Ok(())
@@ -619,7 +614,7 @@ async fn modify(
         }
         if store_if(svc, &mut stream, read).await? {
             if !status::is_open(stream.status) {
-                unmark_stale(svc, account_id, stream_id, read_at).await?;
+                unmark_open(svc, account_id, stream_id, Some(read_at)).await?;
             }
             return Ok(Some(stream));
         }
@@ -932,7 +927,7 @@ pub async fn delete(svc: &Services, account_id: Uuid, stream_id: Uuid) -> Result
             HashMap::new(),
         )
         .await?;
-    unmark_open(svc, account_id, stream_id).await?;
+    unmark_open(svc, account_id, stream_id, None).await?;
     Ok(())
 }
 
@@ -992,7 +987,7 @@ pub async fn patch(
                     .await?
                     .is_some_and(|s| !status::is_open(s.status))
             {
-                unmark_stale(svc, account_id, stream_id, read_at).await?;
+                unmark_open(svc, account_id, stream_id, Some(read_at)).await?;
             }
             Ok(0)
         }
@@ -1183,11 +1178,11 @@ pub async fn claim(
 ) -> Result<Option<Held>, ApiError> {
     let now = millis(timestamps::now());
     let Some(mut stream) = load(svc, account_id, stream_id).await? else {
-        unmark_stale(svc, account_id, stream_id, now).await?;
+        unmark_open(svc, account_id, stream_id, Some(now)).await?;
         return Ok(None);
     };
     if !status::is_open(stream.status) {
-        unmark_stale(svc, account_id, stream_id, now).await?;
+        unmark_open(svc, account_id, stream_id, Some(now)).await?;
         return Ok(None);
     }
     let p = &stream.processing;

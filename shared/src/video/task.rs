@@ -193,6 +193,7 @@ pub async fn read_url(svc: &Services, source: &Source) -> Result<String, ApiErro
 /// How long the copy of a video given by URL may take.
 const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// A video over [`VIDEO_BYTES_MAX`] (45001).
 fn too_big(bytes: u64) -> ApiError {
     processing_error(format!(
         "the video has {bytes} bytes, over the limit of {VIDEO_BYTES_MAX} (1 GiB)"
@@ -204,17 +205,12 @@ fn too_big(bytes: u64) -> ApiError {
 /// [`VIDEO_BYTES_MAX`] (announced or read); the bytes copied.
 pub async fn copy_url(svc: &Services, url: &str, key: &str) -> Result<u64, ApiError> {
     let refused = |why: String| processing_error(format!("{url} is not read: {why}"));
-    outbound::check(url).await.map_err(refused)?;
+    // A name is checked by the client's resolver, on the addresses it connects to.
+    outbound::check_literal(url).map_err(refused)?;
     let client = outbound::client().map_err(|e| ApiError::internal("http client", e))?;
-    let mut answer = client
-        .get(url)
-        .timeout(COPY_TIMEOUT)
-        .send()
+    let mut answer = outbound::get(client.get(url).timeout(COPY_TIMEOUT))
         .await
-        .map_err(|e| refused(format!("no answer: {e}")))?;
-    if let Some(why) = outbound::answer_refusal(&answer) {
-        return Err(refused(why));
-    }
+        .map_err(refused)?;
     if let Some(announced) = answer.content_length()
         && announced > VIDEO_BYTES_MAX
     {
@@ -295,10 +291,7 @@ pub async fn validate_request(
                 )));
             }
             Some(head) if head.size > VIDEO_BYTES_MAX => {
-                return Err(processing_error(format!(
-                    "the video has {} bytes, over the limit of {VIDEO_BYTES_MAX} (1 GiB)",
-                    head.size
-                )));
+                return Err(too_big(head.size));
             }
             Some(_) => {}
         }
